@@ -1,0 +1,21 @@
+"""neuromorph: define a spiking network once, train it, deploy it to Loihi-class hardware.
+
+The IR (``neuromorph.ir``) is plain data; its discrete-time meaning is written in
+docs/semantics.md. Model files: ``neuromorph.save`` / ``neuromorph.load``.
+"""
+from .build import conv1d, conv2d, dense, feedforward, recurrent, sequential
+from .errors import IRError, ModelFileError, NeuromorphError, NIRConversionError
+from .ir import (
+    ALIF, IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Edge, Flatten, Graph, Input,
+    Linear, Node, Output, Plasticity, Scale, SumPool2d,
+)
+from .model_file import load, save
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALIF", "IF", "LI", "LIF", "Affine", "Conv1d", "Conv2d", "CubaLIF", "Delay", "Edge",
+    "Flatten", "Graph", "IRError", "Input", "Linear", "ModelFileError", "NIRConversionError",
+    "NeuromorphError", "Node", "Output", "Plasticity", "Scale", "SumPool2d", "conv1d", "conv2d",
+    "dense", "feedforward", "load", "recurrent", "save", "sequential",
+]

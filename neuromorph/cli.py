@@ -1,0 +1,222 @@
+"""The ``neuromorph`` command.
+
+Every command that reports something takes ``--json`` and then prints exactly one JSON
+object on stdout. Bad input is one line on stderr and exit code 2; ``--debug`` shows the
+traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import __version__, model_file
+from .errors import NeuromorphError
+from .ir import Graph, Neuron
+
+EXIT_BAD_INPUT = 2
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def load_model(spec: str) -> Graph:
+    """A model file path, or the name of a zoo model."""
+    from .models import ZOO, get
+
+    if Path(spec).exists() or spec not in ZOO:
+        return model_file.load(spec)
+    return get(spec)
+
+
+def emit(args: argparse.Namespace, data: dict[str, Any], text: Callable[[], str]) -> None:
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print(text())
+
+
+def summarize(graph: Graph) -> dict[str, Any]:
+    nodes = []
+    for name, node in graph.nodes.items():
+        nodes.append({
+            "name": name,
+            "type": node.type_name,
+            "input_shape": list(s) if (s := graph.input_shape(name)) is not None else None,
+            "output_shape": list(graph.shape(name)),
+            "parameters": node.parameter_count(),
+            "neurons": int(np.prod(graph.shape(name))) if isinstance(node, Neuron) else 0,
+            "plasticity": getattr(node, "plasticity", None) and node.plasticity.rule,  # type: ignore[attr-defined]
+        })
+    synapses = sum(int(node.weight.size) for node in graph.nodes.values() if hasattr(node, "weight"))
+    return {
+        "dt": graph.dt,
+        "inputs": {n: list(graph.shape(n)) for n in graph.inputs},
+        "outputs": {n: list(graph.shape(n)) for n in graph.outputs},
+        "nodes": nodes,
+        "edges": [{"source": e.source, "target": e.target, "delay": e.delay} for e in graph.edges],
+        "cycles": graph.cycles(),
+        "totals": {
+            "nodes": len(graph.nodes),
+            "edges": len(graph.edges),
+            "neurons": sum(n["neurons"] for n in nodes),
+            "synapses": synapses,
+            "parameters": graph.parameter_count(),
+        },
+        "metadata": dict(graph.metadata),
+    }
+
+
+def _summary_text(s: dict[str, Any]) -> str:
+    rows = [("node", "type", "input", "output", "params")]
+    for n in s["nodes"]:
+        shape_in = "x".join(map(str, n["input_shape"])) if n["input_shape"] else "-"
+        extra = f" [{n['plasticity']}]" if n["plasticity"] else ""
+        rows.append((n["name"], n["type"] + extra, shape_in,
+                     "x".join(map(str, n["output_shape"])), str(n["parameters"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    t = s["totals"]
+    lines.append("")
+    lines.append(f"edges: " + ", ".join(
+        f"{e['source']}->{e['target']}" + (f" (delay {e['delay']})" if e["delay"] else "")
+        for e in s["edges"]))
+    lines.append("cycles: " + ("; ".join(" -> ".join(c + [c[0]]) for c in s["cycles"]) or "none"))
+    dt = f"{s['dt']:g} s" if s["dt"] is not None else "backend default"
+    lines.append(f"totals: {t['nodes']} nodes, {t['edges']} edges, {t['neurons']} neurons, "
+                 f"{t['synapses']} synapses, {t['parameters']} parameters; dt {dt}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ commands
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import ZOO, get
+
+    if args.name is not None:
+        if args.output is None:
+            raise NeuromorphError("give -o FILE to write the zoo model to a file")
+        graph = get(args.name, seed=args.seed)
+        path = model_file.save(graph, args.output)
+        emit(args, {"model": args.name, "output": str(path), "task": ZOO[args.name].task},
+             lambda: f"wrote zoo model {args.name} to {path}")
+        return 0
+    entries = []
+    for e in ZOO.values():
+        g = e.build(0)
+        entries.append({
+            "name": e.name, "task": e.task, "description": e.description,
+            "inputs": {n: list(g.shape(n)) for n in g.inputs},
+            "outputs": {n: list(g.shape(n)) for n in g.outputs},
+            "parameters": g.parameter_count(),
+        })
+
+    def text() -> str:
+        w = max(len(e["name"]) for e in entries)
+        t = max(len(e["task"]) for e in entries)
+        return "\n".join(f"{e['name']:<{w}}  {e['task']:<{t}}  {e['description']}" for e in entries)
+
+    emit(args, {"models": entries}, text)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    graph = load_model(args.model)
+    s = summarize(graph)
+    emit(args, s, lambda: _summary_text(s))
+    return 0
+
+
+def cmd_import_nir(args: argparse.Namespace) -> int:
+    from .backends.nir import read_nir
+
+    graph = read_nir(args.file, dt=args.dt, convention=args.convention)
+    path = model_file.save(graph, args.output)
+    s = summarize(graph)
+    data = {"input": args.file, "output": str(path), "dt": graph.dt,
+            "convention": args.convention, "totals": s["totals"]}
+    emit(args, data, lambda: f"imported {args.file} ({args.convention} convention, dt {graph.dt:g} s): "
+         f"{s['totals']['nodes']} nodes, {s['totals']['neurons']} neurons -> {path}")
+    return 0
+
+
+def cmd_export_nir(args: argparse.Namespace) -> int:
+    from .backends.nir import write_nir
+
+    graph = load_model(args.model)
+    warnings = write_nir(graph, args.output)
+    for w in warnings:
+        if not args.json:
+            print(f"neuromorph: warning: {w}", file=sys.stderr)
+    emit(args, {"input": args.model, "output": args.output, "warnings": warnings},
+         lambda: f"exported {args.model} -> {args.output}")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neuromorph",
+        description="Define spiking networks once, train them, deploy them to Loihi-class hardware.",
+    )
+    parser.add_argument("--version", action="version", version=f"neuromorph {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        return p
+
+    p = add("models", cmd_models, "list the model zoo, or write one zoo model to a file")
+    p.add_argument("name", nargs="?", help="zoo model to write (with -o)")
+    p.add_argument("-o", "--output", help="model file to write")
+    p.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
+
+    p = add("inspect", cmd_inspect, "summarise a model: nodes, shapes, parameters, cycles")
+    p.add_argument("model", help="model file (or zoo model name)")
+
+    p = add("import-nir", cmd_import_nir, "convert a NIR file into a neuromorph model file")
+    p.add_argument("file", help="NIR file (.nir, HDF5)")
+    p.add_argument("-o", "--output", required=True, help="model file to write")
+    p.add_argument("--dt", type=float, default=None,
+                   help="time step in seconds the NIR model was made for (NIR does not store it; "
+                        "default: the dt neuromorph stored on export, else the convention's default)")
+    p.add_argument("--convention", choices=("nir", "snntorch", "norse"), default="nir",
+                   help="how the file's parameters are to be read: 'nir' and 'snntorch' as written "
+                        "(default dt 1e-4 s), 'norse' corrects Norse 1.1.0's export (default dt 1e-3 s)")
+
+    p = add("export-nir", cmd_export_nir, "write a model as a NIR file")
+    p.add_argument("model", help="model file (or zoo model name)")
+    p.add_argument("-o", "--output", required=True, help="NIR file to write")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except NeuromorphError as exc:
+        if args.debug:
+            raise
+        print(f"neuromorph: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("neuromorph: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

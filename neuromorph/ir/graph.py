@@ -1,0 +1,295 @@
+"""The IR graph: named nodes plus edges, validated and shape-inferred at construction.
+
+Edges carry an integer synaptic delay in time steps (default 0: the target sees the
+source's output of the same step). Several edges into one node are summed. Cycles are
+allowed as long as every cycle has at least one edge with delay >= 1; that is how
+recurrence is written (``lif -> w_rec -> lif`` with the ``w_rec -> lif`` edge delayed by
+one step). The exact discrete semantics are in docs/semantics.md.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, NamedTuple
+
+from ..errors import IRError
+from .nodes import Input, Node, Output, Shape
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+class Edge(NamedTuple):
+    source: str
+    target: str
+    delay: int = 0  # synaptic delay in time steps
+
+    def __str__(self) -> str:
+        d = f" (delay {self.delay})" if self.delay else ""
+        return f"{self.source} -> {self.target}{d}"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Graph:
+    """A spiking network: ``nodes`` by name, ``edges`` between them.
+
+    ``dt`` (seconds) is the time step the model was made for (for instance an imported
+    snnTorch model's 1e-4 s), used by backends unless told otherwise; ``None`` means the
+    backend's default. ``metadata`` is free-form JSON-able data (names, provenance).
+    """
+
+    nodes: Mapping[str, Node]
+    edges: tuple[Edge, ...]
+    dt: float | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nodes", dict(self.nodes))
+        object.__setattr__(self, "edges", tuple(_as_edge(e) for e in self.edges))
+        object.__setattr__(self, "metadata", dict(self.metadata))
+        if self.dt is not None:
+            if not isinstance(self.dt, (int, float)) or not math.isfinite(self.dt) or self.dt <= 0:
+                raise IRError(f"dt must be a positive number of seconds, got {self.dt!r}")
+            object.__setattr__(self, "dt", float(self.dt))
+        self._validate_structure()
+        object.__setattr__(self, "_order", self._zero_delay_order())
+        object.__setattr__(self, "_shapes", self._infer_shapes())
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def inputs(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if isinstance(node, Input)]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if isinstance(node, Output)]
+
+    def shape(self, name: str) -> Shape:
+        """Output shape of a node (for neurons: the population's shape)."""
+        return self._shapes[name]  # type: ignore[attr-defined]
+
+    def input_shape(self, name: str) -> Shape | None:
+        incoming = self.incoming(name)
+        return self.shape(incoming[0].source) if incoming else None
+
+    def incoming(self, name: str) -> list[Edge]:
+        return [e for e in self.edges if e.target == name]
+
+    def outgoing(self, name: str) -> list[Edge]:
+        return [e for e in self.edges if e.source == name]
+
+    def order(self) -> list[str]:
+        """Evaluation order within one time step (topological over delay-0 edges)."""
+        return list(self._order)  # type: ignore[attr-defined]
+
+    def cycles(self) -> list[list[str]]:
+        """Strongly connected components that contain a cycle (recurrent loops)."""
+        return _cycles(self.nodes, self.edges)
+
+    def parameter_count(self) -> int:
+        return sum(node.parameter_count() for node in self.nodes.values())
+
+    def replace_nodes(self, **new_nodes: Node) -> "Graph":
+        """A copy with some nodes replaced (e.g. trained weights); re-validated."""
+        unknown = set(new_nodes) - set(self.nodes)
+        if unknown:
+            raise IRError(f"cannot replace unknown node(s): {', '.join(sorted(unknown))}")
+        nodes = {n: new_nodes.get(n, node) for n, node in self.nodes.items()}
+        return Graph(nodes, self.edges, self.dt, self.metadata)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Graph):
+            return NotImplemented
+        return (
+            list(self.nodes) == list(other.nodes)
+            and all(self.nodes[n] == other.nodes[n] for n in self.nodes)
+            and sorted(self.edges) == sorted(other.edges)
+            and self.dt == other.dt
+            and self.metadata == other.metadata
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        lines = [f"Graph(dt={self.dt}, {len(self.nodes)} nodes, {len(self.edges)} edges)"]
+        for name, node in self.nodes.items():
+            lines.append(f"  {name}: {node!r} -> {self.shape(name)}")
+        for e in self.edges:
+            lines.append(f"  {e}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ validation
+
+    def _validate_structure(self) -> None:
+        if not self.nodes:
+            raise IRError("graph has no nodes")
+        for name, node in self.nodes.items():
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise IRError(
+                    "invalid node name (letters, digits, '_', '.', '-'; not starting with '.' or '-')",
+                    node=str(name),
+                )
+            if not isinstance(node, Node) or type(node) is Node:
+                raise IRError(f"unknown node type {type(node).__name__}", node=name)
+        seen: set[tuple[str, str]] = set()
+        for e in self.edges:
+            for end in (e.source, e.target):
+                if end not in self.nodes:
+                    raise IRError(f"edge {e} refers to a node that does not exist", node=end)
+            if (e.source, e.target) in seen:
+                raise IRError(f"duplicate edge {e.source} -> {e.target}", node=e.target)
+            seen.add((e.source, e.target))
+        if not self.inputs:
+            raise IRError("graph has no Input node")
+        if not self.outputs:
+            raise IRError("graph has no Output node")
+        for name, node in self.nodes.items():
+            n_in, n_out = len(self.incoming(name)), len(self.outgoing(name))
+            if isinstance(node, Input) and n_in:
+                raise IRError("an Input node cannot have incoming edges", node=name)
+            if isinstance(node, Output) and n_out:
+                raise IRError("an Output node cannot have outgoing edges", node=name)
+            if not isinstance(node, Input) and not n_in:
+                raise IRError("dangling node: no incoming edge", node=name)
+            if not isinstance(node, Output) and not n_out:
+                raise IRError("dangling node: its output goes nowhere", node=name)
+
+    def _zero_delay_order(self) -> list[str]:
+        indegree = {n: 0 for n in self.nodes}
+        for e in self.edges:
+            if e.delay == 0:
+                indegree[e.target] += 1
+        ready = [n for n in self.nodes if indegree[n] == 0]
+        order: list[str] = []
+        while ready:
+            n = ready.pop(0)
+            order.append(n)
+            for e in self.outgoing(n):
+                if e.delay == 0:
+                    indegree[e.target] -= 1
+                    if indegree[e.target] == 0:
+                        ready.append(e.target)
+        if len(order) != len(self.nodes):
+            stuck = [n for n in self.nodes if n not in order]
+            zero = tuple(e for e in self.edges if e.delay == 0)
+            loop = _cycles({n: None for n in stuck}, zero, restrict=set(stuck))[0]
+            raise IRError(
+                f"cycle with no delay: {' -> '.join(loop + [loop[0]])}; "
+                "give one of its edges a delay of at least 1 step",
+                node=loop[0],
+            )
+        return order
+
+    def _infer_shapes(self) -> dict[str, Shape]:
+        shapes: dict[str, Shape] = {}
+        # Delayed (recurrent) edges may come from nodes later in the order, so iterate
+        # until nothing changes; each pass settles at least one node or stops.
+        for _ in range(len(self.nodes) + 1):
+            changed = False
+            for name in self._order:  # type: ignore[attr-defined]
+                if name in shapes:
+                    continue
+                node = self.nodes[name]
+                if isinstance(node, Input):
+                    shapes[name] = node.output_shape(())
+                    changed = True
+                    continue
+                known = [e for e in self.incoming(name) if e.source in shapes]
+                if not known:
+                    continue
+                shapes[name] = self._node_output(name, shapes[known[0].source])
+                changed = True
+            if not changed:
+                break
+        for name in self.nodes:
+            if name not in shapes:
+                raise IRError("cannot infer shape: not reachable from any Input", node=name)
+        for name in self.nodes:
+            sources = {e.source: shapes[e.source] for e in self.incoming(name)}
+            if len(set(sources.values())) > 1:
+                desc = ", ".join(f"{s} {shape}" for s, shape in sources.items())
+                raise IRError(f"inputs have different shapes: {desc}", node=name)
+        return shapes
+
+    def _node_output(self, name: str, input_shape: Shape) -> Shape:
+        try:
+            return tuple(self.nodes[name].output_shape(tuple(input_shape)))
+        except IRError as exc:
+            if exc.node is None:
+                raise IRError(str(exc), node=name) from None
+            raise
+
+
+def _as_edge(e: Any) -> Edge:
+    if isinstance(e, Edge):
+        edge = e
+    else:
+        try:
+            edge = Edge(*e)
+        except TypeError:
+            raise IRError(f"an edge must be (source, target[, delay]), got {e!r}") from None
+    if not isinstance(edge.delay, int) or isinstance(edge.delay, bool) or edge.delay < 0:
+        raise IRError(f"edge {edge.source} -> {edge.target}: delay must be an int >= 0 steps, got {edge.delay!r}")
+    return Edge(str(edge.source), str(edge.target), int(edge.delay))
+
+
+def _cycles(
+    nodes: Iterable[str], edges: Iterable[Edge], restrict: set[str] | None = None
+) -> list[list[str]]:
+    """Tarjan's SCCs; returns each cyclic component as a loop of node names."""
+    names = list(nodes)
+    succ: dict[str, list[str]] = {n: [] for n in names}
+    for e in edges:
+        if e.source in succ and e.target in succ:
+            if restrict is None or (e.source in restrict and e.target in restrict):
+                succ[e.source].append(e.target)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    comps: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in succ[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1 or v in succ[v]:
+                comps.append(_loop_through(comp, succ))
+
+    for n in names:
+        if n not in index:
+            visit(n)
+    return comps
+
+
+def _loop_through(comp: list[str], succ: dict[str, list[str]]) -> list[str]:
+    """One simple loop inside a strongly connected component, for error messages."""
+    members = set(comp)
+    start = min(comp)
+    path, seen = [start], {start}
+    while True:
+        nxt = [w for w in succ[path[-1]] if w in members]
+        if start in nxt and len(path) > 0:
+            return path
+        step = next((w for w in nxt if w not in seen), None)
+        if step is None:  # fall back to the component itself
+            return sorted(comp)
+        path.append(step)
+        seen.add(step)
