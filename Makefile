@@ -16,7 +16,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(VENV)/bin/neuromorph demo
+	$(PY) examples/quickstart.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

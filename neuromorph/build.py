@@ -102,18 +102,20 @@ def feedforward(
     *,
     neuron: Node | None = None,
     readout: Node | None = None,
-    weight_scale: float = 2.0,
+    weight_scale: float = 1.0,
     dt: float | None = DEFAULT_DT,
     seed: int = 0,
     metadata: Mapping[str, Any] | None = None,
 ) -> Graph:
     """Input -> [Affine -> neuron] * len(hidden) -> Affine -> readout -> Output.
 
-    ``neuron`` defaults to LIF(tau=10 ms) and ``readout`` to LI(tau=20 ms); a LIF readout
-    makes a spiking output layer instead.
+    ``neuron`` defaults to LIF(tau=10 ms) and ``readout`` to LI(tau=20 ms), each with
+    ``r = tau / dt`` so that an input of 1 moves the membrane by 1 per step (snnTorch's
+    scaling; it keeps the weights of order 1). A LIF readout makes a spiking output layer.
     """
-    neuron = neuron if neuron is not None else LIF(tau=10e-3)
-    readout = readout if readout is not None else LI(tau=20e-3)
+    step = dt if dt is not None else DEFAULT_DT
+    neuron = neuron if neuron is not None else LIF(tau=10e-3, r=10e-3 / step)
+    readout = readout if readout is not None else LI(tau=20e-3, r=20e-3 / step)
     rng = _rng(seed)
     layers: list[tuple[str, Node]] = []
     sizes = [n_inputs, *hidden]
@@ -144,8 +146,10 @@ def recurrent(
     The hidden population is one ALIF node; its last ``n_adaptive`` neurons adapt
     (beta > 0), the others are plain LIF neurons (beta = 0), as in Bellec et al. (2018).
     The recurrent loop ``hidden -> w_rec -> hidden`` carries a one-step delay on its
-    ``w_rec -> hidden`` edge. Self-connections are zero.
+    ``w_rec -> hidden`` edge. Self-connections are zero. Membranes use ``r = tau / dt``
+    (see :func:`feedforward`).
     """
+    step = dt if dt is not None else DEFAULT_DT
     if not 0 <= n_adaptive <= n_hidden:
         raise IRError(f"n_adaptive must be in 0..{n_hidden}, got {n_adaptive}", node="hidden")
     rng = _rng(seed)
@@ -156,10 +160,11 @@ def recurrent(
     nodes: dict[str, Node] = {
         "input": Input((n_inputs,)),
         "w_in": dense(n_inputs, n_hidden, bias=False, scale=weight_scale, seed=rng),
-        "hidden": ALIF(tau_mem=tau_mem, tau_adapt=tau_adapt, beta=betas, v_threshold=v_threshold),
+        "hidden": ALIF(tau_mem=tau_mem, tau_adapt=tau_adapt, beta=betas, r=tau_mem / step,
+                       v_threshold=v_threshold),
         "w_rec": Linear(w_rec),
         "w_out": dense(n_hidden, n_outputs, bias=False, scale=weight_scale, seed=rng),
-        "readout": LI(tau=tau_readout),
+        "readout": LI(tau=tau_readout, r=tau_readout / step),
         "output": Output(),
     }
     edges = [

@@ -140,7 +140,8 @@ def cmd_import_nir(args: argparse.Namespace) -> int:
     s = summarize(graph)
     data = {"input": args.file, "output": str(path), "dt": graph.dt,
             "convention": args.convention, "totals": s["totals"]}
-    emit(args, data, lambda: f"imported {args.file} ({args.convention} convention, dt {graph.dt:g} s): "
+    dt_text = f"dt {graph.dt:g} s" if graph.dt is not None else "no dt"
+    emit(args, data, lambda: f"imported {args.file} ({args.convention} convention, {dt_text}): "
          f"{s['totals']['nodes']} nodes, {s['totals']['neurons']} neurons -> {path}")
     return 0
 
@@ -155,6 +156,97 @@ def cmd_export_nir(args: argparse.Namespace) -> int:
             print(f"neuromorph: warning: {w}", file=sys.stderr)
     emit(args, {"input": args.model, "output": args.output, "warnings": warnings},
          lambda: f"exported {args.model} -> {args.output}")
+    return 0
+
+
+def _task_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    for item in args.option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise NeuromorphError(f"--option takes KEY=VALUE, got '{item}'")
+        try:
+            opts[key] = json.loads(value)
+        except json.JSONDecodeError:
+            opts[key] = value
+    if getattr(args, "steps", None) is not None:
+        opts["steps"] = args.steps
+    if getattr(args, "encoding", None) is not None:
+        opts["encoding"] = args.encoding
+    return opts
+
+
+def _load_task(args: argparse.Namespace, graph: Graph) -> Any:
+    from . import tasks
+
+    inputs = graph.inputs
+    shape = graph.shape(inputs[0]) if len(inputs) == 1 else None
+    return tasks.load(args.task, seed=args.seed, input_shape=shape, **_task_options(args))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .backends.norse import Surrogate
+    from .models import default_for_task
+    from .training import Cluster, TrainConfig, train_bptt
+
+    graph = load_model(args.model if args.model else default_for_task(args.task))
+    data = _load_task(args, graph)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         seed=args.seed, device=args.device,
+                         surrogate=Surrogate(args.surrogate, args.surrogate_alpha),
+                         dtype=args.dtype)
+    cluster = Cluster.from_environment(args.device)
+    quiet = args.quiet or cluster.rank != 0
+
+    def progress(r: dict[str, Any]) -> None:
+        if not quiet:
+            print(f"epoch {r['epoch']:>3}/{args.epochs}  loss {r['loss']:.4f}  "
+                  f"train {r['train_accuracy']:.4f}  test {r['test_accuracy']:.4f}  "
+                  f"({r['seconds']:.1f} s)", file=sys.stderr, flush=True)
+
+    try:
+        result = train_bptt(graph, data, config, progress, cluster)
+    finally:
+        cluster.close()
+    if cluster.rank != 0:
+        return 0
+    path = model_file.save(result.graph, args.output)
+    if args.plot:
+        from .plots import training_curves
+
+        training_curves(result.history, args.plot, f"{args.task}: {args.method}")
+    data_out = {
+        "accuracy": result.accuracy, "method": args.method, "epochs": args.epochs,
+        "seconds": round(result.seconds, 3), "device": result.device, "task": args.task,
+        "chance": data.chance(), "output": str(path), "workers": cluster.world_size,
+        "history": result.history,
+    }
+    emit(args, data_out, lambda: f"trained {args.task} with {args.method} on {result.device}: "
+         f"test accuracy {result.accuracy:.4f} (chance {data.chance():.3f}) in "
+         f"{result.seconds:.1f} s -> {path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .run import run_dataset, run_stream
+
+    graph = load_model(args.model)
+    if (args.task is None) == (args.input is None):
+        raise NeuromorphError("give either --task TASK or --input X.npy (with --output Y.npz)")
+    if args.input is not None:
+        if args.output is None:
+            raise NeuromorphError("--input needs --output Y.npz")
+        info = run_stream(graph, args.input, args.output, backend=args.backend,
+                          membrane=args.membrane, dt=args.dt)
+        emit(args, info, lambda: f"ran {info['steps']} steps on {args.backend}: wrote "
+             f"{', '.join(info['arrays'])} to {args.output}")
+        return 0
+    data = _load_task(args, graph)
+    info = run_dataset(graph, data, split=args.split, limit=args.limit, backend=args.backend,
+                       dt=args.dt)
+    emit(args, info, lambda: f"{args.backend}: accuracy {info['accuracy']:.4f} on "
+         f"{info['samples']} {args.split} samples ({info['steps']} steps each, "
+         f"{info['spikes']} spikes, {info['seconds']:.1f} s)")
     return 0
 
 
@@ -176,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         if json_flag:
             p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-        p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        # SUPPRESS keeps a --debug given before the command from being reset here.
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks on errors")
         return p
 
     p = add("models", cmd_models, "list the model zoo, or write one zoo model to a file")
@@ -196,6 +290,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--convention", choices=("nir", "snntorch", "norse"), default="nir",
                    help="how the file's parameters are to be read: 'nir' and 'snntorch' as written "
                         "(default dt 1e-4 s), 'norse' corrects Norse 1.1.0's export (default dt 1e-3 s)")
+
+    def task_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--steps", type=int, default=None, help="time steps per sample (task default if omitted)")
+        p.add_argument("--encoding", default=None, help="input encoding (digits: current, rate, latency)")
+        p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                       help="any other task option (repeatable), e.g. --option delay_steps=500")
+
+    p = add("train", cmd_train, "train a model on a task (surrogate-gradient BPTT in Norse/PyTorch)")
+    p.add_argument("model", nargs="?", help="model file or zoo name (default: the task's zoo model)")
+    p.add_argument("--task", required=True, help="digits, randman or cue-accumulation")
+    p.add_argument("--method", choices=("bptt",), default="bptt", help="training method")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    p.add_argument("--seed", type=int, default=0, help="seed for data, shuffling and sampling")
+    p.add_argument("--surrogate", default="fast_sigmoid", help="fast_sigmoid (SuperSpike) or triangle")
+    p.add_argument("--surrogate-alpha", type=float, default=10.0, help="surrogate sharpness")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="training precision (float64: slower, for exact comparisons)")
+    p.add_argument("--plot", help="save training curves to this PNG")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress on stderr")
+    p.add_argument("-o", "--output", required=True, help="model file to write (the trained model)")
+    task_args(p)
+
+    p = add("run", cmd_run, "run a model on a task or on your own input stream")
+    p.add_argument("model", help="model file or zoo name")
+    p.add_argument("--backend", choices=("norse",), default="norse", help="simulator to run on")
+    p.add_argument("--task", help="evaluate on this task's data")
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--limit", type=int, default=None, help="only the first N samples")
+    p.add_argument("--seed", type=int, default=0, help="task seed")
+    p.add_argument("--input", help="your input stream: .npy of shape [T, *input] or [batch, T, *input]")
+    p.add_argument("--output", help=".npz to write the output nodes' streams to (with --input)")
+    p.add_argument("--membrane", action="store_true", help="also write membrane potentials (NAME.v)")
+    p.add_argument("--dt", type=float, default=None, help="time step in seconds (default: the model's)")
+    task_args(p)
 
     p = add("export-nir", cmd_export_nir, "write a model as a NIR file")
     p.add_argument("model", help="model file (or zoo model name)")

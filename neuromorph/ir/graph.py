@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, NamedTuple
+
+import numpy as np
 
 from ..errors import IRError
 from .nodes import Input, Node, Output, Shape
@@ -34,8 +37,8 @@ class Graph:
     """A spiking network: ``nodes`` by name, ``edges`` between them.
 
     ``dt`` (seconds) is the time step the model was made for (for instance an imported
-    snnTorch model's 1e-4 s), used by backends unless told otherwise; ``None`` means the
-    backend's default. ``metadata`` is free-form JSON-able data (names, provenance).
+    snnTorch model's 1e-4 s), used by backends unless told otherwise; ``None`` means
+    ``neuromorph.discretize.DEFAULT_DT`` (1 ms) everywhere. ``metadata`` is free-form JSON-able data (names, provenance).
     """
 
     nodes: Mapping[str, Node]
@@ -48,7 +51,8 @@ class Graph:
         object.__setattr__(self, "edges", tuple(_as_edge(e) for e in self.edges))
         object.__setattr__(self, "metadata", dict(self.metadata))
         if self.dt is not None:
-            if not isinstance(self.dt, (int, float)) or not math.isfinite(self.dt) or self.dt <= 0:
+            ok = isinstance(self.dt, (int, float, np.integer, np.floating)) and not isinstance(self.dt, bool)
+            if not ok or not math.isfinite(self.dt) or self.dt <= 0:
                 raise IRError(f"dt must be a positive number of seconds, got {self.dt!r}")
             object.__setattr__(self, "dt", float(self.dt))
         self._validate_structure()
@@ -229,8 +233,9 @@ def _as_edge(e: Any) -> Edge:
             edge = Edge(*e)
         except TypeError:
             raise IRError(f"an edge must be (source, target[, delay]), got {e!r}") from None
-    if not isinstance(edge.delay, int) or isinstance(edge.delay, bool) or edge.delay < 0:
-        raise IRError(f"edge {edge.source} -> {edge.target}: delay must be an int >= 0 steps, got {edge.delay!r}")
+    delay = edge.delay
+    if not isinstance(delay, (int, np.integer)) or isinstance(delay, bool) or delay < 0:
+        raise IRError(f"edge {edge.source} -> {edge.target}: delay must be an int >= 0 steps, got {delay!r}")
     return Edge(str(edge.source), str(edge.target), int(edge.delay))
 
 
@@ -280,16 +285,20 @@ def _cycles(
 
 
 def _loop_through(comp: list[str], succ: dict[str, list[str]]) -> list[str]:
-    """One simple loop inside a strongly connected component, for error messages."""
+    """A shortest loop through the component's first node (by name), for messages."""
     members = set(comp)
     start = min(comp)
-    path, seen = [start], {start}
-    while True:
-        nxt = [w for w in succ[path[-1]] if w in members]
-        if start in nxt and len(path) > 0:
-            return path
-        step = next((w for w in nxt if w not in seen), None)
-        if step is None:  # fall back to the component itself
-            return sorted(comp)
-        path.append(step)
-        seen.add(step)
+    parent: dict[str, str | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        v = queue.popleft()
+        for w in succ[v]:
+            if w == start:
+                path = [v]
+                while parent[path[-1]] is not None:
+                    path.append(parent[path[-1]])  # type: ignore[arg-type]
+                return path[::-1]
+            if w in members and w not in parent:
+                parent[w] = v
+                queue.append(w)
+    return sorted(comp)  # unreachable for a true cycle

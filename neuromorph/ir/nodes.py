@@ -43,7 +43,7 @@ def as_int_tuple(value: Any, name: str, length: int, minimum: int) -> tuple[int,
         items = [value] * length
     else:
         items = list(np.asarray(value).reshape(-1))
-    if len(items) != length or any(int(v) != v for v in items):
+    if len(items) != length or any(isinstance(v, (bool, np.bool_)) or int(v) != v for v in items):
         raise IRError(f"'{name}' must be an int or {length} ints, got {value!r}")
     out = tuple(int(v) for v in items)
     if any(v < minimum for v in out):
@@ -135,6 +135,13 @@ def param(default: Any = dataclasses.MISSING) -> Any:
 # --------------------------------------------------------------------------- I/O nodes
 
 
+def _shape(value: Any, kind: str) -> Shape:
+    items = [value] if isinstance(value, (int, np.integer)) else list(np.asarray(value).reshape(-1))
+    if not items or any(isinstance(v, (bool, np.bool_)) or int(v) != v or v <= 0 for v in items):
+        raise IRError(f"{kind} shape must be non-empty positive ints, got {value!r}")
+    return tuple(int(v) for v in items)
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class Input(Node):
     """Graph input: ``y[t] = x[t]``, the external stream of the given shape."""
@@ -143,10 +150,7 @@ class Input(Node):
     type_name: ClassVar[str] = "Input"
 
     def __post_init__(self) -> None:
-        shape = tuple(np.asarray(self.shape, dtype=np.int64).reshape(-1).tolist())
-        if not shape or any(s <= 0 for s in shape):
-            raise IRError(f"Input shape must be non-empty positive ints, got {self.shape!r}")
-        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "shape", _shape(self.shape, "Input"))
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return self.shape
@@ -161,7 +165,7 @@ class Output(Node):
 
     def __post_init__(self) -> None:
         if self.shape is not None:
-            object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+            object.__setattr__(self, "shape", _shape(self.shape, "Output"))
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if self.shape is not None and tuple(self.shape) != tuple(input_shape):

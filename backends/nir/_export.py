@@ -1,0 +1,183 @@
+"""IR graph -> nir.NIRGraph. What NIR cannot say travels in our metadata (see _common)."""
+from __future__ import annotations
+
+from typing import Any
+
+import nir
+import numpy as np
+
+from ...errors import NIRConversionError
+from ...ir import (
+    ALIF, IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Flatten, Graph, Input, Linear,
+    Node, Output, Scale, SumPool2d,
+)
+from ._common import FORMAT, back_edges, encode_meta, one_line
+
+
+def export_graph(graph: Graph) -> tuple[nir.NIRGraph, list[str]]:
+    """The NIR graph for ``graph`` and the warnings about what other tools will not see."""
+    warnings: list[str] = []
+    nodes: dict[str, nir.NIRNode] = {
+        name: _export_node(name, node, graph, warnings) for name, node in graph.nodes.items()
+    }
+    pairs = [(e.source, e.target) for e in graph.edges]
+    # Delay nodes inserted below sit on a single path (source -> delay -> target), so they
+    # do not change which edges a DFS sees as back edges: decide on the IR edges.
+    back = back_edges(pairs, graph.inputs)
+    edges: list[tuple[str, str]] = []
+    for e in graph.edges:
+        is_back = (e.source, e.target) in back
+        extra = e.delay - int(is_back)  # steps beyond what NIR's recurrence rule implies
+        if extra < 0:
+            warnings.append(
+                f"edge {e.source} -> {e.target} closes a loop with delay 0 (the loop's delay "
+                "is on another edge); NIR readers give a loop's closing edge one step, so "
+                "other tools will see one extra step here (neuromorph restores it exactly)"
+            )
+        if extra <= 0:
+            edges.append((e.source, e.target))
+            continue
+        if graph.dt is None:
+            raise NIRConversionError(
+                f"edge {e.source} -> {e.target} has a delay of {e.delay} steps; NIR writes it "
+                "as a Delay node in seconds, so the graph needs a dt: set Graph(..., dt=...)"
+            )
+        name = _unique(f"{e.source}.delay_to.{e.target}", nodes)
+        nodes[name] = nir.Delay(
+            delay=np.full(graph.shape(e.source), extra * graph.dt),
+            metadata=encode_meta({"edge_delay": e.delay}),
+        )
+        edges += [(e.source, name), (name, e.target)]
+    record = {
+        "format": FORMAT,
+        "dt": graph.dt,
+        "metadata": dict(graph.metadata),
+        "nodes": list(graph.nodes),
+        "edges": [[e.source, e.target, e.delay] for e in graph.edges],
+    }
+    try:
+        meta = encode_meta(record)
+    except (TypeError, ValueError) as exc:
+        raise NIRConversionError(f"graph metadata is not JSON-serialisable ({exc})") from None
+    try:
+        # type_check=True runs nir's own shape inference and check, as nir.read will.
+        out = nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=True)
+    except Exception as exc:  # nir raises ValueError/AssertionError/TypeError here
+        raise NIRConversionError(f"nir rejects the exported graph: {one_line(exc)}") from None
+    return out, warnings
+
+
+def _unique(base: str, taken: dict[str, Any]) -> str:
+    name, i = base, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    return name
+
+
+def _full(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """NIR infers a node's type from its parameter shapes: broadcast to the full shape."""
+    return np.array(np.broadcast_to(arr, shape), dtype=np.float64)
+
+
+def _ungrouped(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped conv weight (C_out, C_in/groups, *k) as the equal dense one (C_out, C_in, *k)."""
+    c_out, c_group = weight.shape[:2]
+    dense = np.zeros((c_out, c_group * groups, *weight.shape[2:]))
+    per_group = c_out // groups
+    for g in range(groups):
+        rows = slice(g * per_group, (g + 1) * per_group)
+        dense[rows, g * c_group : (g + 1) * c_group] = weight[rows]
+    return dense
+
+
+def _shapes(node: Node) -> dict[str, list[int]]:
+    return {k: list(v.shape) for k, v in node.arrays().items()}
+
+
+def _neuron(node: Node, names: dict[str, str], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """NIR keyword -> broadcast IR parameter, for ``names`` = {nir_name: ir_name}."""
+    return {k: _full(getattr(node, v), shape) for k, v in names.items()}
+
+
+_LIF = {"tau": "tau", "r": "r", "v_leak": "v_leak", "v_threshold": "v_threshold", "v_reset": "v_reset"}
+
+
+def _export_node(name: str, node: Node, graph: Graph, warnings: list[str]) -> nir.NIRNode:
+    shape = graph.shape(name)
+    in_shape = graph.input_shape(name)
+    meta: dict[str, Any] = {"shapes": _shapes(node)}
+    if isinstance(node, Input):
+        return nir.Input(input_type=np.array(shape))
+    if isinstance(node, Output):
+        meta = {"shape": None if node.shape is None else list(node.shape)}
+        return nir.Output(output_type=np.array(shape), metadata=encode_meta(meta))
+    if isinstance(node, (Affine, Linear)):
+        if node.plasticity is not None:
+            p = node.plasticity
+            meta["plasticity"] = {"rule": p.rule, "params": dict(p.params)}
+            warnings.append(
+                f"node '{name}': plasticity rule '{p.rule}' has no NIR equivalent; it is "
+                "kept in metadata, other tools will treat the weights as fixed"
+            )
+        if isinstance(node, Affine):
+            return nir.Affine(
+                weight=node.weight.copy(), bias=node.bias.copy(), metadata=encode_meta(meta)
+            )
+        return nir.Linear(weight=node.weight.copy(), metadata=encode_meta(meta))
+    if isinstance(node, Scale):
+        return nir.Scale(scale=_full(node.scale, shape), metadata=encode_meta(meta))
+    if isinstance(node, (Conv1d, Conv2d)):
+        assert in_shape is not None
+        # nir 1.0.8 takes a Conv's input channels from weight.shape[1], ignoring groups,
+        # so a grouped conv fails its type check: write the equivalent dense
+        # (block-diagonal) weight with groups=1 and restore the groups on import.
+        weight = _ungrouped(node.weight, node.groups)
+        if node.groups > 1:
+            meta["groups"] = node.groups
+        if isinstance(node, Conv1d):
+            return nir.Conv1d(
+                input_shape=int(in_shape[1]), weight=weight, stride=node.stride[0],
+                padding=node.padding[0], dilation=node.dilation[0], groups=1,
+                bias=node.bias.copy(), metadata=encode_meta(meta),
+            )
+        return nir.Conv2d(
+            input_shape=tuple(in_shape[1:]), weight=weight, stride=node.stride,
+            padding=node.padding, dilation=node.dilation, groups=1,
+            bias=node.bias.copy(), metadata=encode_meta(meta),
+        )
+    if isinstance(node, SumPool2d):
+        return nir.SumPool2d(
+            kernel_size=np.array(node.kernel_size), stride=np.array(node.stride),
+            padding=np.array(node.padding),
+        )
+    if isinstance(node, Flatten):
+        assert in_shape is not None
+        # Both the IR and NIR index Flatten's dims without the batch dim.
+        return nir.Flatten(
+            input_type={"input": np.array(in_shape)}, start_dim=node.start_dim, end_dim=node.end_dim
+        )
+    if isinstance(node, Delay):
+        return nir.Delay(delay=_full(node.delay, shape), metadata=encode_meta(meta))
+    if isinstance(node, IF):
+        params = _neuron(node, {"r": "r", "v_threshold": "v_threshold", "v_reset": "v_reset"}, shape)
+        return nir.IF(**params, metadata=encode_meta(meta))
+    if isinstance(node, LIF):
+        return nir.LIF(**_neuron(node, _LIF, shape), metadata=encode_meta(meta))
+    if isinstance(node, ALIF):
+        meta.update(
+            type="ALIF", tau_adapt=node.tau_adapt.tolist(), beta=node.beta.tolist()
+        )
+        warnings.append(
+            f"node '{name}': ALIF (adaptive LIF) has no NIR equivalent; it is written as a "
+            "NIR LIF with tau_adapt and beta in metadata, other tools will simulate it as a plain LIF"
+        )
+        params = _neuron(node, {**_LIF, "tau": "tau_mem"}, shape)
+        return nir.LIF(**params, metadata=encode_meta(meta))
+    if isinstance(node, CubaLIF):
+        names = {**_LIF, "tau_syn": "tau_syn", "tau_mem": "tau_mem", "w_in": "w_in"}
+        del names["tau"]
+        return nir.CubaLIF(**_neuron(node, names, shape), metadata=encode_meta(meta))
+    if isinstance(node, LI):
+        params = _neuron(node, {"tau": "tau", "r": "r", "v_leak": "v_leak"}, shape)
+        return nir.LI(**params, metadata=encode_meta(meta))
+    raise NIRConversionError(f"node '{name}': no NIR equivalent for IR type {node.type_name}")

@@ -1,0 +1,70 @@
+"""Surrogate spike functions: Heaviside forward, a smooth pseudo-derivative backward.
+
+Owned here rather than taken from Norse because Norse 1.1.0's SuperSpike backward
+ignores its ``alpha`` and its threshold dispatch cannot be extended.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ...errors import NeuromorphError
+
+
+class _FastSigmoid(torch.autograd.Function):
+    """SuperSpike (Zenke & Ganguli 2018): d/dx = 1 / (alpha |x| + 1)^2."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        return grad / (ctx.alpha * x.abs() + 1.0) ** 2, None
+
+
+class _Triangle(torch.autograd.Function):
+    """Triangle (Bellec et al. 2018): d/dx = gamma * max(0, 1 - |x|), gamma = alpha here."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        return grad * ctx.alpha * torch.clamp(1.0 - x.abs(), min=0.0), None
+
+
+_FUNCTIONS = {"fast_sigmoid": _FastSigmoid, "triangle": _Triangle}
+SURROGATES = tuple(_FUNCTIONS)
+
+
+@dataclass(frozen=True)
+class Surrogate:
+    """Which pseudo-derivative to use and its sharpness ``alpha``.
+
+    ``x`` is the distance to threshold in units of the threshold's voltage, so the
+    defaults suit thresholds of order 1.
+    """
+
+    name: str = "fast_sigmoid"
+    alpha: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.name not in _FUNCTIONS:
+            raise NeuromorphError(
+                f"unknown surrogate '{self.name}' (known: {', '.join(SURROGATES)})"
+            )
+        if not self.alpha > 0:
+            raise NeuromorphError(f"surrogate alpha must be > 0, got {self.alpha}")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return _FUNCTIONS[self.name].apply(x, float(self.alpha))

@@ -1,0 +1,6 @@
+"""``python -m neuromorph`` is the ``neuromorph`` command (used under torchrun)."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

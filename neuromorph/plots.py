@@ -1,0 +1,67 @@
+"""PNG figures people look at: training curves and spike rasters (matplotlib, Agg)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    from .model_file import write_atomic
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    return write_atomic(path, buf.getvalue())
+
+
+def training_curves(history: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Loss and train/test accuracy per epoch."""
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax1.plot(epochs, [h["loss"] for h in history], marker="o")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("training loss")
+    ax2.plot(epochs, [h["train_accuracy"] for h in history], marker="o", label="train")
+    ax2.plot(epochs, [h["test_accuracy"] for h in history], marker="o", label="test")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("accuracy")
+    ax2.set_ylim(0, 1)
+    ax2.legend()
+    if title:
+        fig.suptitle(title)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def raster(spikes: dict[str, np.ndarray], path: str | Path, dt: float, title: str = "") -> Path:
+    """Spike rasters of one sample: ``{layer: [T, neurons...]}``, one panel per layer."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(spikes), 1, figsize=(8, 1.8 * len(spikes) + 0.6), sharex=True,
+                             squeeze=False)
+    for ax, (name, s) in zip(axes[:, 0], spikes.items()):
+        s = s.reshape(s.shape[0], -1)
+        t, n = np.nonzero(s)
+        ax.scatter(t * dt * 1e3, n, s=2, marker="|", color="k")
+        ax.set_ylabel(f"{name}\nneuron")
+        ax.set_ylim(-0.5, s.shape[1] - 0.5)
+    axes[-1, 0].set_xlabel("time (ms)")
+    if title:
+        fig.suptitle(title)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,83 @@
+"""Deterministic, download-free classification tasks for spiking networks.
+
+No internet at run time: every task is generated or ships inside an installed package
+(scikit-learn's digits). numpy only, so any backend can use them. The same ``seed``
+gives bit-identical arrays (``np.random.default_rng(seed)``, never global state)::
+
+    from neuromorph.tasks import load
+    ds = load("digits", encoding="latency", input_shape=(1, 8, 8))
+    ds.x_train.shape   # (1437, 16, 1, 8, 8)
+
+Tasks (see each module's docstring): ``digits``, ``randman``, ``cue-accumulation``.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import NeuromorphError
+from . import cue, digits, randman
+from .base import DT, Dataset, TaskInfo
+
+_MAKERS: dict[str, Callable[[int, dict[str, Any]], Dataset]] = {
+    digits.NAME: digits.make,
+    randman.NAME: randman.make,
+    cue.NAME: cue.make,
+}
+
+TASKS: dict[str, TaskInfo] = {
+    m.NAME: m.INFO._replace(defaults=MappingProxyType(dict(m.INFO.defaults)))
+    for m in (digits, randman, cue)
+}
+"""Task name -> description, input shape and classes (with default options), defaults."""
+
+
+def load(name: str, *, seed: int = 0, input_shape: Sequence[int] | None = None,
+         **options: Any) -> Dataset:
+    """Build task ``name`` with ``options`` (see ``TASKS[name].defaults``).
+
+    ``input_shape`` re-lays each time step (e.g. digits as (64,) or (1, 8, 8)); it must
+    have as many elements as the task's own shape. Bad names, options or shapes raise
+    :class:`~neuromorph.errors.NeuromorphError` with a one-line message.
+    """
+    if name not in TASKS:
+        raise NeuromorphError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    info = TASKS[name]
+    unknown = sorted(set(options) - set(info.defaults))
+    if unknown:
+        valid = ", ".join(f"{k}={v!r}" for k, v in info.defaults.items())
+        raise NeuromorphError(
+            f"task {name!r}: unknown option(s) {', '.join(unknown)}; valid options: {valid}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise NeuromorphError(f"task {name!r}: seed must be an integer >= 0, got {seed!r}")
+    ds = _MAKERS[name](int(seed), {**info.defaults, **options})
+    if input_shape is None:
+        return ds
+    shape = _check_shape(name, input_shape, ds.input_shape)
+    n, steps = ds.x_train.shape[:2]
+    return replace(ds, x_train=ds.x_train.reshape(n, steps, *shape),
+                   x_test=ds.x_test.reshape(len(ds.x_test), steps, *shape))
+
+
+def _check_shape(name: str, shape: Any, own: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape`` as a tuple of positive ints with as many elements as ``own``."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if dims is None or not dims or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise NeuromorphError(
+            f"task {name!r}: input_shape must be a tuple of positive integers, got {shape!r}")
+    dims = tuple(int(d) for d in dims)
+    if int(np.prod(dims)) != int(np.prod(own)):
+        raise NeuromorphError(
+            f"task {name!r}: input_shape {dims} has {int(np.prod(dims))} elements, but each "
+            f"time step has {int(np.prod(own))} (shape {own})")
+    return dims
+
+
+__all__ = ["DT", "Dataset", "TASKS", "TaskInfo", "load"]

@@ -1,0 +1,110 @@
+"""What every task returns (:class:`Dataset`) and the option checks they share.
+
+numpy only: a task must be usable by every backend (Norse/torch, Lava, plain numpy)
+without importing any of them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from ..errors import NeuromorphError
+
+DT: float = 1e-3
+"""Seconds per time step that every task is defined for (rates in Hz assume it)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train/test split of spike (or current) sequences, ready for any backend.
+
+    ``x_*`` is float32 ``[N, T, *input_shape]``; ``y_*`` int64 ``[N]``. A readout is
+    scored on its output averaged over ``decision_steps`` (argmax = predicted class).
+    ``eq=False``: comparing arrays with ``==`` has no single truth value.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    dt: float
+    decision_steps: slice
+    description: str
+
+    def __post_init__(self) -> None:
+        for split in ("train", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if x.ndim < 3 or y.ndim != 1 or len(x) != len(y):
+                raise NeuromorphError(
+                    f"dataset {self.name!r}: x_{split} {x.shape} must be [N, T, *input_shape] "
+                    f"and y_{split} {y.shape} must be [N]")
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise NeuromorphError(
+                f"dataset {self.name!r}: train samples {self.x_train.shape[1:]} and test "
+                f"samples {self.x_test.shape[1:]} differ in shape")
+
+    @property
+    def steps(self) -> int:
+        """Number of time steps T per sample."""
+        return int(self.x_train.shape[1])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one time step of one sample."""
+        return tuple(int(n) for n in self.x_train.shape[2:])
+
+    def chance(self) -> float:
+        """Test accuracy of always predicting the most frequent test class."""
+        counts = np.bincount(self.y_test, minlength=self.n_classes)
+        return float(counts.max() / counts.sum())
+
+
+class TaskInfo(NamedTuple):
+    """What :data:`TASKS` says about a task (shape and classes with default options)."""
+
+    description: str
+    input_shape: tuple[int, ...]
+    n_classes: int
+    defaults: Mapping[str, Any]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(task: str, name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``, else a one-line NeuromorphError."""
+    if not _is_int(value) or value < minimum:
+        raise NeuromorphError(
+            f"task {task!r}: option {name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_float(task: str, name: str, value: Any, low: float, high: float,
+                low_open: bool = False) -> float:
+    """``value`` as a float in [low, high] (or (low, high] with ``low_open``)."""
+    ok = (_is_int(value) or isinstance(value, (float, np.floating))) and np.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise NeuromorphError(
+            f"task {task!r}: option {name} must be a number in {interval}, got {value!r}")
+    return float(value)
+
+
+def check_choice(task: str, name: str, value: Any, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise NeuromorphError(
+            f"task {task!r}: option {name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def round_half_up(x: np.ndarray) -> np.ndarray:
+    """Nearest integer, halves rounded up (np.rint would round 7.5 and 8.5 both to 8)."""
+    return np.floor(np.asarray(x) + 0.5).astype(np.int64)
