@@ -16,7 +16,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(PY) examples/quickstart.py
+	$(PY) examples/digits_to_loihi.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

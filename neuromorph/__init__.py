@@ -10,6 +10,7 @@ from .ir import (
     Linear, Node, Output, Plasticity, Scale, SumPool2d,
 )
 from .model_file import load, save
+from . import models  # noqa: E402  (the zoo: nm.models.get(name))
 
 __version__ = "0.1.0"
 

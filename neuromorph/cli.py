@@ -19,6 +19,7 @@ from .errors import NeuromorphError
 from .ir import Graph, Neuron
 
 EXIT_BAD_INPUT = 2
+BACKEND_CHOICES = ("norse", "lava")
 
 
 # ------------------------------------------------------------------ helpers
@@ -227,26 +228,137 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from .run import run_dataset, run_stream
+def _chip_progress(args: argparse.Namespace, label: str) -> Callable[[int, int], None] | None:
+    if getattr(args, "quiet", False):
+        return None
+    state = {"last": -1.0}
 
-    graph = load_model(args.model)
+    def show(done: int, total: int) -> None:
+        pct = 100.0 * done / max(1, total)
+        if pct - state["last"] >= 10 or done == total:
+            state["last"] = pct
+            print(f"{label}: {done}/{total} chip steps ({pct:.0f}%)", file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .compiler import is_artifact, load_artifact
+    from .run import run_artifact_dataset, run_artifact_stream, run_dataset, run_stream
+
     if (args.task is None) == (args.input is None):
         raise NeuromorphError("give either --task TASK or --input X.npy (with --output Y.npz)")
+    if args.input is not None and args.output is None:
+        raise NeuromorphError("--input needs --output Y.npz")
+    deployed = Path(args.model).is_file() and is_artifact(args.model)
+    backend = args.backend or ("lava" if deployed else "norse")
+    if deployed and backend != "lava":
+        raise NeuromorphError(f"{args.model} is a compiled artifact: it runs on the lava backend")
+    if not deployed and backend == "lava":
+        raise NeuromorphError(f"{args.model} is not a compiled artifact: run `neuromorph compile` first")
+    if deployed:
+        artifact = load_artifact(args.model)
+        progress = _chip_progress(args, "lava")
+        if args.membrane:
+            raise NeuromorphError("--membrane is only available on the norse backend for now")
+        if args.input is not None:
+            info = run_artifact_stream(artifact, args.input, args.output, progress=progress)
+        else:
+            data = _load_task(args, artifact.graph)
+            info = run_artifact_dataset(artifact, data, split=args.split, limit=args.limit,
+                                        progress=progress)
+            if args.raster:
+                _write_raster(args, artifact, data)
+    else:
+        graph = load_model(args.model)
+        if args.input is not None:
+            info = run_stream(graph, args.input, args.output, backend=backend,
+                              membrane=args.membrane, dt=args.dt)
+        else:
+            info = run_dataset(graph, _load_task(args, graph), split=args.split,
+                               limit=args.limit, backend=backend, dt=args.dt)
     if args.input is not None:
-        if args.output is None:
-            raise NeuromorphError("--input needs --output Y.npz")
-        info = run_stream(graph, args.input, args.output, backend=args.backend,
-                          membrane=args.membrane, dt=args.dt)
-        emit(args, info, lambda: f"ran {info['steps']} steps on {args.backend}: wrote "
+        emit(args, info, lambda: f"ran {info['steps']} steps on {backend}: wrote "
              f"{', '.join(info['arrays'])} to {args.output}")
-        return 0
-    data = _load_task(args, graph)
-    info = run_dataset(graph, data, split=args.split, limit=args.limit, backend=args.backend,
-                       dt=args.dt)
-    emit(args, info, lambda: f"{args.backend}: accuracy {info['accuracy']:.4f} on "
-         f"{info['samples']} {args.split} samples ({info['steps']} steps each, "
-         f"{info['spikes']} spikes, {info['seconds']:.1f} s)")
+    else:
+        emit(args, info, lambda: f"{backend}: accuracy {info['accuracy']:.4f} on "
+             f"{info['samples']} {args.split} samples ({info['steps']} steps each, "
+             f"{info['spikes']} spikes, {info['seconds']:.1f} s)")
+    return 0
+
+
+def _write_raster(args: argparse.Namespace, artifact: Any, data: Any) -> None:
+    """Spike raster of the first sample, from the deployment itself."""
+    from .backends.lava import run_lava
+    from .plots import raster
+
+    x = (data.x_test if args.split == "test" else data.x_train)[:1]
+    out, _, _ = run_lava(artifact.netlist, x, precision=artifact.precision,
+                         quantized=artifact.quantized, record_spikes=True)
+    trains = {k[: -len(".spikes")]: v[0] for k, v in out.items() if k.endswith(".spikes")}
+    raster(trains, args.raster, artifact.dt, f"{data.name} sample 0 on Lava ({artifact.precision})")
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .compiler import compile_graph, save_artifact
+
+    graph = load_model(args.model)
+    calibration = None
+    if args.task is not None:
+        data = _load_task(args, graph)
+        calibration = {graph.inputs[0]: data.x_train}
+    artifact = compile_graph(graph, backend=args.backend, precision=args.precision, dt=args.dt,
+                             calibration=calibration, chips=args.chips)
+    path = save_artifact(artifact, args.output)
+    res = artifact.resources
+    totals = res.get("totals", {})
+    data_out = {
+        "backend": artifact.backend, "precision": artifact.precision, "dt": artifact.dt,
+        "cores": totals.get("cores"), "neurons": totals.get("neurons"),
+        "synapses": totals.get("synapses"), "latency_steps": artifact.netlist.latency,
+        "quantization": artifact.quantization, "resources": res, "output": str(path),
+    }
+
+    def text() -> str:
+        lines = [f"compiled {args.model} for {artifact.backend} ({artifact.precision}, dt {artifact.dt:g} s, "
+                 f"pipeline latency {artifact.netlist.latency} steps) -> {path}", "", res["table"]]
+        if artifact.precision == "fixed":
+            lines += ["", _quantization_text(artifact.quantization)]
+        return "\n".join(lines)
+
+    emit(args, data_out, text)
+    return 0
+
+
+def _quantization_text(q: dict[str, Any]) -> str:
+    rows = ["quantization (per connection):"]
+    for c in q.get("connections", []):
+        rows.append("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                     for k, v in c.items()))
+    for p in q.get("populations", []):
+        rows.append("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                     for k, v in p.items()))
+    return "\n".join(rows)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .compiler import load_artifact
+    from .run import verify_artifact
+
+    artifact = load_artifact(args.artifact)
+    if args.task is not None:
+        data = _load_task(args, artifact.graph)
+        x = data.x_test[: args.limit]
+        decision = data.decision_steps
+    else:
+        rng = np.random.default_rng(args.seed)
+        shape = artifact.graph.shape(artifact.graph.inputs[0])
+        x = (rng.random((args.limit, args.steps or 50, *shape)) < 0.2).astype(np.float64)
+        decision = slice(None)
+    info = verify_artifact(artifact, x, decision, progress=_chip_progress(args, "lava"))
+    emit(args, info, lambda: f"{artifact.precision} deployment vs {info['reference']}: spike agreement "
+         f"{info['spike_agreement']:.6f} over {info['spikes_compared']} neuron-steps, prediction "
+         f"agreement {info['prediction_agreement']:.4f} on {info['samples']} samples")
     return 0
 
 
@@ -315,9 +427,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="model file to write (the trained model)")
     task_args(p)
 
-    p = add("run", cmd_run, "run a model on a task or on your own input stream")
+    p = add("compile", cmd_compile, "compile a model for a backend (Lava / Loihi 2)")
     p.add_argument("model", help="model file or zoo name")
-    p.add_argument("--backend", choices=("norse",), default="norse", help="simulator to run on")
+    p.add_argument("--backend", choices=("lava",), default="lava")
+    p.add_argument("--precision", choices=("float", "fixed"), default="float",
+                   help="float: Lava floating_pt; fixed: Loihi 2 fixed point (fixed_pt)")
+    p.add_argument("--dt", type=float, default=None, help="time step in seconds (default: the model's)")
+    p.add_argument("--task", help="calibrate input scaling on this task's training data (fixed point)")
+    p.add_argument("--seed", type=int, default=0, help="task seed")
+    p.add_argument("--chips", type=int, default=1, help="number of Loihi 2 chips the network may use")
+    p.add_argument("-o", "--output", required=True, help="artifact file to write")
+    task_args(p)
+
+    p = add("verify", cmd_verify, "run a deployment beside its reference and compare spike for spike")
+    p.add_argument("artifact", help="compiled artifact")
+    p.add_argument("--task", help="compare on this task's test data (default: random spike input)")
+    p.add_argument("--limit", type=int, default=20, help="number of samples (default 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    task_args(p)
+
+    p = add("run", cmd_run, "run a model (Norse) or a compiled artifact (Lava) on a task or your own input")
+    p.add_argument("model", help="model file, zoo name or compiled artifact")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
+                   help="norse for model files, lava for artifacts (default: by file type)")
+    p.add_argument("--raster", help="save a spike raster of the first sample to this PNG (artifacts)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--task", help="evaluate on this task's data")
     p.add_argument("--split", choices=("train", "test"), default="test")
     p.add_argument("--limit", type=int, default=None, help="only the first N samples")

@@ -1,6 +1,6 @@
 """Model files: a versioned, checksummed JSON document that round-trips a Graph exactly.
 
-Layout (UTF-8 JSON)::
+Layout (UTF-8 JSON, see documents.py)::
 
     {"format": "neuromorph-model", "version": 1, "sha256": "<hex>", "model": {...}}
 
@@ -12,16 +12,13 @@ trained weights. Files are written atomically (temporary file in the same folder
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .documents import decode_array, dumps_document, encode_array, loads_document, read_file, write_atomic
 from .errors import IRError, ModelFileError
 from .ir import NODE_TYPES, Edge, Graph, Node, Plasticity
 
@@ -34,12 +31,7 @@ VERSION = 1
 
 def _encode_value(value: Any) -> Any:
     if isinstance(value, np.ndarray):
-        data = np.ascontiguousarray(value, dtype="<f8")
-        return {
-            "__array__": base64.b64encode(data.tobytes()).decode("ascii"),
-            "dtype": "float64",
-            "shape": list(value.shape),
-        }
+        return encode_array(value.astype(np.float64))
     if isinstance(value, Plasticity):
         return {"__plasticity__": value.rule, "params": dict(value.params)}
     if isinstance(value, tuple):
@@ -49,14 +41,7 @@ def _encode_value(value: Any) -> Any:
 
 def _decode_value(value: Any, where: str) -> Any:
     if isinstance(value, dict) and "__array__" in value:
-        if value.get("dtype") != "float64":
-            raise ModelFileError(f"{where}: unsupported array dtype {value.get('dtype')!r}")
-        try:
-            raw = base64.b64decode(value["__array__"], validate=True)
-            shape = tuple(int(s) for s in value["shape"])
-            return np.frombuffer(raw, dtype="<f8").reshape(shape).astype(np.float64)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ModelFileError(f"{where}: corrupted array data ({exc})") from None
+        return decode_array(value, where).astype(np.float64)
     if isinstance(value, dict) and "__plasticity__" in value:
         return Plasticity(value["__plasticity__"], value.get("params", {}))
     return value
@@ -99,40 +84,15 @@ def graph_from_dict(data: dict[str, Any]) -> Graph:
         raise ModelFileError(f"model data is malformed (missing or wrong field: {exc})") from None
 
 
-def _canonical(payload: Any) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-
-
 # ------------------------------------------------------------------ files
 
 
 def dumps(graph: Graph) -> str:
-    payload = graph_to_dict(graph)
-    try:
-        digest = hashlib.sha256(_canonical(payload)).hexdigest()
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"model metadata is not JSON-serialisable: {exc}") from None
-    doc = {"format": FORMAT, "version": VERSION, "sha256": digest, "model": payload}
-    return json.dumps(doc, indent=1, allow_nan=False) + "\n"
+    return dumps_document(FORMAT, VERSION, "model", graph_to_dict(graph))
 
 
 def loads(text: str | bytes, source: str = "<string>") -> Graph:
-    try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ModelFileError(
-            f"{source}: not a neuromorph model file (not valid JSON; truncated or foreign?)"
-        ) from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ModelFileError(f"{source}: not a neuromorph model file (no '{FORMAT}' header)")
-    version = doc.get("version")
-    if version != VERSION:
-        raise ModelFileError(
-            f"{source}: model file version {version!r} is not supported (this neuromorph reads {VERSION})"
-        )
-    payload = doc.get("model")
-    if hashlib.sha256(_canonical(payload)).hexdigest() != doc.get("sha256"):
-        raise ModelFileError(f"{source}: checksum mismatch, the file is corrupted")
+    payload = loads_document(text, FORMAT, VERSION, "model", source, "neuromorph model file")
     try:
         return graph_from_dict(payload)
     except IRError as exc:
@@ -145,35 +105,4 @@ def save(graph: Graph, path: str | os.PathLike[str]) -> Path:
 
 
 def load(path: str | os.PathLike[str]) -> Graph:
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{p}: is a directory, not a model file") from None
-    except OSError as exc:
-        raise ModelFileError(f"{p}: cannot read ({exc.strerror})") from None
-    return loads(data, str(p))
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write bytes so that readers see either the old file or the complete new one."""
-    p = Path(path)
-    directory = p.parent if str(p.parent) else Path(".")
-    if not directory.is_dir():
-        raise ModelFileError(f"{p}: folder {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return p
+    return loads(read_file(path), str(Path(path)))

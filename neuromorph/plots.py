@@ -17,7 +17,7 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: str | Path) -> Path:
-    from .model_file import write_atomic
+    from .documents import write_atomic
     import io
 
     buf = io.BytesIO()

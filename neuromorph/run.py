@@ -1,29 +1,33 @@
-"""Running a model: over a task's data set (accuracy) or on a user's own input stream.
+"""Running a model or a deployment: over a task's data set, or on a user's own stream.
 
-The Norse backend runs in float64 here: it is the reference, and float64 keeps it
-spike-for-spike with the written semantics.
+Model files run on the Norse backend, in float64: it is the reference, and float64 keeps
+it spike-for-spike with the written semantics. Compiled artifacts run in Lava (the
+Loihi 2 simulator); their outputs come back aligned with the reference's time steps.
 """
 from __future__ import annotations
 
 import io
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from .errors import NeuromorphError
 from .ir import Graph, Neuron
-from .model_file import write_atomic
+from .documents import write_atomic
 from .tasks import Dataset
 
-BACKENDS = ("norse",)
+BACKENDS = ("norse", "lava")
+
+Progress = Callable[[int, int], None]  # (chip steps done, chip steps in total)
 
 
 def _network(graph: Graph, backend: str, dt: float | None) -> Any:
     if backend != "norse":
-        raise NeuromorphError(f"unknown backend '{backend}' (available: {', '.join(BACKENDS)})")
+        raise NeuromorphError(f"model files run on the norse backend; compile for '{backend}' first "
+                              "(neuromorph compile) and run the artifact")
     from .backends.norse import GraphNetwork
 
     return GraphNetwork(graph, dt=dt, dtype=torch.float64).eval()
@@ -113,3 +117,110 @@ def run_dataset(graph: Graph, data: Dataset, *, split: str = "test", limit: int 
         "steps": int(x.shape[1]), "seconds": round(time.perf_counter() - start, 3),
         "spikes": spikes, "split": split, "task": data.name,
     }
+
+
+# ------------------------------------------------------------------ deployments
+
+
+def _dataset_split(data: Dataset, split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    if limit is not None:
+        if limit < 1:
+            raise NeuromorphError(f"--limit must be >= 1, got {limit}")
+        x, y = x[:limit], y[:limit]
+    return x, y
+
+
+def _predict(outputs: np.ndarray, decision: slice) -> np.ndarray:
+    scores = outputs[:, decision].mean(axis=1)
+    return scores.reshape(scores.shape[0], -1).argmax(axis=1)
+
+
+def run_artifact_dataset(artifact: Any, data: Dataset, *, split: str = "test",
+                         limit: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Run a compiled deployment in Lava over a data set in one Lava run (state is reset
+    between samples on the chip) and score it."""
+    from .backends.lava import run_lava
+
+    x, y = _dataset_split(data, split, limit)
+    net = artifact.netlist
+    if len(net.outputs) != 1 or int(np.prod(net.outputs[0].shape)) != data.n_classes:
+        raise NeuromorphError(f"the artifact's output does not have one unit per class of '{data.name}' ({data.n_classes})")
+    start = time.perf_counter()
+    outputs, spikes, info = run_lava(net, x, precision=artifact.precision, quantized=artifact.quantized,
+                                     progress=progress)
+    seconds = time.perf_counter() - start
+    pred = _predict(outputs[net.outputs[0].name], data.decision_steps)
+    return {
+        "backend": "lava", "precision": artifact.precision, "accuracy": float(np.mean(pred == y)),
+        "samples": int(len(x)), "steps": int(x.shape[1]), "chip_steps": int(info.get("chip_steps", 0)),
+        "seconds": round(seconds, 3), "spikes": int(sum(spikes.values())),
+        "spikes_per_population": {k: int(v) for k, v in spikes.items()},
+        "split": split, "task": data.name,
+    }
+
+
+def run_artifact_stream(artifact: Any, input_path: str | Path, output_path: str | Path, *,
+                        progress: Progress | None = None) -> dict[str, Any]:
+    from .backends.lava import run_lava
+
+    x, batched = load_stream(input_path, artifact.graph)
+    start = time.perf_counter()
+    outputs, spikes, info = run_lava(artifact.netlist, x, precision=artifact.precision,
+                                     quantized=artifact.quantized, progress=progress)
+    seconds = time.perf_counter() - start
+    arrays = {k: (v if batched else v[0]) for k, v in outputs.items()}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(output_path, buf.getvalue())
+    return {
+        "backend": "lava", "precision": artifact.precision, "steps": int(x.shape[1]),
+        "batch": int(x.shape[0]) if batched else None,
+        "arrays": {k: list(v.shape) for k, v in arrays.items()}, "output": str(output_path),
+        "seconds": round(seconds, 3), "spikes": int(sum(spikes.values())),
+        "latency_steps": artifact.netlist.latency,
+    }
+
+
+def verify_artifact(artifact: Any, x: np.ndarray, decision: slice,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Deployment vs its reference on the same inputs: for float the Norse backend
+    (float64), for fixed point the bit-exact numpy model of the integer arithmetic."""
+    from .backends.lava import run_lava
+
+    net = artifact.netlist
+    got, _, info = run_lava(net, x, precision=artifact.precision, quantized=artifact.quantized,
+                            progress=progress, record_spikes=True)
+    if artifact.precision == "fixed":
+        from .compiler.quantize import simulate_fixed
+
+        want, _ = simulate_fixed(artifact.quantized, x, record_spikes=True)
+        reference = "numpy bit-exact fixed-point model"
+    else:
+        want = _norse_reference(artifact, x)
+        reference = "norse (float64)"
+    spike_keys = [k for k in want if k.endswith(".spikes") and k in got]
+    equal = sum(int(np.sum(got[k] == want[k])) for k in spike_keys)
+    total = sum(int(np.asarray(want[k]).size) for k in spike_keys)
+    out = net.outputs[0].name
+    pred_got, pred_want = _predict(got[out], decision), _predict(want[out], decision)
+    return {
+        "spike_agreement": equal / total if total else 1.0,
+        "prediction_agreement": float(np.mean(pred_got == pred_want)),
+        "max_output_difference": float(np.max(np.abs(got[out] - want[out]))) if got[out].size else 0.0,
+        "reference": reference, "precision": artifact.precision, "samples": int(len(x)),
+        "steps": int(x.shape[1]), "spikes_compared": total,
+    }
+
+
+def _norse_reference(artifact: Any, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Outputs and every spiking population's spikes from the Norse backend."""
+    graph = artifact.graph
+    net = _network(graph, "norse", artifact.dt)
+    spiking = [p.name for p in artifact.netlist.populations if p.spiking]
+    with torch.no_grad():
+        out = net(torch.as_tensor(x, dtype=torch.float64), record=spiking)
+    result = {o: out[o].numpy() for o in graph.outputs}
+    for name in spiking:
+        result[f"{name}.spikes"] = out[name].numpy().reshape(len(x), x.shape[1], -1)
+    return result

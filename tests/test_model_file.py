@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import neuromorph as nm
-from neuromorph import model_file
+from neuromorph import documents, model_file
 from neuromorph.errors import ModelFileError
 from neuromorph.ir import Graph, Input, Linear, Output, Plasticity
 from neuromorph.models import ZOO, get
@@ -71,11 +71,9 @@ def test_future_version_is_refused(tmp_path):
 def test_checksummed_but_invalid_model_is_refused_with_the_node_named():
     payload = model_file.graph_to_dict(get("digits-mlp"))
     payload["edges"] = [e for e in payload["edges"] if e[1] != "output"]
-    doc = {"format": model_file.FORMAT, "version": model_file.VERSION,
-           "sha256": model_file.hashlib.sha256(model_file._canonical(payload)).hexdigest(),
-           "model": payload}
+    text = documents.dumps_document(model_file.FORMAT, model_file.VERSION, "model", payload)
     with pytest.raises(ModelFileError, match="invalid model: node 'readout': dangling node: its output goes nowhere"):
-        model_file.loads(json.dumps(doc))
+        model_file.loads(text)
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
@@ -85,7 +83,7 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(model_file.os, "replace", boom)
+    monkeypatch.setattr(documents.os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         nm.save(get("lsnn-cue"), path)
     assert path.read_bytes() == before

@@ -305,32 +305,31 @@ def _replace(pop: Population, **changes: Any) -> Population:
 
 
 def _offsets(pops: list[str], inputs: list[str], conns: list[Connection]) -> dict[str, int]:
-    """Smallest offsets with offset(v) >= offset(u) + 1 - d for every connection
+    """Smallest offsets >= 0 with offset(v) >= offset(u) + 1 - d for every connection
     (Bellman-Ford on longest paths; a loop that keeps growing is refused)."""
-    offset = {n: 0 for n in inputs}
-    offset.update({n: -10**9 for n in pops})
+    offset = {n: 0 for n in [*inputs, *pops]}
+    pred: dict[str, str] = {}
+    last = None
     for _ in range(len(pops) + 1):
-        changed = False
+        last = None
         for c in conns:
-            if offset[c.source] == -10**9:
-                continue
             want = offset[c.source] + 1 - c.ir_delay
             if want > offset[c.target]:
                 offset[c.target] = want
-                changed = True
-        if not changed:
-            break
-    else:
-        loop = [c for c in conns if offset[c.target] == offset[c.source] + 1 - c.ir_delay]
-        names = sorted({c.target for c in loop})
-        raise IRError(
-            "a recurrent loop through populations " + ", ".join(names) + " has less delay in "
-            "the model than synapse hops on the chip (each synapse adds one step): give the loop "
-            "at least one step of delay per population in it",
-            node=names[0] if names else None,
-        )
-    for n in pops:
-        if offset[n] == -10**9:
-            raise IRError("population is not reachable from any input", node=n)
-    # Shift so that the earliest population is one step after the inputs at least.
-    return offset
+                pred[c.target] = c.source
+                last = c.target
+        if last is None:
+            return offset
+    for _ in range(len(pops)):  # walk back into the growing loop
+        last = pred[last]
+    loop, node = [last], pred[last]
+    while node != last:
+        loop.append(node)
+        node = pred[node]
+    names = sorted(loop)
+    raise IRError(
+        "a recurrent loop through populations " + ", ".join(names) + " has less delay in the "
+        "model than synapse hops on the chip (each synapse adds one step): give the loop at "
+        "least one step of delay per population in it",
+        node=names[0],
+    )

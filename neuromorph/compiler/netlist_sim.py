@@ -87,12 +87,14 @@ def simulate_netlist(
     init: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] = neuron_step.init_float,
     step: Callable[..., np.ndarray] = neuron_step.step_float,
     readout: Callable[[str, np.ndarray], np.ndarray] | None = None,
+    record_spikes: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Run ``x`` ({input: [N, T, *shape]}) through the netlist in chip time.
 
     Float by default; fixed point passes its own ``params`` (integer population
     parameters), ``synapse``, ``init``, ``step`` and ``readout`` (integer membrane ->
-    IR units). Returns ({output: [N, T, *shape]}, {population: spikes in windows}).
+    IR units). Returns ({output: [N, T, *shape]}, {population: spikes in windows});
+    with ``record_spikes`` the first dict also holds ``"<population>.spikes"``: [N, T, size].
     """
     inputs, n, t = check_inputs(net, x)
     sched = Schedule.of(net, n, t)
@@ -102,8 +104,9 @@ def simulate_netlist(
     pending = {p.name: np.zeros((sched.total + 64, p.size)) for p in net.populations}
     state: dict[str, dict[str, np.ndarray]] = {}
     sent: dict[str, np.ndarray] = {}
-    outputs = {o.name: np.zeros((n, t, o.population and net.population(o.population).size)) for o in net.outputs}
+    outputs = {o.name: np.zeros((n, t, net.population(o.population).size)) for o in net.outputs}
     spikes = {p.name: 0 for p in net.populations}
+    trains = {p.name: np.zeros((n, t, p.size)) for p in net.populations if p.spiking and record_spikes}
     for c in range(sched.total):
         for port in net.inputs:
             sent[port.name] = streams[port.name][c]
@@ -118,6 +121,8 @@ def simulate_netlist(
             s = step(params[pop.name], state[pop.name], a_in, pop.spiking)
             sent[pop.name] = s
             spikes[pop.name] += int(np.count_nonzero(s))
+            if pop.name in trains:
+                trains[pop.name][j, k] = s
             for o in net.outputs:
                 if o.population == pop.name:
                     if o.signal == "spikes":
@@ -130,6 +135,7 @@ def simulate_netlist(
             if arrival < sched.total:
                 pending[conn.target][arrival] += synapse(i, sent[conn.source])
     shaped = {o.name: outputs[o.name].reshape(n, t, *o.shape) for o in net.outputs}
+    shaped.update({f"{name}.spikes": train for name, train in trains.items()})
     return shaped, spikes
 
 

@@ -1,0 +1,335 @@
+"""Resource mapping of a netlist onto Loihi 2 cores, reported like a linker's map file.
+
+``map_netlist(net)`` places every neuron population on one or more consecutive neuron
+cores, counts the synapses and synaptic memory each core holds, checks the target's
+limits and returns a :class:`ResourceMap` (``to_dict()`` for JSON, ``table()`` to read).
+A network that does not fit is refused with a one-line :class:`NeuromorphError` that
+names the layer, the limit and the number.
+
+The memory model (an estimate; Intel does not publish Loihi 2's synapse encodings):
+
+* A synapse is one *nonzero* weight: zeros are not stored (a sparse encoding), so a
+  convolution's or a pruned layer's matrix costs only what it really connects.
+* Bits per synapse = ``weight_bits`` (8 by default: Lava's 8-bit weight mantissa, sign
+  included; the weight exponent is one per connection and not counted per synapse)
+  + ``delay_bits`` (6) when the connection has ``extra_delay > 0`` -- conservative: the
+  delay is stored per synapse as in Lava's ``DelayDense``, although one netlist connection
+  has a single delay. Index/pointer overhead of the encoding is not counted.
+* Synapses are stored on the core of their *target* neuron (the fan-in side), as on Loihi.
+* A population never shares a core with another one (one Lava process per core group);
+  it is split into consecutive slices, each as large as both the neurons-per-core and the
+  synaptic-memory-per-core limits allow (greedy, which gives the fewest slices).
+* Input ports are off-chip spike sources: no cores, but their fan-out is reported.
+
+Fan-in / fan-out per neuron: no public Loihi 2 source gives a per-neuron (or per-core
+axon) limit -- Lava's sources check none, and Intel's brief only gives memory sizes.
+A neuron's fan-in is bounded here by what one core's synaptic memory can hold (its
+incoming synapses cannot be split across cores); fan-out is reported, not checked.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import NeuromorphError
+from .netlist import Connection, Netlist
+
+
+@dataclass(frozen=True)
+class Loihi2Limits:
+    """The Loihi 2 limits the mapper checks; every number has its source next to it."""
+
+    # Lava 0.10.0, lava/magma/compiler/subcompilers/constants.py: NUM_VIRTUAL_CORES_L2 = 128
+    # (lava/magma/compiler/mapper.py splits logical core ids into chip_id = id // 128,
+    # core_id = id % 128 for Loihi 2 neuro cores). Intel's Loihi 2 brief: 128 neural cores.
+    cores_per_chip: int = 128
+    # Intel, "Taking Neuromorphic Computing to the Next Level with Loihi 2" (technology
+    # brief, 2021): up to 8k neurons per core (8192; 1M neurons per chip / 128 cores).
+    neurons_per_core: int = 8192
+    # Same Intel brief: 192 KB of synaptic memory per neural core (read as 192 KiB).
+    # The core's SRAM is flexibly partitioned between synapses, neuron state and
+    # routing; some secondary reports quote 128 KB per core: lower it here to be stricter.
+    synaptic_memory_bytes_per_core: int = 192 * 1024
+    # Lava 0.10.0, lava/proc/dense/models.py: weights LavaPyType(..., precision=8) with a
+    # per-connection weight_exp; lava/utils/weightutils.py (optimize_weight_bits,
+    # truncate_weights: max_num_weight_bits=8, sign bit included in mixed sign mode).
+    weight_bits: int = 8
+    # Lava 0.10.0, lava/proc/dense/models.py, PyDelayDenseModelBitAcc: "Loihi 2 has a
+    # maximum of 6 bits for delays, meaning a spike can be delayed by 0 to 63 time steps"
+    # (delays precision=6; raises if np.max(delays) > 63).
+    delay_bits: int = 6
+    # Lava 0.10.0, lava/magma/core/learning/constants.py: W_TRACE = 7 (x1, x2, y1, y2, y3).
+    # Reported only: the netlist carries no plasticity yet.
+    trace_bits: int = 7
+
+    @property
+    def max_delay(self) -> int:
+        """Largest extra synaptic delay in steps (63 for 6 bits)."""
+        return (1 << self.delay_bits) - 1
+
+    @property
+    def synaptic_memory_bits_per_core(self) -> int:
+        return self.synaptic_memory_bytes_per_core * 8
+
+
+@dataclass(frozen=True)
+class CoreSlice:
+    """One neuron core: neurons ``[start, stop)`` of a population (flat index)."""
+
+    core: int  # global core index, 0-based, consecutive across chips
+    chip: int
+    start: int
+    stop: int
+    synapses: int
+    memory_bytes: int
+
+    @property
+    def neurons(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class LayerMap:
+    """Resources of one population (kind: its neuron kind) or input port (kind 'input')."""
+
+    name: str
+    kind: str
+    neurons: int
+    synapses: int  # incoming nonzero weights (0 for an input port)
+    memory_bytes: int  # synaptic memory of its incoming synapses
+    fan_out: int  # outgoing nonzero weights
+    max_fan_in: int  # largest number of incoming synapses of one neuron
+    max_fan_out: int  # largest number of outgoing synapses of one neuron
+    slices: tuple[CoreSlice, ...] = ()
+    neurons_per_core: int = 0  # capacity, for utilisation
+    memory_bytes_per_core: int = 0
+
+    @property
+    def is_input(self) -> bool:
+        return self.kind == "input"
+
+    @property
+    def cores(self) -> int:
+        return len(self.slices)
+
+    @property
+    def core_range(self) -> str:
+        """'-' (off chip), '3' or '3-6'."""
+        if not self.slices:
+            return "-"
+        a, b = self.slices[0].core, self.slices[-1].core
+        return str(a) if a == b else f"{a}-{b}"
+
+    @property
+    def neuron_utilisation(self) -> float:
+        """Percent of its cores' neuron capacity in use (0 for an input port)."""
+        return 100.0 * self.neurons / (self.cores * self.neurons_per_core) if self.slices else 0.0
+
+    @property
+    def memory_utilisation(self) -> float:
+        """Percent of its cores' synaptic memory in use (0 for an input port)."""
+        return 100.0 * self.memory_bytes / (self.cores * self.memory_bytes_per_core) if self.slices else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "cores": self.cores,
+            "core_range": self.core_range,
+            "neurons": self.neurons,
+            "synapses": self.synapses,
+            "memory_bytes": self.memory_bytes,
+            "fan_out": self.fan_out,
+            "max_fan_in": self.max_fan_in,
+            "max_fan_out": self.max_fan_out,
+            "neuron_utilisation_pct": round(self.neuron_utilisation, 3),
+            "memory_utilisation_pct": round(self.memory_utilisation, 3),
+            "slices": [
+                {"core": s.core, "chip": s.chip, "neurons": [s.start, s.stop],
+                 "synapses": s.synapses, "memory_bytes": s.memory_bytes}
+                for s in self.slices
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class ResourceMap:
+    """Where every layer of a netlist sits on Loihi 2, and what it costs."""
+
+    layers: tuple[LayerMap, ...]
+    limits: Loihi2Limits = field(default_factory=Loihi2Limits)
+    weight_bits: int = 8
+    chips_allowed: int = 1
+
+    def layer(self, name: str) -> LayerMap:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def cores(self) -> int:
+        return sum(layer.cores for layer in self.layers)
+
+    @property
+    def neurons(self) -> int:
+        """On-chip neurons (input ports are off chip and not counted)."""
+        return sum(layer.neurons for layer in self.layers if not layer.is_input)
+
+    @property
+    def synapses(self) -> int:
+        return sum(layer.synapses for layer in self.layers)
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(layer.memory_bytes for layer in self.layers)
+
+    @property
+    def chips(self) -> int:
+        """Chips needed (at least 1)."""
+        return max(1, math.ceil(self.cores / self.limits.cores_per_chip))
+
+    def to_dict(self) -> dict[str, Any]:
+        lim = self.limits
+        return {
+            "target": "loihi2",
+            "limits": {**asdict(lim), "max_delay": lim.max_delay},
+            "weight_bits": self.weight_bits,
+            "chips_allowed": self.chips_allowed,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "totals": {
+                "cores": self.cores,
+                "neurons": self.neurons,
+                "synapses": self.synapses,
+                "memory_bytes": self.memory_bytes,
+                "chips": self.chips,
+                "core_utilisation_pct": round(100.0 * self.cores / (self.chips * lim.cores_per_chip), 3),
+            },
+        }
+
+    def table(self) -> str:
+        """A fixed-width map: one row per layer, then the totals."""
+        lim = self.limits
+        head = ("layer", "kind", "cores", "neurons", "synapses", "memory", "neur%", "mem%", "fan-out")
+        rows: list[tuple[str, ...]] = []
+        for L in self.layers:
+            if L.is_input:
+                rows.append((L.name, "input", "-", str(L.neurons), "-", "-", "-", "-", str(L.fan_out)))
+            else:
+                rows.append((L.name, L.kind, L.core_range, str(L.neurons), str(L.synapses),
+                             _bytes(L.memory_bytes), f"{L.neuron_utilisation:.1f}",
+                             f"{L.memory_utilisation:.1f}", str(L.fan_out)))
+        total = ("TOTAL", "", str(self.cores), str(self.neurons), str(self.synapses),
+                 _bytes(self.memory_bytes), "", "", "")
+        widths = [max(len(r[i]) for r in (head, *rows, total)) for i in range(len(head))]
+
+        def line(r: tuple[str, ...]) -> str:
+            cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])]
+            cells += [c.rjust(w) for c, w in zip(r[2:], widths[2:])]
+            return "  ".join(cells).rstrip()
+
+        rule = "-" * len(line(head))
+        out = [
+            f"Loihi 2 resource map: {lim.cores_per_chip} cores/chip, {lim.neurons_per_core} neurons/core, "
+            f"{_bytes(lim.synaptic_memory_bytes_per_core)} synaptic memory/core, "
+            f"{self.weight_bits}-bit weights (+{lim.delay_bits}-bit delay where delayed)",
+            rule, line(head), rule, *map(line, rows), rule, line(total), rule,
+            f"chips: {self.chips} needed, {self.chips_allowed} allowed; "
+            f"cores: {self.cores} of {self.chips * lim.cores_per_chip}",
+        ]
+        return "\n".join(out)
+
+
+def _bytes(n: int) -> str:
+    return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
+
+
+def _nonzero(weight: np.ndarray) -> np.ndarray:
+    return np.asarray(weight) != 0
+
+
+def map_netlist(
+    net: Netlist,
+    limits: Loihi2Limits = Loihi2Limits(),
+    weight_bits: int = 8,
+    chips_allowed: int = 1,
+) -> ResourceMap:
+    """Place ``net`` on Loihi 2 cores; refuse (NeuromorphError) what does not fit."""
+    if not 1 <= weight_bits <= limits.weight_bits:
+        raise NeuromorphError(
+            f"weight_bits must be in 1..{limits.weight_bits} (Loihi 2 weight mantissa), got {weight_bits}")
+    if chips_allowed < 1:
+        raise NeuromorphError(f"chips_allowed must be at least 1, got {chips_allowed}")
+
+    incoming: dict[str, list[Connection]] = {p.name: [] for p in net.populations}
+    outgoing: dict[str, list[Connection]] = {n.name: [] for n in (*net.inputs, *net.populations)}
+    for c in net.connections:
+        if c.extra_delay > limits.max_delay:
+            raise NeuromorphError(
+                f"layer '{c.target}': connection from '{c.source}' needs a synaptic delay of "
+                f"{c.extra_delay} steps; Loihi 2 allows at most {limits.max_delay} "
+                f"({limits.delay_bits}-bit delays)")
+        incoming[c.target].append(c)
+        outgoing[c.source].append(c)
+
+    def fan_out(name: str, size: int) -> tuple[int, int]:
+        per_neuron = np.zeros(size, dtype=np.int64)
+        for c in outgoing[name]:
+            per_neuron += _nonzero(c.weight).sum(axis=0)
+        return int(per_neuron.sum()), int(per_neuron.max(initial=0))
+
+    layers: list[LayerMap] = []
+    for port in net.inputs:
+        total, most = fan_out(port.name, port.size)
+        layers.append(LayerMap(port.name, "input", port.size, 0, 0, total, 0, most))
+
+    cap_bits = limits.synaptic_memory_bits_per_core
+    next_core = 0
+    for pop in net.populations:
+        n = pop.size
+        syn = np.zeros(n, dtype=np.int64)  # incoming synapses per neuron
+        bits = np.zeros(n, dtype=np.int64)  # their memory per neuron
+        for c in incoming[pop.name]:
+            per = _nonzero(c.weight).sum(axis=1).astype(np.int64)
+            syn += per
+            bits += per * (weight_bits + (limits.delay_bits if c.extra_delay > 0 else 0))
+        worst = int(np.argmax(bits)) if n else 0
+        if n and bits[worst] > cap_bits:
+            raise NeuromorphError(
+                f"layer '{pop.name}': neuron {worst} has a fan-in of {int(syn[worst])} synapses "
+                f"({_ceil8(int(bits[worst]))} bytes), more than one Loihi 2 core's synaptic memory "
+                f"({limits.synaptic_memory_bytes_per_core} bytes)")
+        slices = []
+        cum = np.concatenate(([0], np.cumsum(bits)))
+        start = 0
+        while start < n:
+            # last stop such that the slice's bits fit (cum is non-decreasing)
+            by_memory = int(np.searchsorted(cum, cum[start] + cap_bits, side="right")) - 1
+            stop = min(n, start + limits.neurons_per_core, by_memory)
+            slices.append(CoreSlice(next_core, next_core // limits.cores_per_chip, start, stop,
+                                    int(syn[start:stop].sum()), _ceil8(int(cum[stop] - cum[start]))))
+            next_core += 1
+            start = stop
+        total, most = fan_out(pop.name, n)
+        layers.append(LayerMap(
+            pop.name, pop.kind, n, int(syn.sum()), sum(s.memory_bytes for s in slices), total,
+            int(syn.max(initial=0)), most, tuple(slices), limits.neurons_per_core,
+            limits.synaptic_memory_bytes_per_core))
+
+    available = chips_allowed * limits.cores_per_chip
+    if next_core > available:
+        over = next(L for L in layers if L.slices and L.slices[-1].core >= available)
+        raise NeuromorphError(
+            f"layer '{over.name}' does not fit: the network needs {next_core} Loihi 2 neuron cores "
+            f"({math.ceil(next_core / limits.cores_per_chip)} chips) but {chips_allowed} chip(s) "
+            f"have {available}; '{over.name}' takes core(s) {over.core_range} ({over.cores} for "
+            f"{over.neurons} neurons, {over.synapses} synapses); allow more chips to map it")
+
+    return ResourceMap(tuple(layers), limits, weight_bits, chips_allowed)
+
+
+def _ceil8(bits: int) -> int:
+    return (bits + 7) // 8
