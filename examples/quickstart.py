@@ -14,10 +14,10 @@ from neuromorph.cli import summarize
 from neuromorph.simulate import simulate
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=None, help="folder for the files (default: a temp dir)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="neuromorph-"))
     out.mkdir(parents=True, exist_ok=True)
 

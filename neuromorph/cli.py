@@ -19,7 +19,7 @@ from .errors import NeuromorphError
 from .ir import Graph, Neuron
 
 EXIT_BAD_INPUT = 2
-BACKEND_CHOICES = ("norse", "lava")
+BACKEND_CHOICES = ("norse", "lava")  # norse runs model files; compiled backends run artifacts
 
 
 # ------------------------------------------------------------------ helpers
@@ -289,12 +289,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _write_raster(args: argparse.Namespace, artifact: Any, data: Any) -> None:
     """Spike raster of the first sample, from the deployment itself."""
-    from .backends.lava import run_lava
     from .plots import raster
+    from .run import lava_with_spikes
 
     x = (data.x_test if args.split == "test" else data.x_train)[:1]
-    out, _, _ = run_lava(artifact.netlist, x, precision=artifact.precision,
-                         quantized=artifact.quantized, record_spikes=True)
+    out = lava_with_spikes(artifact, x)
     trains = {k[: -len(".spikes")]: v[0] for k, v in out.items() if k.endswith(".spikes")}
     raster(trains, args.raster, artifact.dt, f"{data.name} sample 0 on Lava ({artifact.precision})")
 

@@ -122,6 +122,13 @@ def run_dataset(graph: Graph, data: Dataset, *, split: str = "test", limit: int 
 # ------------------------------------------------------------------ deployments
 
 
+def _runner(artifact: Any) -> Callable[..., Any]:
+    """The run function of the backend the artifact was compiled for (registry.py)."""
+    from .registry import get
+
+    return get(artifact.backend).load("run")
+
+
 def _dataset_split(data: Dataset, split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
     x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
     if limit is not None:
@@ -140,20 +147,19 @@ def run_artifact_dataset(artifact: Any, data: Dataset, *, split: str = "test",
                          limit: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Run a compiled deployment in Lava over a data set in one Lava run (state is reset
     between samples on the chip) and score it."""
-    from .backends.lava import run_lava
-
+    run = _runner(artifact)
     x, y = _dataset_split(data, split, limit)
     net = artifact.netlist
     if len(net.outputs) != 1 or int(np.prod(net.outputs[0].shape)) != data.n_classes:
         raise NeuromorphError(f"the artifact's output does not have one unit per class of '{data.name}' ({data.n_classes})")
     start = time.perf_counter()
-    outputs, spikes, info = run_lava(net, x, precision=artifact.precision, quantized=artifact.quantized,
+    outputs, spikes, info = run(net, x, precision=artifact.precision, quantized=artifact.quantized,
                                      progress=progress)
     seconds = time.perf_counter() - start
     pred = _predict(outputs[net.outputs[0].name], data.decision_steps)
     return {
         "backend": "lava", "precision": artifact.precision, "accuracy": float(np.mean(pred == y)),
-        "samples": int(len(x)), "steps": int(x.shape[1]), "chip_steps": int(info.get("chip_steps", 0)),
+        "samples": int(len(x)), "steps": int(x.shape[1]), "chip_steps": int(getattr(info, "chip_steps", 0)),
         "seconds": round(seconds, 3), "spikes": int(sum(spikes.values())),
         "spikes_per_population": {k: int(v) for k, v in spikes.items()},
         "split": split, "task": data.name,
@@ -162,11 +168,10 @@ def run_artifact_dataset(artifact: Any, data: Dataset, *, split: str = "test",
 
 def run_artifact_stream(artifact: Any, input_path: str | Path, output_path: str | Path, *,
                         progress: Progress | None = None) -> dict[str, Any]:
-    from .backends.lava import run_lava
-
+    run = _runner(artifact)
     x, batched = load_stream(input_path, artifact.graph)
     start = time.perf_counter()
-    outputs, spikes, info = run_lava(artifact.netlist, x, precision=artifact.precision,
+    outputs, spikes, info = run(artifact.netlist, x, precision=artifact.precision,
                                      quantized=artifact.quantized, progress=progress)
     seconds = time.perf_counter() - start
     arrays = {k: (v if batched else v[0]) for k, v in outputs.items()}
@@ -186,11 +191,8 @@ def verify_artifact(artifact: Any, x: np.ndarray, decision: slice,
                     progress: Progress | None = None) -> dict[str, Any]:
     """Deployment vs its reference on the same inputs: for float the Norse backend
     (float64), for fixed point the bit-exact numpy model of the integer arithmetic."""
-    from .backends.lava import run_lava
-
     net = artifact.netlist
-    got, _, info = run_lava(net, x, precision=artifact.precision, quantized=artifact.quantized,
-                            progress=progress, record_spikes=True)
+    got = lava_with_spikes(artifact, x, progress)
     if artifact.precision == "fixed":
         from .compiler.quantize import simulate_fixed
 
@@ -200,7 +202,7 @@ def verify_artifact(artifact: Any, x: np.ndarray, decision: slice,
         want = _norse_reference(artifact, x)
         reference = "norse (float64)"
     spike_keys = [k for k in want if k.endswith(".spikes") and k in got]
-    equal = sum(int(np.sum(got[k] == want[k])) for k in spike_keys)
+    equal = sum(int(np.sum(got[k].reshape(want[k].shape) == want[k])) for k in spike_keys)
     total = sum(int(np.asarray(want[k]).size) for k in spike_keys)
     out = net.outputs[0].name
     pred_got, pred_want = _predict(got[out], decision), _predict(want[out], decision)
@@ -213,6 +215,14 @@ def verify_artifact(artifact: Any, x: np.ndarray, decision: slice,
     }
 
 
+def lava_with_spikes(artifact: Any, x: np.ndarray, progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """Lava outputs plus ``"<population>.spikes"`` [N, T, *shape] of every spiking population."""
+    spiking = [p.name for p in artifact.netlist.populations if p.spiking]
+    out, _, info = _runner(artifact)(artifact.netlist, x, precision=artifact.precision,
+                                     quantized=artifact.quantized, probes=spiking, progress=progress)
+    return {**out, **{f"{k}.spikes": v for k, v in info.probes.items()}}
+
+
 def _norse_reference(artifact: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     """Outputs and every spiking population's spikes from the Norse backend."""
     graph = artifact.graph
@@ -222,5 +232,5 @@ def _norse_reference(artifact: Any, x: np.ndarray) -> dict[str, np.ndarray]:
         out = net(torch.as_tensor(x, dtype=torch.float64), record=spiking)
     result = {o: out[o].numpy() for o in graph.outputs}
     for name in spiking:
-        result[f"{name}.spikes"] = out[name].numpy().reshape(len(x), x.shape[1], -1)
+        result[f"{name}.spikes"] = out[name].numpy()
     return result

@@ -1,5 +1,8 @@
 """The compiler: IR graph -> netlist -> (quantised) artifact for a backend.
 
+``compile_graph`` looks the backend up in the registry (entry points, registry.py); the
+``lava`` backend's pipeline (compiler/loihi.py) is:
+
     discretise (neuromorph.discretize, the one place dt enters)
     -> lower to populations and synapse matrices with pipeline offsets (netlist.py)
     -> quantise to Loihi 2 formats when precision is "fixed" (quantize.py)
@@ -12,12 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import NeuromorphError
 from ..ir import Graph
 from .artifact import Artifact, is_artifact, load_artifact, save_artifact
-from .netlist import Netlist, lower
-
-PRECISIONS = ("float", "fixed")
 
 
 def compile_graph(
@@ -29,25 +28,14 @@ def compile_graph(
     calibration: Mapping[str, np.ndarray] | None = None,
     chips: int = 1,
 ) -> Artifact:
-    """Compile ``graph`` for ``backend``; refusals are one-line errors naming the node."""
-    if backend != "lava":
-        raise NeuromorphError(f"unknown compile backend '{backend}' (available: lava)")
-    if precision not in PRECISIONS:
-        raise NeuromorphError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
-    net = lower(graph, dt)
-    from .resources import map_netlist
+    """Compile ``graph`` for a registered backend; refusals are one-line errors naming
+    the node (unsupported node types are refused before anything else)."""
+    from ..registry import get
 
-    mapping = map_netlist(net, chips_allowed=chips)
-    resources = {**mapping.to_dict(), "table": mapping.table()}
-    quantized = None
-    quantization: dict[str, Any] = {"precision": precision}
-    if precision == "fixed":
-        from .quantize import quantize
-
-        quantized = quantize(net, calibration)
-        quantization.update(quantized.report)
-    return Artifact(backend, precision, graph, net, quantized, resources, quantization)
+    spec = get(backend)
+    spec.check(graph, precision)
+    return spec.load("compile")(graph, precision=precision, dt=dt, calibration=calibration, chips=chips)
 
 
-__all__ = ["Artifact", "Netlist", "PRECISIONS", "compile_graph", "is_artifact", "load_artifact",
-           "lower", "save_artifact"]
+__all__ = ["Artifact", "compile_graph", "is_artifact", "load_artifact",
+           "save_artifact"]

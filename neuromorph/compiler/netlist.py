@@ -161,7 +161,7 @@ def _linear_matrix(node: Node, in_shape: tuple[int, ...], out_shape: tuple[int, 
     raise IRError(f"the compiler has no linear rule for {node.type_name}")
 
 
-_Paths = dict[str, list[tuple[np.ndarray, int]]]  # source -> [(matrix, IR delay)]
+_Paths = dict[str, list[tuple[np.ndarray | None, int]]]  # source -> [(matrix or None = identity, IR delay)]
 
 
 def _paths_into(graph: Graph, target: str, dt: float, memo: dict[str, tuple[_Paths, np.ndarray]]) -> tuple[_Paths, np.ndarray]:
@@ -172,8 +172,7 @@ def _paths_into(graph: Graph, target: str, dt: float, memo: dict[str, tuple[_Pat
     for e in graph.incoming(target):
         src = graph.nodes[e.source]
         if isinstance(src, (Input, Neuron)):
-            n = int(np.prod(graph.shape(e.source)))
-            paths.setdefault(e.source, []).append((np.eye(n), e.delay))
+            paths.setdefault(e.source, []).append((None, e.delay))  # identity, built only if needed
             continue
         up_paths, up_bias = _through(graph, e.source, dt, memo)
         if e.delay and np.any(up_bias):
@@ -202,7 +201,8 @@ def _through(graph: Graph, name: str, dt: float, memo: dict[str, tuple[_Paths, n
         raise IRError("an Output cannot feed other nodes", node=name)
     else:
         m, c = _linear_matrix(node, graph.input_shape(name), graph.shape(name))  # type: ignore[arg-type]
-        result = ({s: [(m @ a, d) for a, d in ps] for s, ps in inner.items()}, m @ bias_in + c)
+        result = ({s: [(m if a is None else m @ a, d) for a, d in ps] for s, ps in inner.items()},
+                  m @ bias_in + c)
     memo[name] = result
     return result
 
@@ -271,6 +271,8 @@ def lower(graph: Graph, dt: float | None = None) -> Netlist:
         by_key: dict[tuple[str, int], np.ndarray] = {}
         for src, ps in paths.items():
             for m, d in ps:
+                if m is None:  # a population fed directly, one to one
+                    m = np.eye(pop.size)
                 by_key[(src, d)] = by_key.get((src, d), 0) + m
         for (src, d), m in by_key.items():
             connections.append(Connection(src, name, gain[:, None] * m, d))

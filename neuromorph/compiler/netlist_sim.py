@@ -94,14 +94,16 @@ def simulate_netlist(
     Float by default; fixed point passes its own ``params`` (integer population
     parameters), ``synapse``, ``init``, ``step`` and ``readout`` (integer membrane ->
     IR units). Returns ({output: [N, T, *shape]}, {population: spikes in windows});
-    with ``record_spikes`` the first dict also holds ``"<population>.spikes"``: [N, T, size].
+    with ``record_spikes`` the first dict also holds ``"<population>.spikes"``: [N, T, *shape].
     """
     inputs, n, t = check_inputs(net, x)
     sched = Schedule.of(net, n, t)
     streams = input_stream(net, inputs, sched)
     params = params or {p.name: float_params(p) for p in net.populations}
     synapse = synapse or (lambda i, src: net.connections[i].weight @ src)
-    pending = {p.name: np.zeros((sched.total + 64, p.size)) for p in net.populations}
+    # Arrivals wait in a ring buffer long enough for the longest synaptic delay.
+    depth = 2 + max((conn.extra_delay for conn in net.connections), default=0)
+    pending = {p.name: np.zeros((depth, p.size)) for p in net.populations}
     state: dict[str, dict[str, np.ndarray]] = {}
     sent: dict[str, np.ndarray] = {}
     outputs = {o.name: np.zeros((n, t, net.population(o.population).size)) for o in net.outputs}
@@ -112,7 +114,8 @@ def simulate_netlist(
             sent[port.name] = streams[port.name][c]
         for pop in net.populations:
             j, k = sched.local(c, pop.offset)
-            a_in = pending[pop.name][c]
+            a_in = pending[pop.name][c % depth].copy()
+            pending[pop.name][c % depth] = 0.0
             if j < 0 or j >= n or k >= t:
                 sent[pop.name] = np.zeros(pop.size)
                 continue
@@ -133,9 +136,10 @@ def simulate_netlist(
         for i, conn in enumerate(net.connections):
             arrival = c + 1 + conn.extra_delay
             if arrival < sched.total:
-                pending[conn.target][arrival] += synapse(i, sent[conn.source])
+                pending[conn.target][arrival % depth] += synapse(i, sent[conn.source])
     shaped = {o.name: outputs[o.name].reshape(n, t, *o.shape) for o in net.outputs}
-    shaped.update({f"{name}.spikes": train for name, train in trains.items()})
+    shaped.update({f"{name}.spikes": train.reshape(n, t, *net.population(name).shape)
+                   for name, train in trains.items()})
     return shaped, spikes
 
 
