@@ -19,6 +19,7 @@ from .errors import NeuromorphError
 from .ir import Graph, Neuron
 
 EXIT_BAD_INPUT = 2
+CALIBRATION_SAMPLES = 256
 BACKEND_CHOICES = ("norse", "lava")  # norse runs model files; compiled backends run artifacts
 
 
@@ -295,6 +296,8 @@ def _write_raster(args: argparse.Namespace, artifact: Any, data: Any) -> None:
     x = (data.x_test if args.split == "test" else data.x_train)[:1]
     out = lava_with_spikes(artifact, x)
     trains = {k[: -len(".spikes")]: v[0] for k, v in out.items() if k.endswith(".spikes")}
+    if not trains:
+        raise NeuromorphError("--raster: the deployment has no spiking population to plot")
     raster(trains, args.raster, artifact.dt, f"{data.name} sample 0 on Lava ({artifact.precision})")
 
 
@@ -305,7 +308,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     calibration = None
     if args.task is not None:
         data = _load_task(args, graph)
-        calibration = {graph.inputs[0]: data.x_train}
+        # The scales need the input grid and the state's peaks; a few hundred samples
+        # show both, and a float run over a long task's whole training set is slow.
+        calibration = {graph.inputs[0]: data.x_train[:CALIBRATION_SAMPLES]}
     artifact = compile_graph(graph, backend=args.backend, precision=args.precision, dt=args.dt,
                              calibration=calibration, chips=args.chips)
     path = save_artifact(artifact, args.output)
@@ -432,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("float", "fixed"), default="float",
                    help="float: Lava floating_pt; fixed: Loihi 2 fixed point (fixed_pt)")
     p.add_argument("--dt", type=float, default=None, help="time step in seconds (default: the model's)")
-    p.add_argument("--task", help="calibrate input scaling on this task's training data (fixed point)")
+    p.add_argument("--task", help="calibrate fixed-point scales on this task's training data "
+                   "(the first 256 samples)")
     p.add_argument("--seed", type=int, default=0, help="task seed")
     p.add_argument("--chips", type=int, default=1, help="number of Loihi 2 chips the network may use")
     p.add_argument("-o", "--output", required=True, help="artifact file to write")

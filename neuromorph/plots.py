@@ -1,10 +1,13 @@
 """PNG figures people look at: training curves and spike rasters (matplotlib, Agg)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from .documents import write_atomic
 
 
 def _pyplot() -> Any:
@@ -16,12 +19,15 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: str | Path) -> Path:
-    from .documents import write_atomic
-    import io
-
+def _save(plt: Any, fig: Any, path: str | Path, title: str) -> Path:
+    """Title, write atomically as PNG, and always free the figure."""
+    if title:
+        fig.suptitle(title)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    try:
+        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return write_atomic(path, buf.getvalue())
 
 
@@ -39,12 +45,7 @@ def training_curves(history: Sequence[dict[str, Any]], path: str | Path, title: 
     ax2.set_ylabel("accuracy")
     ax2.set_ylim(0, 1)
     ax2.legend()
-    if title:
-        fig.suptitle(title)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path, title)
 
 
 def raster(spikes: dict[str, np.ndarray], path: str | Path, dt: float, title: str = "") -> Path:
@@ -59,9 +60,4 @@ def raster(spikes: dict[str, np.ndarray], path: str | Path, dt: float, title: st
         ax.set_ylabel(f"{name}\nneuron")
         ax.set_ylim(-0.5, s.shape[1] - 0.5)
     axes[-1, 0].set_xlabel("time (ms)")
-    if title:
-        fig.suptitle(title)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path, title)

@@ -199,3 +199,29 @@ def test_wrong_input_shape_is_refused(trained, tmp_path):
 def test_model_file_given_to_lava_is_told_to_compile(trained):
     err = one_line_error(cli("run", trained, "--backend", "lava", "--task", "digits", rc=2))
     assert "neuromorph compile" in err
+
+
+def test_norse_network_imported_from_nir_deploys_and_matches_norse():
+    import norse.torch as norse
+    import torch
+
+    from neuromorph.backends.lava import run_lava
+    from neuromorph.backends.nir import from_nir
+
+    torch.manual_seed(0)
+    model = norse.SequentialState(
+        torch.nn.Linear(6, 8), norse.LIFCell(norse.LIFParameters(tau_syn_inv=torch.tensor(200.0),
+                                                                 tau_mem_inv=torch.tensor(100.0))),
+        torch.nn.Linear(8, 3), norse.LIBoxCell(norse.LIBoxParameters(tau_mem_inv=torch.tensor(50.0))),
+    )
+    graph = from_nir(norse.to_nir(model, torch.zeros(1, 6)), convention="norse")
+    x = torch.rand(40, 6) * 3
+    state, theirs = None, []
+    with torch.no_grad():
+        for t in range(len(x)):
+            y, state = model(x[t : t + 1], state)
+            theirs.append(y[0].numpy())
+    artifact = compile_graph(graph, precision="float")
+    ours, _, _ = run_lava(artifact.netlist, x.double().numpy()[None], precision="float")
+    np.testing.assert_allclose(ours[graph.outputs[0]][0], np.array(theirs), atol=1e-5)
+    assert np.abs(np.array(theirs)).max() > 0.01

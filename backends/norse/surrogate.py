@@ -13,34 +13,39 @@ import torch
 from ...errors import NeuromorphError
 
 
-class _FastSigmoid(torch.autograd.Function):
+class _Spike(torch.autograd.Function):
+    """Heaviside forward (strict: x > 0 spikes); ``derivative`` shapes the backward."""
+
+    @staticmethod
+    def derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    @classmethod
+    def forward(cls, ctx: Any, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return (x > 0).to(x.dtype)
+
+    @classmethod
+    def backward(cls, ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        return grad * cls.derivative(x, ctx.alpha), None
+
+
+class _FastSigmoid(_Spike):
     """SuperSpike (Zenke & Ganguli 2018): d/dx = 1 / (alpha |x| + 1)^2."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, alpha: float) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.alpha = alpha
-        return (x > 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (x,) = ctx.saved_tensors
-        return grad / (ctx.alpha * x.abs() + 1.0) ** 2, None
+    def derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
+        return 1.0 / (alpha * x.abs() + 1.0) ** 2
 
 
-class _Triangle(torch.autograd.Function):
+class _Triangle(_Spike):
     """Triangle (Bellec et al. 2018): d/dx = gamma * max(0, 1 - |x|), gamma = alpha here."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, alpha: float) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.alpha = alpha
-        return (x > 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (x,) = ctx.saved_tensors
-        return grad * ctx.alpha * torch.clamp(1.0 - x.abs(), min=0.0), None
+    def derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
+        return alpha * torch.clamp(1.0 - x.abs(), min=0.0)
 
 
 _FUNCTIONS = {"fast_sigmoid": _FastSigmoid, "triangle": _Triangle}

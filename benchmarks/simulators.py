@@ -1,0 +1,63 @@
+"""How fast each simulator runs the zoo models: time steps per second, per sample.
+
+    .venv/bin/python benchmarks/simulators.py [--samples 8] [--steps 100] [--models digits-mlp,...]
+
+Prints one row per model: the numpy reference (neuromorph.simulate), the Norse backend
+(torch float32, batched), the numpy chip-time netlist model (float and fixed point) and
+the Lava deployment (floating_pt and fixed_pt, Loihi2SimCfg, start-up included).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from neuromorph.backends.lava import run_lava
+from neuromorph.backends.norse import GraphNetwork
+from neuromorph.compiler import compile_graph
+from neuromorph.compiler.netlist_sim import simulate_netlist
+from neuromorph.compiler.quantize import simulate_fixed
+from neuromorph.models import ZOO
+from neuromorph.simulate import simulate
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--models", default=",".join(ZOO))
+    args = parser.parse_args()
+    n, t = args.samples, args.steps
+    header = ("model", "numpy ref", "norse f32", "netlist f", "netlist fx", "lava float", "lava fixed")
+    print(f"steps/s per sample ({n} samples x {t} steps; higher is faster)")
+    print("  ".join(f"{h:>11}" for h in header))
+    for name in args.models.split(","):
+        graph = ZOO[name].build(0)
+        x = (np.random.default_rng(0).random((n, t, *graph.shape("input"))) < 0.2).astype(np.float64)
+        floating = compile_graph(graph, precision="float")
+        fixed = compile_graph(graph, precision="fixed", calibration={"input": x})
+        net = GraphNetwork(graph)
+        with torch.no_grad():
+            norse_s = timed(lambda: net(torch.as_tensor(x, dtype=torch.float32)))
+        seconds = [
+            timed(lambda: simulate(graph, x)),
+            norse_s,
+            timed(lambda: simulate_netlist(floating.netlist, x)),
+            timed(lambda: simulate_fixed(fixed.quantized, x)),
+            timed(lambda: run_lava(floating.netlist, x, precision="float")),
+            timed(lambda: run_lava(fixed.netlist, x, precision="fixed", quantized=fixed.quantized)),
+        ]
+        rates = [n * t / s for s in seconds]
+        print(f"{name:>11}  " + "  ".join(f"{r:>11.0f}" for r in rates), flush=True)
+
+
+if __name__ == "__main__":
+    main()
