@@ -260,10 +260,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if deployed:
         artifact = load_artifact(args.model)
         progress = _chip_progress(args, "lava")
-        if args.membrane:
-            raise NeuromorphError("--membrane is only available on the norse backend for now")
         if args.input is not None:
-            info = run_artifact_stream(artifact, args.input, args.output, progress=progress)
+            info = run_artifact_stream(artifact, args.input, args.output, membrane=args.membrane,
+                                       progress=progress)
         else:
             data = _load_task(args, artifact.graph)
             info = run_artifact_dataset(artifact, data, split=args.split, limit=args.limit,

@@ -154,7 +154,7 @@ def run_artifact_dataset(artifact: Any, data: Dataset, *, split: str = "test",
         raise NeuromorphError(f"the artifact's output does not have one unit per class of '{data.name}' ({data.n_classes})")
     start = time.perf_counter()
     outputs, spikes, info = run(net, x, precision=artifact.precision, quantized=artifact.quantized,
-                                     progress=progress)
+                                progress=progress)
     seconds = time.perf_counter() - start
     pred = _predict(outputs[net.outputs[0].name], data.decision_steps)
     return {
@@ -167,14 +167,16 @@ def run_artifact_dataset(artifact: Any, data: Dataset, *, split: str = "test",
 
 
 def run_artifact_stream(artifact: Any, input_path: str | Path, output_path: str | Path, *,
-                        progress: Progress | None = None) -> dict[str, Any]:
+                        membrane: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+    """Like :func:`run_stream`, on the deployment: same array names, same time axis."""
     run = _runner(artifact)
     x, batched = load_stream(input_path, artifact.graph)
+    probes = _membrane_probes(artifact.graph) if membrane else []  # every neuron node is a population
     start = time.perf_counter()
     outputs, spikes, info = run(artifact.netlist, x, precision=artifact.precision,
-                                     quantized=artifact.quantized, progress=progress)
+                                quantized=artifact.quantized, probes=probes, progress=progress)
     seconds = time.perf_counter() - start
-    arrays = {k: (v if batched else v[0]) for k, v in outputs.items()}
+    arrays = {k: (v if batched else v[0]) for k, v in {**outputs, **info.probes}.items()}
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     write_atomic(output_path, buf.getvalue())
