@@ -146,7 +146,7 @@ def recurrent(
     The hidden population is one ALIF node; its last ``n_adaptive`` neurons adapt
     (beta > 0), the others are plain LIF neurons (beta = 0), as in Bellec et al. (2018).
     The recurrent loop ``hidden -> w_rec -> hidden`` carries a one-step delay on its
-    ``w_rec -> hidden`` edge. Self-connections are zero. Membranes use ``r = tau / dt``
+    ``hidden -> w_rec`` edge (last step's spikes, weighted now: NIR's recurrence reading). Self-connections are zero. Membranes use ``r = tau / dt``
     (see :func:`feedforward`).
     """
     step = dt if dt is not None else DEFAULT_DT
@@ -168,7 +168,7 @@ def recurrent(
         "output": Output(),
     }
     edges = [
-        ("input", "w_in"), ("w_in", "hidden"), ("hidden", "w_rec"), ("w_rec", "hidden", 1),
+        ("input", "w_in"), ("w_in", "hidden"), ("hidden", "w_rec", 1), ("w_rec", "hidden"),
         ("hidden", "w_out"), ("w_out", "readout"), ("readout", "output"),
     ]
     return Graph(nodes, edges, dt=dt, metadata=metadata or {})

@@ -53,7 +53,7 @@ def test_inspect_json_summarises_nodes_shapes_parameters_and_cycles(tmp_path):
     assert data["cycles"] == [["hidden", "w_rec"]]
     hidden = next(n for n in data["nodes"] if n["name"] == "hidden")
     assert hidden["type"] == "ALIF" and hidden["output_shape"] == [100]
-    assert {"source": "w_rec", "target": "hidden", "delay": 1} in data["edges"]
+    assert {"source": "hidden", "target": "w_rec", "delay": 1} in data["edges"]
 
 
 def test_inspect_text_mentions_every_node(tmp_path):

@@ -51,7 +51,7 @@ def dense_graph() -> Graph:
             "adapt_out": Output((4,)),
         },
         edges=[
-            ("in", "fc"), ("fc", "lif"), ("lif", "rec"), ("rec", "lif", 1), ("lif", "alif"),
+            ("in", "fc"), ("fc", "lif"), ("lif", "rec", 1), ("rec", "lif"), ("lif", "alif"),
             ("alif", "gain", 2), ("gain", "wait"), ("wait", "cuba"), ("cuba", "if"),
             ("if", "li"), ("li", "out"), ("alif", "adapt_out"),
         ],
@@ -172,11 +172,11 @@ def test_conv_input_shape_and_flatten_input_type_come_from_the_graph():
     assert quiet_to_nir(conv1d_graph()).nodes["conv"].input_shape == 10
 
 
-def test_recurrent_delay_1_back_edge_is_a_plain_nir_edge():
+def test_recurrent_delay_1_on_the_loop_entry_edge_is_a_plain_nir_edge():
     g = quiet_to_nir(dense_graph())
-    assert ("rec", "lif") in g.edges
+    assert ("lif", "rec") in g.edges and ("rec", "lif") in g.edges
     back = from_nir(strip_our_metadata(g), dt=1e-3)  # as a foreign file: the NIR rule
-    assert Edge("rec", "lif", 1) in back.edges
+    assert Edge("lif", "rec", 1) in back.edges and Edge("rec", "lif", 0) in back.edges
 
 
 def test_feed_forward_edge_delay_becomes_a_nir_delay_node():
@@ -239,9 +239,9 @@ def test_write_into_a_missing_directory_is_refused(tmp_path):
 def test_zero_delay_edge_closing_a_loop_is_warned_about_and_restored():
     graph = Graph(
         {"in": Input((2,)), "lif": LIF(tau=0.01), "rec": Linear(np.eye(2)), "out": Output()},
-        [("in", "lif"), ("lif", "rec", 1), ("rec", "lif", 0), ("lif", "out")], dt=1e-3,
+        [("in", "lif"), ("lif", "rec", 0), ("rec", "lif", 1), ("lif", "out")], dt=1e-3,
     )
-    with pytest.warns(NIRExportWarning, match="rec -> lif closes a loop with delay 0"):
+    with pytest.warns(NIRExportWarning, match="lif -> rec has delay 0 but is where NIR readers put"):
         g = to_nir(graph)
     assert from_nir(g) == graph
 
@@ -294,8 +294,8 @@ def test_nested_subgraph_is_flattened_with_dotted_names(into, out_of):
     graph = from_nir(g)
     assert set(graph.nodes) == {"input", "fc", "rnn.lif", "rnn.w_rec", "output"}
     assert sorted(graph.edges) == sorted([
-        Edge("input", "fc"), Edge("fc", "rnn.lif"), Edge("rnn.lif", "rnn.w_rec"),
-        Edge("rnn.w_rec", "rnn.lif", 1), Edge("rnn.lif", "output"),
+        Edge("input", "fc"), Edge("fc", "rnn.lif"), Edge("rnn.lif", "rnn.w_rec", 1),
+        Edge("rnn.w_rec", "rnn.lif"), Edge("rnn.lif", "output"),
     ])
 
 
@@ -307,10 +307,10 @@ def test_nested_subgraph_survives_a_nir_file(tmp_path):
     )
     nir.write(tmp_path / "nested.nir", g)
     graph = read_nir(tmp_path / "nested.nir")
-    assert Edge("rnn.w_rec", "rnn.lif", 1) in graph.edges and Edge("input", "rnn.lif") in graph.edges
+    assert Edge("rnn.lif", "rnn.w_rec", 1) in graph.edges and Edge("input", "rnn.lif") in graph.edges
 
 
-def test_recurrent_cycle_gets_delay_1_on_its_back_edge_only():
+def test_recurrent_cycle_gets_delay_1_on_the_edge_leaving_its_entry_only():
     g = nir.NIRGraph(
         nodes={"input": nir.Input(np.array([2])), "fc": nir.Affine(np.ones((3, 2)), np.zeros(3)),
                "lif": _lif(3), "w_rec": nir.Affine(np.eye(3), np.zeros(3)),
@@ -318,7 +318,7 @@ def test_recurrent_cycle_gets_delay_1_on_its_back_edge_only():
         edges=[("w_rec", "lif"), ("input", "fc"), ("lif", "w_rec"), ("fc", "lif"), ("lif", "output")],
     )
     delays = {(e.source, e.target): e.delay for e in from_nir(g).edges}
-    assert delays == {("w_rec", "lif"): 1, ("input", "fc"): 0, ("lif", "w_rec"): 0,
+    assert delays == {("w_rec", "lif"): 0, ("input", "fc"): 0, ("lif", "w_rec"): 1,
                       ("fc", "lif"): 0, ("lif", "output"): 0}
 
 
@@ -538,7 +538,7 @@ def test_snntorch_rsynaptic_file_imports_a_recurrent_loop(tmp_path):
     )
     graph = read_nir(_snntorch_file(net, (5,), tmp_path), convention="snntorch")
     assert isinstance(graph.nodes["1.lif"], CubaLIF) and isinstance(graph.nodes["1.w_rec"], Affine)
-    assert Edge("1.w_rec", "1.lif", 1) in graph.edges and Edge("1.lif", "1.w_rec", 0) in graph.edges
+    assert Edge("1.lif", "1.w_rec", 1) in graph.edges and Edge("1.w_rec", "1.lif", 0) in graph.edges
 
 
 def test_imported_snntorch_leaky_synaptic_spikes_match_snntorch(tmp_path):
@@ -570,14 +570,10 @@ def test_imported_snntorch_rleaky_spikes_match_snntorch_with_zero_recurrent_bias
                    init_hidden=True, reset_mechanism="zero", reset_delay=False),
     )
     with torch.no_grad():
-        net[1].recurrent.bias.zero_()  # see the xfail below for a non-zero bias
+        net[1].recurrent.bias.zero_()  # the next test keeps the bias
     _assert_snntorch_matches(net, (5,), tmp_path)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "snnTorch computes the recurrent Linear in the current step from last step's spikes, "
-    "so at t=0 the loop adds the bias; NIR's rule as implemented delays the edge "
-    "w_rec -> lif (the DFS back edge), whose value before t=0 is 0, not the bias"))
 def test_imported_snntorch_rleaky_with_recurrent_bias_matches_snntorch(tmp_path):
     torch.manual_seed(0)
     net = torch.nn.Sequential(

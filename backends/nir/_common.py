@@ -44,14 +44,18 @@ def decode_meta(metadata: Any, where: str) -> dict[str, Any] | None:
     return record
 
 
-def back_edges(edges: Sequence[tuple[str, str]], inputs: Iterable[str]) -> set[tuple[str, str]]:
-    """Edges that close a cycle in a depth-first search from the Input nodes.
+def recurrence_edges(edges: Sequence[tuple[str, str]], inputs: Iterable[str]) -> set[tuple[str, str]]:
+    """The edges that carry each loop's one-step delay under NIR's recurrence convention.
 
     NIR has no edge delays; snnTorch writes recurrence (RLeaky, RSynaptic) as
-    ``lif -> w_rec -> lif``, meaning that the loop reads the previous step. The edge that a DFS meets as a back
-    edge is the one that gets that step. The search is deterministic given the edge
-    order: Inputs are started in the order they first appear as an edge source (so
-    nir.read's alphabetical node order does not matter), successors in edge order.
+    ``lif -> w_rec -> lif``, meaning that the loop reads the previous step's spikes and
+    applies ``w_rec`` (bias included) in the current step. So the delayed edge is the
+    one *leaving* the node where a depth-first search from the Inputs enters the loop
+    (``lif -> w_rec``): a back edge ``u -> v`` closes the loop ``v -> w -> ... -> u``,
+    and ``v -> w`` is the edge returned (``v -> v`` for a self-loop). The search is
+    deterministic given the edge order: Inputs are started in the order they first
+    appear as an edge source (so nir.read's alphabetical node order does not matter),
+    successors in edge order.
     """
     succ: dict[str, list[str]] = {}
     for s, t in edges:
@@ -59,7 +63,7 @@ def back_edges(edges: Sequence[tuple[str, str]], inputs: Iterable[str]) -> set[t
     wanted = set(inputs)
     starts = list(dict.fromkeys(s for s, _ in edges if s in wanted))
     state: dict[str, int] = {}  # 1: on the DFS stack, 2: finished
-    back: set[tuple[str, str]] = set()
+    delayed: set[tuple[str, str]] = set()
     for start in starts:
         if start in state:
             continue
@@ -72,11 +76,13 @@ def back_edges(edges: Sequence[tuple[str, str]], inputs: Iterable[str]) -> set[t
                 state[node] = 2
                 stack.pop()
             elif state.get(nxt) == 1:
-                back.add((node, nxt))
+                path = [n for n, _ in stack]
+                i = path.index(nxt)
+                delayed.add((nxt, path[i + 1]) if i + 1 < len(path) else (node, nxt))
             elif nxt not in state:
                 state[nxt] = 1
                 stack.append((nxt, iter(succ.get(nxt, []))))
-    return back
+    return delayed
 
 
 def one_line(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ from ...ir import (
     ALIF, IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Flatten, Graph, Input, Linear,
     Node, Output, Scale, SumPool2d,
 )
-from ._common import FORMAT, back_edges, encode_meta, one_line
+from ._common import FORMAT, recurrence_edges, encode_meta, one_line
 
 
 def export_graph(graph: Graph) -> tuple[nir.NIRGraph, list[str]]:
@@ -22,17 +22,17 @@ def export_graph(graph: Graph) -> tuple[nir.NIRGraph, list[str]]:
     }
     pairs = [(e.source, e.target) for e in graph.edges]
     # Delay nodes inserted below sit on a single path (source -> delay -> target), so they
-    # do not change which edges a DFS sees as back edges: decide on the IR edges.
-    back = back_edges(pairs, graph.inputs)
+    # do not change where a DFS enters each loop: decide on the IR edges.
+    back = recurrence_edges(pairs, graph.inputs)
     edges: list[tuple[str, str]] = []
     for e in graph.edges:
-        is_back = (e.source, e.target) in back
+        is_back = (e.source, e.target) in back  # carries its loop's implicit step
         extra = e.delay - int(is_back)  # steps beyond what NIR's recurrence rule implies
         if extra < 0:
             warnings.append(
-                f"edge {e.source} -> {e.target} closes a loop with delay 0 (the loop's delay "
-                "is on another edge); NIR readers give a loop's closing edge one step, so "
-                "other tools will see one extra step here (neuromorph restores it exactly)"
+                f"edge {e.source} -> {e.target} has delay 0 but is where NIR readers put a loop's "
+                "one-step delay (the edge leaving the loop's entry node); other tools will see "
+                "one extra step here (neuromorph restores it exactly)"
             )
         if extra <= 0:
             edges.append((e.source, e.target))

@@ -15,7 +15,7 @@ from ...ir import (
     Linear, Node, Output, Plasticity, Scale, SumPool2d,
 )
 from ...ir.nodes import as_int_tuple
-from ._common import back_edges, decode_meta, one_line
+from ._common import recurrence_edges, decode_meta, one_line
 
 CONVENTIONS = ("nir", "snntorch", "norse")
 DEFAULT_DT = {"nir": 1e-4, "snntorch": 1e-4, "norse": 1e-3}
@@ -74,7 +74,7 @@ def import_graph(g: Any, dt: float | None, convention: str) -> Graph:
         edges = [Edge(s, t, stored[(s, t)]) for s, t in ir_pairs]
     else:  # a foreign graph, or ours edited by another tool: NIR's recurrence rule
         inputs = [n for n, node in nodes.items() if isinstance(node, Input)]
-        back = back_edges(ir_pairs, inputs)
+        back = recurrence_edges(ir_pairs, inputs)
         edges = [Edge(s, t, folded.get((s, t), int((s, t) in back))) for s, t in ir_pairs]
 
     if record is not None:

@@ -30,12 +30,13 @@ The ``"norse"`` convention's corrections divide by this same dt, so pass the dt 
 given to Norse's ``to_nir`` (and its neurons) if it was not the default.
 
 Edge delays: NIR's recurrence rule (snnTorch's RLeaky/RSynaptic export writes
-``lif -> w_rec -> lif``) is that a loop reads the previous step. On import, the edges
-that a depth-first search from the Input nodes meets as back edges get a delay of 1
-step, all others 0. On export such a delay-1 back edge is a plain NIR edge; any other
-delay becomes a ``nir.Delay`` node of ``steps * dt`` seconds that our importer folds back
-into the edge. (snnTorch delays the spikes, not the weighted sum: a recurrent bias
-reaches the neuron at t=0 there, but not through a delayed ``w_rec -> lif`` edge.)
+``lif -> w_rec -> lif``) is that a loop reads the previous step's spikes and applies
+``w_rec`` in the current step. On import, the edge that leaves the node where a
+depth-first search from the Inputs enters each loop (``lif -> w_rec``) gets a delay of
+1 step, all others 0 (see ``_common.recurrence_edges``); so a recurrent bias reaches the
+neuron from t=0, as in snnTorch. On export such a delay-1 edge is a plain NIR edge; any
+other delay becomes a ``nir.Delay`` node of ``steps * dt`` seconds that our importer
+folds back into the edge.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Edges carry an integer synaptic delay in time steps (default 0: the target sees the
 source's output of the same step). Several edges into one node are summed. Cycles are
 allowed as long as every cycle has at least one edge with delay >= 1; that is how
-recurrence is written (``lif -> w_rec -> lif`` with the ``w_rec -> lif`` edge delayed by
+recurrence is written (``lif -> w_rec -> lif`` with the ``lif -> w_rec`` edge delayed by
 one step). The exact discrete semantics are in docs/semantics.md.
 """
 from __future__ import annotations
