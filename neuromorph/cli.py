@@ -396,16 +396,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("inspect", cmd_inspect, "summarise a model: nodes, shapes, parameters, cycles")
     p.add_argument("model", help="model file (or zoo model name)")
 
-    p = add("import-nir", cmd_import_nir, "convert a NIR file into a neuromorph model file")
-    p.add_argument("file", help="NIR file (.nir, HDF5)")
-    p.add_argument("-o", "--output", required=True, help="model file to write")
-    p.add_argument("--dt", type=float, default=None,
-                   help="time step in seconds the NIR model was made for (NIR does not store it; "
-                        "default: the dt neuromorph stored on export, else the convention's default)")
-    p.add_argument("--convention", choices=("nir", "snntorch", "norse"), default="nir",
-                   help="how the file's parameters are to be read: 'nir' and 'snntorch' as written "
-                        "(default dt 1e-4 s), 'norse' corrects Norse 1.1.0's export (default dt 1e-3 s)")
-
     def task_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--steps", type=int, default=None, help="time steps per sample (task default if omitted)")
         p.add_argument("--encoding", default=None, help="input encoding (digits: current, rate, latency)")
@@ -432,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("compile", cmd_compile, "compile a model for a backend (Lava / Loihi 2)")
     p.add_argument("model", help="model file or zoo name")
-    p.add_argument("--backend", choices=("lava",), default="lava")
+    p.add_argument("--backend", default="lava",
+                   help="compile target, from the registered backends (default: lava)")
     p.add_argument("--precision", choices=("float", "fixed"), default="float",
                    help="float: Lava floating_pt; fixed: Loihi 2 fixed point (fixed_pt)")
     p.add_argument("--dt", type=float, default=None, help="time step in seconds (default: the model's)")
@@ -441,14 +432,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="task seed")
     p.add_argument("--chips", type=int, default=1, help="number of Loihi 2 chips the network may use")
     p.add_argument("-o", "--output", required=True, help="artifact file to write")
-    task_args(p)
-
-    p = add("verify", cmd_verify, "run a deployment beside its reference and compare spike for spike")
-    p.add_argument("artifact", help="compiled artifact")
-    p.add_argument("--task", help="compare on this task's test data (default: random spike input)")
-    p.add_argument("--limit", type=int, default=20, help="number of samples (default 20)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     task_args(p)
 
     p = add("run", cmd_run, "run a model (Norse) or a compiled artifact (Lava) on a task or your own input")
@@ -466,6 +449,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--membrane", action="store_true", help="also write membrane potentials (NAME.v)")
     p.add_argument("--dt", type=float, default=None, help="time step in seconds (default: the model's)")
     task_args(p)
+
+    p = add("verify", cmd_verify, "run a deployment beside its reference and compare spike for spike")
+    p.add_argument("artifact", help="compiled artifact")
+    p.add_argument("--task", help="compare on this task's test data (default: random spike input)")
+    p.add_argument("--limit", type=int, default=20, help="number of samples (default 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    task_args(p)
+
+    p = add("import-nir", cmd_import_nir, "convert a NIR file into a neuromorph model file")
+    p.add_argument("file", help="NIR file (.nir, HDF5)")
+    p.add_argument("-o", "--output", required=True, help="model file to write")
+    p.add_argument("--dt", type=float, default=None,
+                   help="time step in seconds the NIR model was made for (NIR does not store it; "
+                        "default: the dt neuromorph stored on export, else the convention's default)")
+    p.add_argument("--convention", choices=("nir", "snntorch", "norse"), default="nir",
+                   help="how the file's parameters are to be read: 'nir' and 'snntorch' as written "
+                        "(default dt 1e-4 s), 'norse' corrects Norse 1.1.0's export (default dt 1e-3 s)")
 
     p = add("export-nir", cmd_export_nir, "write a model as a NIR file")
     p.add_argument("model", help="model file (or zoo model name)")

@@ -3,6 +3,8 @@
 Model files run on the Norse backend, in float64: it is the reference, and float64 keeps
 it spike-for-spike with the written semantics. Compiled artifacts run in Lava (the
 Loihi 2 simulator); their outputs come back aligned with the reference's time steps.
+torch is imported only on the Norse paths: Lava forks its workers, and keeping torch's
+thread pools out of the parent of that fork avoids the hangs Lava's docs warn about.
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from .errors import NeuromorphError
 from .ir import Graph, Neuron
@@ -28,6 +29,8 @@ def _network(graph: Graph, backend: str, dt: float | None) -> Any:
     if backend != "norse":
         raise NeuromorphError(f"model files run on the norse backend; compile for '{backend}' first "
                               "(neuromorph compile) and run the artifact")
+    import torch
+
     from .backends.norse import GraphNetwork
 
     return GraphNetwork(graph, dt=dt, dtype=torch.float64).eval()
@@ -73,6 +76,8 @@ def _membrane_probes(graph: Graph) -> list[str]:
 def run_stream(graph: Graph, input_path: str | Path, output_path: str | Path, *,
                backend: str = "norse", membrane: bool = False,
                dt: float | None = None) -> dict[str, Any]:
+    import torch
+
     x, batched = load_stream(input_path, graph)
     net = _network(graph, backend, dt)
     record = _membrane_probes(graph) if membrane else []
@@ -94,11 +99,9 @@ def run_stream(graph: Graph, input_path: str | Path, output_path: str | Path, *,
 def run_dataset(graph: Graph, data: Dataset, *, split: str = "test", limit: int | None = None,
                 backend: str = "norse", dt: float | None = None,
                 batch_size: int = 128) -> dict[str, Any]:
-    x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
-    if limit is not None:
-        if limit < 1:
-            raise NeuromorphError(f"--limit must be >= 1, got {limit}")
-        x, y = x[:limit], y[:limit]
+    import torch
+
+    x, y = _dataset_split(data, split, limit)
     if len(graph.outputs) != 1 or int(np.prod(graph.shape(graph.outputs[0]))) != data.n_classes:
         raise NeuromorphError(f"the model's output does not have one unit per class of '{data.name}' ({data.n_classes})")
     net = _network(graph, backend, dt if dt is not None else data.dt)
@@ -227,6 +230,8 @@ def lava_with_spikes(artifact: Any, x: np.ndarray, progress: Progress | None = N
 
 def _norse_reference(artifact: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     """Outputs and every spiking population's spikes from the Norse backend."""
+    import torch
+
     graph = artifact.graph
     net = _network(graph, "norse", artifact.dt)
     spiking = [p.name for p in artifact.netlist.populations if p.spiking]
