@@ -14,10 +14,11 @@ from ...errors import NeuromorphError
 
 
 class _Spike(torch.autograd.Function):
-    """Heaviside forward (strict: x > 0 spikes); ``derivative`` shapes the backward."""
+    """Heaviside forward (strict: x > 0 spikes); ``pseudo_grad`` shapes the backward."""
 
     @staticmethod
-    def derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    def pseudo_grad(grad: torch.Tensor, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        """``grad`` times the pseudo-derivative at ``x``."""
         raise NotImplementedError
 
     @classmethod
@@ -29,23 +30,23 @@ class _Spike(torch.autograd.Function):
     @classmethod
     def backward(cls, ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
-        return grad * cls.derivative(x, ctx.alpha), None
+        return cls.pseudo_grad(grad, x, ctx.alpha), None
 
 
 class _FastSigmoid(_Spike):
     """SuperSpike (Zenke & Ganguli 2018): d/dx = 1 / (alpha |x| + 1)^2."""
 
     @staticmethod
-    def derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
-        return 1.0 / (alpha * x.abs() + 1.0) ** 2
+    def pseudo_grad(grad: torch.Tensor, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        return grad / (alpha * x.abs() + 1.0) ** 2
 
 
 class _Triangle(_Spike):
     """Triangle (Bellec et al. 2018): d/dx = gamma * max(0, 1 - |x|), gamma = alpha here."""
 
     @staticmethod
-    def derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
-        return alpha * torch.clamp(1.0 - x.abs(), min=0.0)
+    def pseudo_grad(grad: torch.Tensor, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        return grad * alpha * torch.clamp(1.0 - x.abs(), min=0.0)
 
 
 _FUNCTIONS = {"fast_sigmoid": _FastSigmoid, "triangle": _Triangle}
