@@ -73,6 +73,28 @@ def _membrane_probes(graph: Graph) -> list[str]:
     return names
 
 
+def _save_stream(path: str | Path, arrays: dict[str, np.ndarray], batched: bool) -> dict[str, Any]:
+    """Write ``{name: [B, T, ...]}`` as .npz atomically, without the batch axis when the
+    input had none; returns the part of the report that describes it."""
+    arrays = {k: (v if batched else v[0]) for k, v in arrays.items()}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(path, buf.getvalue())
+    first = next(iter(arrays.values()))
+    return {
+        "steps": int(first.shape[1] if batched else first.shape[0]),
+        "batch": int(first.shape[0]) if batched else None,
+        "arrays": {k: list(v.shape) for k, v in arrays.items()}, "output": str(path),
+    }
+
+
+def _check_classes(graph: Graph, data: Dataset) -> str:
+    """The single Output's name, if it has one unit per class of the task."""
+    if len(graph.outputs) != 1 or int(np.prod(graph.shape(graph.outputs[0]))) != data.n_classes:
+        raise NeuromorphError(f"the model's output does not have one unit per class of '{data.name}' ({data.n_classes})")
+    return graph.outputs[0]
+
+
 def run_stream(graph: Graph, input_path: str | Path, output_path: str | Path, *,
                backend: str = "norse", membrane: bool = False,
                dt: float | None = None) -> dict[str, Any]:
@@ -85,15 +107,8 @@ def run_stream(graph: Graph, input_path: str | Path, output_path: str | Path, *,
     with torch.no_grad():
         out = net(torch.as_tensor(x), record=record)
     seconds = time.perf_counter() - start
-    arrays = {k: (v.numpy() if batched else v.numpy()[0]) for k, v in out.items()}
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    write_atomic(output_path, buf.getvalue())
-    return {
-        "backend": backend, "steps": int(x.shape[1]), "batch": int(x.shape[0]) if batched else None,
-        "arrays": {k: list(v.shape) for k, v in arrays.items()}, "output": str(output_path),
-        "seconds": round(seconds, 3),
-    }
+    return {"backend": backend, **_save_stream(output_path, {k: v.numpy() for k, v in out.items()}, batched),
+            "seconds": round(seconds, 3)}
 
 
 def run_dataset(graph: Graph, data: Dataset, *, split: str = "test", limit: int | None = None,
@@ -102,8 +117,7 @@ def run_dataset(graph: Graph, data: Dataset, *, split: str = "test", limit: int 
     import torch
 
     x, y = _dataset_split(data, split, limit)
-    if len(graph.outputs) != 1 or int(np.prod(graph.shape(graph.outputs[0]))) != data.n_classes:
-        raise NeuromorphError(f"the model's output does not have one unit per class of '{data.name}' ({data.n_classes})")
+    output = _check_classes(graph, data)
     net = _network(graph, backend, dt if dt is not None else data.dt)
     spiking = [n for n, node in graph.nodes.items() if isinstance(node, Neuron) and node.spiking]
     correct, spikes = 0, 0
@@ -111,8 +125,7 @@ def run_dataset(graph: Graph, data: Dataset, *, split: str = "test", limit: int 
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             out = net(torch.as_tensor(x[i : i + batch_size], dtype=torch.float64), record=spiking)
-            readout = out[graph.outputs[0]][:, data.decision_steps].mean(dim=1)
-            pred = readout.reshape(readout.shape[0], -1).argmax(dim=1).numpy()
+            pred = _predict(out[output].numpy(), data.decision_steps)
             correct += int((pred == y[i : i + batch_size]).sum())
             spikes += int(sum(out[n].sum().item() for n in spiking))
     return {
@@ -152,14 +165,13 @@ def run_artifact_dataset(artifact: Any, data: Dataset, *, split: str = "test",
     between samples on the chip) and score it."""
     run = _runner(artifact)
     x, y = _dataset_split(data, split, limit)
+    output = _check_classes(artifact.graph, data)
     net = artifact.netlist
-    if len(net.outputs) != 1 or int(np.prod(net.outputs[0].shape)) != data.n_classes:
-        raise NeuromorphError(f"the artifact's output does not have one unit per class of '{data.name}' ({data.n_classes})")
     start = time.perf_counter()
     outputs, spikes, info = run(net, x, precision=artifact.precision, quantized=artifact.quantized,
                                 progress=progress)
     seconds = time.perf_counter() - start
-    pred = _predict(outputs[net.outputs[0].name], data.decision_steps)
+    pred = _predict(outputs[output], data.decision_steps)
     return {
         "backend": "lava", "precision": artifact.precision, "accuracy": float(np.mean(pred == y)),
         "samples": int(len(x)), "steps": int(x.shape[1]), "chip_steps": int(getattr(info, "chip_steps", 0)),
@@ -179,14 +191,9 @@ def run_artifact_stream(artifact: Any, input_path: str | Path, output_path: str 
     outputs, spikes, info = run(artifact.netlist, x, precision=artifact.precision,
                                 quantized=artifact.quantized, probes=probes, progress=progress)
     seconds = time.perf_counter() - start
-    arrays = {k: (v if batched else v[0]) for k, v in {**outputs, **info.probes}.items()}
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    write_atomic(output_path, buf.getvalue())
     return {
-        "backend": "lava", "precision": artifact.precision, "steps": int(x.shape[1]),
-        "batch": int(x.shape[0]) if batched else None,
-        "arrays": {k: list(v.shape) for k, v in arrays.items()}, "output": str(output_path),
+        "backend": "lava", "precision": artifact.precision,
+        **_save_stream(output_path, {**outputs, **info.probes}, batched),
         "seconds": round(seconds, 3), "spikes": int(sum(spikes.values())),
         "latency_steps": artifact.netlist.latency,
     }

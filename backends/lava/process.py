@@ -53,7 +53,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa:
 
 from neuromorph.compiler import neuron_step  # noqa: E402
 
-FLOAT_PARAMS = ("du", "dv", "bias_u", "bias_v", "vth", "v_init", "da", "beta")
+FLOAT_PARAMS = neuron_step.FLOAT_PARAMS
 PARAMS: dict[str, tuple[str, ...]] = {"float": FLOAT_PARAMS, "fixed": tuple(neuron_step.FIXED_PARAMS)}
 """Per-neuron parameter Vars of each precision (fixed: quantize's integer parameters)."""
 

@@ -144,4 +144,4 @@ def simulate_netlist(
 
 
 def float_params(pop: "Population") -> dict[str, np.ndarray]:  # noqa: F821
-    return {k: getattr(pop, k) for k in ("du", "dv", "bias_u", "bias_v", "vth", "v_init", "da", "beta")}
+    return {k: getattr(pop, k) for k in neuron_step.FLOAT_PARAMS}

@@ -55,6 +55,9 @@ UV_MAX = 2**23  # Lava's max_uv_val: u and v are 24-bit signed
 DECAY_UNITY = 2**12
 VTH_SHIFT = 6
 ACT_SHIFT = 6
+FLOAT_PARAMS = ("du", "dv", "bias_u", "bias_v", "vth", "v_init", "da", "beta")
+"""Per-neuron parameters of ``step_float`` (the float netlist's Population fields)."""
+
 FIXED_PARAMS = ("du", "dv", "bias_u", "bias_mant", "bias_exp", "vth", "v_init", "da", "a_inc",
                 "beta_mant", "beta_shift")
 
