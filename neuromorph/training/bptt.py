@@ -127,15 +127,16 @@ def train_bptt(
             idx = order[i : i + config.batch_size]
             mine = cluster.shard(idx)
             optimiser.zero_grad()
-            xb = x_all[mine].to(device)
-            yb = y_all[mine].to(device)
-            loss_sum = torch.nn.functional.cross_entropy(
-                scores(net, xb, data.decision_steps), yb, reduction="sum"
-            ) if len(mine) else sum(p.sum() * 0 for p in net.parameters())
-            (loss_sum / len(idx)).backward()
+            loss_sum = 0.0
+            if len(mine):  # a rank whose shard is empty contributes zero gradients
+                loss = torch.nn.functional.cross_entropy(
+                    scores(net, x_all[mine].to(device), data.decision_steps),
+                    y_all[mine].to(device), reduction="sum")
+                (loss / len(idx)).backward()
+                loss_sum = float(loss.detach())
             cluster.sum_gradients(net)
             optimiser.step()
-            total_loss += cluster.sum_scalar(float(loss_sum.detach())) / len(idx)
+            total_loss += cluster.sum_scalar(loss_sum) / len(idx)
             batches += 1
         net.eval()
         record = {
