@@ -88,13 +88,6 @@ def _save_stream(path: str | Path, arrays: dict[str, np.ndarray], batched: bool)
     }
 
 
-def _check_classes(graph: Graph, data: Dataset) -> str:
-    """The single Output's name, if it has one unit per class of the task."""
-    if len(graph.outputs) != 1 or int(np.prod(graph.shape(graph.outputs[0]))) != data.n_classes:
-        raise NeuromorphError(f"the model's output does not have one unit per class of '{data.name}' ({data.n_classes})")
-    return graph.outputs[0]
-
-
 def run_stream(graph: Graph, input_path: str | Path, output_path: str | Path, *,
                backend: str = "norse", membrane: bool = False,
                dt: float | None = None) -> dict[str, Any]:
@@ -117,7 +110,7 @@ def run_dataset(graph: Graph, data: Dataset, *, split: str = "test", limit: int 
     import torch
 
     x, y = _dataset_split(data, split, limit)
-    output = _check_classes(graph, data)
+    output = data.check_model(graph)
     net = _network(graph, backend, dt if dt is not None else data.dt)
     spiking = [n for n, node in graph.nodes.items() if isinstance(node, Neuron) and node.spiking]
     correct, spikes = 0, 0
@@ -165,7 +158,7 @@ def run_artifact_dataset(artifact: Any, data: Dataset, *, split: str = "test",
     between samples on the chip) and score it."""
     run = _runner(artifact)
     x, y = _dataset_split(data, split, limit)
-    output = _check_classes(artifact.graph, data)
+    output = data.check_model(artifact.graph)
     net = artifact.netlist
     start = time.perf_counter()
     outputs, spikes, info = run(net, x, precision=artifact.precision, quantized=artifact.quantized,

@@ -57,6 +57,21 @@ class Dataset:
         """Shape of one time step of one sample."""
         return tuple(int(n) for n in self.x_train.shape[2:])
 
+    def check_model(self, graph: Any) -> str:
+        """Refuse a model (an IR Graph) that cannot take this data set: one Input of the
+        task's shape, one Output with a unit per class. Returns the Output's name."""
+        inputs, outputs = graph.inputs, graph.outputs
+        if len(inputs) != 1:
+            raise NeuromorphError(f"task {self.name!r} needs a model with exactly one Input node")
+        if tuple(graph.shape(inputs[0])) != self.input_shape:
+            raise NeuromorphError(f"model input '{inputs[0]}' has shape {graph.shape(inputs[0])} "
+                                  f"but task {self.name!r} gives {self.input_shape}")
+        n_out = int(np.prod(graph.shape(outputs[0]))) if len(outputs) == 1 else -1
+        if n_out != self.n_classes:
+            raise NeuromorphError(f"the model's output has {n_out} units but task {self.name!r} "
+                                  f"has {self.n_classes} classes (one Output, one unit per class)")
+        return outputs[0]
+
     def chance(self) -> float:
         """Test accuracy of always predicting the most frequent test class."""
         counts = np.bincount(self.y_test, minlength=self.n_classes)

@@ -82,23 +82,6 @@ def evaluate(net: GraphNetwork, x: np.ndarray, y: np.ndarray, decision: slice,
     return correct / max(1, len(x))
 
 
-def check_fit(graph: Graph, data: Dataset) -> None:
-    (name,) = graph.inputs if len(graph.inputs) == 1 else (None,)
-    if name is None:
-        raise NeuromorphError("training needs a model with exactly one Input node")
-    want = tuple(data.x_train.shape[2:])
-    if graph.shape(name) != want:
-        raise NeuromorphError(
-            f"model input '{name}' has shape {graph.shape(name)} but task '{data.name}' gives {want}"
-        )
-    outputs = graph.outputs
-    n_out = int(np.prod(graph.shape(outputs[0]))) if len(outputs) == 1 else -1
-    if n_out != data.n_classes:
-        raise NeuromorphError(
-            f"model output has {n_out} units but task '{data.name}' has {data.n_classes} classes"
-        )
-
-
 def train_bptt(
     graph: Graph,
     data: Dataset,
@@ -106,7 +89,7 @@ def train_bptt(
     progress: Progress | None = None,
     cluster: Cluster | None = None,
 ) -> TrainResult:
-    check_fit(graph, data)
+    data.check_model(graph)
     cluster = cluster or Cluster.single()
     device = cluster.device if cluster.world_size > 1 else resolve_device(config.device)
     torch.manual_seed(config.seed)
