@@ -132,9 +132,8 @@ def run_lava(
         def read(pop_name: str, signal_: str) -> np.ndarray:
             data = np.array(np.load(files[(pop_name, signal_)])).reshape(n, t, -1)
             if signal_ == "v":  # shifted (float) or integer (fixed) membrane -> IR units
-                if precision == "fixed":
-                    data = data / quantized.v_scale[pop_name]
-                data = data + net.population(pop_name).v_shift
+                data = (quantized.membrane(pop_name, data) if precision == "fixed"
+                        else data + net.population(pop_name).v_shift)
             return data
 
         outputs = {o.name: read(o.population, o.signal).reshape(n, t, *o.shape) for o in net.outputs}
@@ -155,22 +154,20 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
     synapses], {(population, signal): record file})."""
     fixed = precision == "fixed"
     n, t = sched.samples, sched.steps
+    streams = input_stream(net, inputs, sched)
     if fixed:
         from neuromorph.compiler.quantize import input_payload
 
-        for port in net.inputs:
-            input_payload(quantized, port.name, inputs[port.name])  # clear refusals first
+        # Integer payloads, converted once; out-of-range input is refused here, before Lava.
+        streams = {name: input_payload(quantized, name, s) for name, s in streams.items()}
         for c in net.connections:
             if c.extra_delay > MAX_DELAY:
                 raise NeuromorphError(
                     f"connection {c.source}->{c.target} needs a synaptic delay of {c.extra_delay} "
                     f"chip steps; Loihi 2 delays are at most {MAX_DELAY}")
     try:
-        streams = input_stream(net, inputs, sched)
-        sources = {}
-        for port in net.inputs:
-            data = input_payload(quantized, port.name, streams[port.name]) if fixed else streams[port.name]
-            sources[port.name] = RingBuffer(data=np.ascontiguousarray(data.T))
+        sources = {port.name: RingBuffer(data=np.ascontiguousarray(streams[port.name].T))
+                   for port in net.inputs}
 
         files: dict[tuple[str, str], str] = {}
         groups: dict[str, NeuronGroup] = {}

@@ -101,6 +101,10 @@ class QuantizedNetlist:
     v_scale: dict[str, float]  # IR membrane = v_int / v_scale + v_shift
     report: dict  # per connection / population errors (JSON-able)
 
+    def membrane(self, population: str, v_int: np.ndarray) -> np.ndarray:
+        """A population's integer membrane in IR units."""
+        return v_int / self.v_scale[population] + self.net.population(population).v_shift
+
 
 # ---------------------------------------------------------------- Lava's synapse arithmetic
 
@@ -538,8 +542,7 @@ def simulate_fixed(q: QuantizedNetlist, x: np.ndarray | Mapping[str, np.ndarray]
         msg = np.rint(src * q.input_scale[c.source]) if is_input[i] else src
         return dense_fixed(q.weights[i], q.weight_exps[i], msg, graded[i])
 
-    def readout(name: str, v: np.ndarray) -> np.ndarray:
-        return v / q.v_scale[name] + net.population(name).v_shift
+    readout = q.membrane
 
     params = {k: dict(v) for k, v in q.populations.items()}
     step: Callable[..., np.ndarray] = neuron_step.step_fixed
