@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/simulators.py [--samples 8] [--steps 100] [--models digits-mlp,...]
 
-Prints one row per model: the numpy reference (neuromorph.simulate), the Norse backend
-(torch float32, batched), the numpy chip-time netlist model (float and fixed point) and
+Prints one row per model: the numpy reference (neuromorph.simulate), the torch backend
+(float32, batched), the numpy chip-time netlist model (float and fixed point) and
 the Lava deployment (floating_pt and fixed_pt, Loihi2SimCfg, start-up included).
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ import time
 import numpy as np
 import torch
 
-from neuromorph.backends.lava import run_lava
-from neuromorph.backends.norse import GraphNetwork
-from neuromorph.compiler import compile_graph
-from neuromorph.compiler.netlist_sim import simulate_netlist
-from neuromorph.compiler.quantize import simulate_fixed
+from neuromorph.backends.loihi2.lava.runner import run_lava
+from neuromorph.backends.loihi2.chip_model import simulate_netlist
+from neuromorph.backends.loihi2.quantize import simulate_fixed
+from neuromorph.backends.torch import GraphNetwork
+from neuromorph.compile import compile_graph
 from neuromorph.models import ZOO
 from neuromorph.simulate import simulate
 
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(ZOO))
     args = parser.parse_args()
     n, t = args.samples, args.steps
-    header = ("model", "numpy ref", "norse f32", "netlist f", "netlist fx", "lava float", "lava fixed")
+    header = ("model", "numpy ref", "torch f32", "netlist f", "netlist fx", "lava float", "lava fixed")
     print(f"steps/s per sample ({n} samples x {t} steps; higher is faster)")
     print("  ".join(f"{h:>11}" for h in header))
     for name in args.models.split(","):
@@ -46,14 +46,14 @@ def main() -> None:
         fixed = compile_graph(graph, precision="fixed", calibration={"input": x})
         net = GraphNetwork(graph)
         with torch.no_grad():
-            norse_s = timed(lambda: net(torch.as_tensor(x, dtype=torch.float32)))
+            torch_s = timed(lambda: net(torch.as_tensor(x, dtype=torch.float32)))
         seconds = [
             timed(lambda: simulate(graph, x)),
-            norse_s,
-            timed(lambda: simulate_netlist(floating.netlist, x)),
-            timed(lambda: simulate_fixed(fixed.quantized, x)),
-            timed(lambda: run_lava(floating.netlist, x, precision="float")),
-            timed(lambda: run_lava(fixed.netlist, x, precision="fixed", quantized=fixed.quantized)),
+            torch_s,
+            timed(lambda: simulate_netlist(floating.payload.netlist, x)),
+            timed(lambda: simulate_fixed(fixed.payload.quantized, x)),
+            timed(lambda: run_lava(floating.payload.netlist, x, precision="float")),
+            timed(lambda: run_lava(fixed.payload.netlist, x, precision="fixed", quantized=fixed.payload.quantized)),
         ]
         rates = [n * t / s for s in seconds]
         print(f"{name:>11}  " + "  ".join(f"{r:>11.0f}" for r in rates), flush=True)

@@ -1,7 +1,7 @@
 """The main job: define -> train -> compile (Loihi 2 fixed point) -> run in Lava.
 
 A 64-256-10 spiking network learns scikit-learn's 8x8 digits with surrogate-gradient BPTT
-in Norse/PyTorch; the trained model is compiled to Loihi 2's fixed-point formats and the
+in PyTorch; the trained model is compiled to Loihi 2's fixed-point formats and the
 deployment runs over the test split in Lava's Loihi-compatible simulator, with the input
 currents sent to the chip as graded spikes. `make demo` runs this script.
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import neuromorph as nm
 from neuromorph import tasks
-from neuromorph.compiler import compile_graph, save_artifact
-from neuromorph.run import run_artifact_dataset, run_dataset
-from neuromorph.training import TrainConfig, train_bptt
+from neuromorph.compile import compile_graph, save_artifact
+from neuromorph.run import deployment, run_dataset
+from neuromorph.training import TrainConfig, train
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> dict:
     graph = nm.models.get("digits-mlp")
     data = tasks.load("digits", input_shape=graph.shape("input"))
 
-    # 2. Train with surrogate-gradient BPTT (Norse/PyTorch, CPU or CUDA).
+    # 2. Train with surrogate-gradient BPTT (PyTorch, CPU or CUDA).
     t0 = time.perf_counter()
-    result = train_bptt(graph, data, TrainConfig(epochs=args.epochs),
+    result = train(graph, data, TrainConfig(epochs=args.epochs),
                         progress=lambda r: print(f"  epoch {r['epoch']:>2}: loss {r['loss']:.3f}, "
                                                  f"test accuracy {r['test_accuracy']:.4f}", flush=True))
     times["train"] = time.perf_counter() - t0
@@ -55,15 +55,15 @@ def main(argv: list[str] | None = None) -> dict:
     save_artifact(artifact, out / "digits.loihi")
     times["compile"] = time.perf_counter() - t0
 
-    # 4. Run: reference (Norse, float64) and deployment (Lava) on the same test samples.
-    reference = run_dataset(result.graph, data, limit=args.limit)
+    # 4. Run: reference (the torch simulator, float64) and deployment (Lava) on the same test samples.
+    reference = run_dataset(deployment(result.graph), data, limit=args.limit)
     t0 = time.perf_counter()
-    deployed = run_artifact_dataset(artifact, data, limit=args.limit)
+    deployed = run_dataset(artifact, data, limit=args.limit)
     times["lava"] = time.perf_counter() - t0
 
-    totals = artifact.resources["totals"]
+    totals = artifact.report["resources"]["totals"]
     rows = [
-        ("trained accuracy (Norse, float)", f"{reference['accuracy']:.4f}"),
+        ("trained accuracy (torch, float64)", f"{reference['accuracy']:.4f}"),
         (f"deployed accuracy (Lava, {args.precision})", f"{deployed['accuracy']:.4f}"),
         ("drop (percentage points)", f"{100 * (reference['accuracy'] - deployed['accuracy']):+.2f}"),
         ("test samples", str(deployed["samples"])),

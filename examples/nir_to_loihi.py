@@ -19,9 +19,9 @@ import torch
 from snntorch.export_nir import export_to_nir
 
 import neuromorph as nm
-from neuromorph.backends.lava import run_lava
 from neuromorph.backends.nir import read_nir
-from neuromorph.compiler import compile_graph
+from neuromorph.compile import compile_graph
+from neuromorph.run import record
 
 
 def snntorch_network(seed: int = 0) -> torch.nn.Sequential:
@@ -69,9 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     calib = np.random.default_rng(1).random((8, args.steps, 8)) * 2.0
     artifact = compile_graph(graph, precision=args.precision, calibration={graph.inputs[0]: calib})
     x = np.random.default_rng(0).random((args.steps, 8)) * 2.0
-    deployed, _, _ = run_lava(artifact.netlist, x[None], precision=artifact.precision,
-                              quantized=artifact.quantized)
-    lava_spikes = deployed[graph.outputs[0]][0]
+    lava_spikes = record(artifact, x[None]).outputs[graph.outputs[0]][0]
     theirs = snntorch_forward(net, x)
     agreement = float(np.mean(lava_spikes == theirs))
     print(f"imported {out / 'snntorch.nir'}: {len(graph.nodes)} nodes, dt {graph.dt:g} s")

@@ -15,10 +15,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .discretize import DEFAULT_DT
 from .errors import IRError
 from .ir import ALIF, LI, LIF, Affine, Conv1d, Conv2d, Graph, Input, Linear, Node, Output
 
-DEFAULT_DT = 1e-3
 
 
 def _rng(seed: int | np.random.Generator) -> np.random.Generator:

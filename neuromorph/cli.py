@@ -19,8 +19,8 @@ from .errors import NeuromorphError
 from .ir import Graph, Neuron
 
 EXIT_BAD_INPUT = 2
+EXIT_MISMATCH = 1  # verify: the deployment disagrees with its reference
 CALIBRATION_SAMPLES = 256
-BACKEND_CHOICES = ("norse", "lava")  # norse runs model files; compiled backends run artifacts
 
 
 # ------------------------------------------------------------------ helpers
@@ -187,30 +187,23 @@ def _load_task(args: argparse.Namespace, graph: Graph) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .backends.norse import Surrogate
     from .models import default_for_task
-    from .training import Cluster, TrainConfig, train_bptt
+    from .training import TrainConfig, train
 
     graph = load_model(args.model if args.model else default_for_task(args.task))
     data = _load_task(args, graph)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed, device=args.device,
-                         surrogate=Surrogate(args.surrogate, args.surrogate_alpha),
-                         dtype=args.dtype)
-    cluster = Cluster.from_environment(args.device)
-    quiet = args.quiet or cluster.rank != 0
+                         seed=args.seed, device=args.device, surrogate=args.surrogate,
+                         surrogate_alpha=args.surrogate_alpha, dtype=args.dtype)
 
     def progress(r: dict[str, Any]) -> None:
-        if not quiet:
+        if not args.quiet:
             print(f"epoch {r['epoch']:>3}/{args.epochs}  loss {r['loss']:.4f}  "
                   f"train {r['train_accuracy']:.4f}  test {r['test_accuracy']:.4f}  "
                   f"({r['seconds']:.1f} s)", file=sys.stderr, flush=True)
 
-    try:
-        result = train_bptt(graph, data, config, progress, cluster)
-    finally:
-        cluster.close()
-    if cluster.rank != 0:
+    result = train(graph, data, config, method_name=args.method, progress=progress)
+    if result.rank != 0:
         return 0
     path = model_file.save(result.graph, args.output)
     if args.plot:
@@ -218,18 +211,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         training_curves(result.history, args.plot, f"{args.task}: {args.method}")
     data_out = {
-        "accuracy": result.accuracy, "method": args.method, "epochs": args.epochs,
+        "accuracy": result.accuracy, "method": result.method, "epochs": args.epochs,
         "seconds": round(result.seconds, 3), "device": result.device, "task": args.task,
-        "chance": data.chance(), "output": str(path), "workers": cluster.world_size,
-        "history": result.history,
+        "chance": data.chance(), "output": str(path), "workers": result.workers,
+        "history": result.history, **result.extra,
     }
-    emit(args, data_out, lambda: f"trained {args.task} with {args.method} on {result.device}: "
+    emit(args, data_out, lambda: f"trained {args.task} with {result.method} on {result.device}: "
          f"test accuracy {result.accuracy:.4f} (chance {data.chance():.3f}) in "
          f"{result.seconds:.1f} s -> {path}")
     return 0
 
 
-def _chip_progress(args: argparse.Namespace, label: str) -> Callable[[int, int], None] | None:
+def _progress(args: argparse.Namespace, label: str) -> Callable[[int, int], None] | None:
     if getattr(args, "quiet", False):
         return None
     state = {"last": -1.0}
@@ -238,70 +231,59 @@ def _chip_progress(args: argparse.Namespace, label: str) -> Callable[[int, int],
         pct = 100.0 * done / max(1, total)
         if pct - state["last"] >= 10 or done == total:
             state["last"] = pct
-            print(f"{label}: {done}/{total} chip steps ({pct:.0f}%)", file=sys.stderr, flush=True)
+            print(f"{label}: {done}/{total} steps ({pct:.0f}%)", file=sys.stderr, flush=True)
 
     return show
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .compiler import is_artifact, load_artifact
-    from .run import run_artifact_dataset, run_artifact_stream, run_dataset, run_stream
+    from .run import load_deployment, run_dataset, run_stream
 
     if (args.task is None) == (args.input is None):
         raise NeuromorphError("give either --task TASK or --input X.npy (with --output Y.npz)")
     if args.input is not None and args.output is None:
         raise NeuromorphError("--input needs --output Y.npz")
-    deployed = Path(args.model).is_file() and is_artifact(args.model)
-    backend = args.backend or ("lava" if deployed else "norse")
-    if deployed and backend != "lava":
-        raise NeuromorphError(f"{args.model} is a compiled artifact: it runs on the lava backend")
-    if not deployed and backend == "lava":
-        raise NeuromorphError(f"{args.model} is not a compiled artifact: run `neuromorph compile` first")
-    if deployed:
-        artifact = load_artifact(args.model)
-        progress = _chip_progress(args, "lava")
-        if args.input is not None:
-            info = run_artifact_stream(artifact, args.input, args.output, membrane=args.membrane,
-                                       progress=progress)
-        else:
-            data = _load_task(args, artifact.graph)
-            info = run_artifact_dataset(artifact, data, split=args.split, limit=args.limit,
-                                        progress=progress)
-            if args.raster:
-                _write_raster(args, artifact, data)
-    else:
-        graph = load_model(args.model)
-        if args.input is not None:
-            info = run_stream(graph, args.input, args.output, backend=backend,
-                              membrane=args.membrane, dt=args.dt)
-        else:
-            info = run_dataset(graph, _load_task(args, graph), split=args.split,
-                               limit=args.limit, backend=backend, dt=args.dt)
+    artifact = load_deployment(args.model, args.backend, args.dt, load_model)
+    progress = _progress(args, artifact.target)
     if args.input is not None:
-        emit(args, info, lambda: f"ran {info['steps']} steps on {backend}: wrote "
+        info = run_stream(artifact, args.input, args.output, membrane=args.membrane, progress=progress)
+        emit(args, info, lambda: f"ran {info['steps']} steps on {artifact.target}: wrote "
              f"{', '.join(info['arrays'])} to {args.output}")
-    else:
-        emit(args, info, lambda: f"{backend}: accuracy {info['accuracy']:.4f} on "
-             f"{info['samples']} {args.split} samples ({info['steps']} steps each, "
-             f"{info['spikes']} spikes, {info['seconds']:.1f} s)")
+        if args.raster:
+            _write_raster(args, artifact, np.load(args.input, allow_pickle=False), "your input")
+        return 0
+    data = _load_task(args, artifact.graph)
+    info = run_dataset(artifact, data, split=args.split, limit=args.limit, progress=progress)
+    if args.raster:
+        x = data.x_test if args.split == "test" else data.x_train
+        _write_raster(args, artifact, x[:1], f"{data.name} sample 0")
+    emit(args, info, lambda: f"{artifact.target} ({artifact.precision}): accuracy "
+         f"{info['accuracy']:.4f} on {info['samples']} {args.split} samples ({info['steps']} steps "
+         f"each, {info['spikes']} spikes, {info['seconds']:.1f} s)")
     return 0
 
 
-def _write_raster(args: argparse.Namespace, artifact: Any, data: Any) -> None:
+def _write_raster(args: argparse.Namespace, artifact: Any, x: np.ndarray, what: str) -> None:
     """Spike raster of the first sample, from the deployment itself."""
     from .plots import raster
-    from .run import lava_with_spikes
+    from .run import record
+    from .streams import spiking_nodes
 
-    x = (data.x_test if args.split == "test" else data.x_train)[:1]
-    out = lava_with_spikes(artifact, x)
-    trains = {k[: -len(".spikes")]: v[0] for k, v in out.items() if k.endswith(".spikes")}
-    if not trains:
-        raise NeuromorphError("--raster: the deployment has no spiking population to plot")
-    raster(trains, args.raster, artifact.dt, f"{data.name} sample 0 on Lava ({artifact.precision})")
+    spiking = spiking_nodes(artifact.graph)
+    if not spiking:
+        raise NeuromorphError("--raster: the model has no spiking population to plot")
+    x = np.asarray(x)
+    shape = artifact.graph.shape(artifact.graph.inputs[0])
+    if x.ndim == len(shape) + 1:  # one stream without a batch axis
+        x = x[None]
+    rec = record(artifact, x[:1], spiking)
+    raster({k: v[0] for k, v in rec.probes.items()}, args.raster, artifact.dt,
+           f"{what} on {artifact.target} ({artifact.precision})")
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from .compiler import compile_graph, save_artifact
+    from .compile import compile_graph, save_artifact
+    from .registry import target
 
     graph = load_model(args.model)
     calibration = None
@@ -310,58 +292,87 @@ def cmd_compile(args: argparse.Namespace) -> int:
         # The scales need the input grid and the state's peaks; a few hundred samples
         # show both, and a float run over a long task's whole training set is slow.
         calibration = {graph.inputs[0]: data.x_train[:CALIBRATION_SAMPLES]}
+    options = {k[len("option_"):]: v for k, v in vars(args).items()
+               if k.startswith("option_") and v is not None}
     artifact = compile_graph(graph, backend=args.backend, precision=args.precision, dt=args.dt,
-                             calibration=calibration, chips=args.chips)
+                             calibration=calibration, **options)
     path = save_artifact(artifact, args.output)
-    res = artifact.resources
-    totals = res.get("totals", {})
+    report = artifact.report
+    totals = report.get("resources", {}).get("totals", {})
     data_out = {
-        "backend": artifact.backend, "precision": artifact.precision, "dt": artifact.dt,
+        "backend": artifact.target, "precision": artifact.precision, "dt": artifact.dt,
         "cores": totals.get("cores"), "neurons": totals.get("neurons"),
-        "synapses": totals.get("synapses"), "latency_steps": artifact.netlist.latency,
-        "quantization": artifact.quantization, "resources": res, "output": str(path),
+        "synapses": totals.get("synapses"), "output": str(path), **report,
     }
 
     def text() -> str:
-        lines = [f"compiled {args.model} for {artifact.backend} ({artifact.precision}, dt {artifact.dt:g} s, "
-                 f"pipeline latency {artifact.netlist.latency} steps) -> {path}", "", res["table"]]
-        if artifact.precision == "fixed":
-            lines += ["", _quantization_text(artifact.quantization)]
-        return "\n".join(lines)
+        summary = target(artifact.target).summary(artifact)
+        head = (f"compiled {args.model} for {artifact.target} ({artifact.precision}, "
+                f"dt {artifact.dt:g} s) -> {path}")
+        return head + ("\n\n" + summary if summary else "")
 
     emit(args, data_out, text)
     return 0
 
 
-def _quantization_text(q: dict[str, Any]) -> str:
-    rows = ["quantization (per connection):"]
-    for c in q.get("connections", []):
-        rows.append("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                     for k, v in c.items()))
-    for p in q.get("populations", []):
-        rows.append("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                     for k, v in p.items()))
-    return "\n".join(rows)
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .compiler import load_artifact
-    from .run import verify_artifact
+    from .artifact import load_artifact
+    from .run import verify
 
     artifact = load_artifact(args.artifact)
+    if args.limit < 1:
+        raise NeuromorphError(f"--limit must be >= 1, got {args.limit}")
     if args.task is not None:
         data = _load_task(args, artifact.graph)
-        x = data.x_test[: args.limit]
-        decision = data.decision_steps
+        data.check_model(artifact.graph)
+        x, decision = data.x_test[: args.limit], data.decision_steps
+    elif args.input is not None:
+        from .streams import load_stream
+
+        x = load_stream(args.input, artifact.graph)[0]
+        x = {k: v[: args.limit] for k, v in x.items()}
+        decision = slice(None)
     else:
         rng = np.random.default_rng(args.seed)
-        shape = artifact.graph.shape(artifact.graph.inputs[0])
-        x = (rng.random((args.limit, args.steps or 50, *shape)) < 0.2).astype(np.float64)
+        x = {name: (rng.random((args.limit, args.steps or 50, *artifact.graph.shape(name))) < 0.2)
+             .astype(np.float64) for name in artifact.graph.inputs}
         decision = slice(None)
-    info = verify_artifact(artifact, x, decision, progress=_chip_progress(args, "lava"))
-    emit(args, info, lambda: f"{artifact.precision} deployment vs {info['reference']}: spike agreement "
-         f"{info['spike_agreement']:.6f} over {info['spikes_compared']} neuron-steps, prediction "
-         f"agreement {info['prediction_agreement']:.4f} on {info['samples']} samples")
+    info = verify(artifact, x, decision, progress=_progress(args, artifact.target))
+    verdict = "ok" if info["passed"] else f"FAILED (expected >= {info['expected_agreement']})"
+    emit(args, info, lambda: f"{artifact.target} {artifact.precision} deployment vs {info['reference']}: "
+         f"spike agreement {info['spike_agreement']:.6f} over {info['spikes_compared']} neuron-steps "
+         f"({verdict}), prediction agreement {info['prediction_agreement']:.4f} on "
+         f"{info['samples']} samples")
+    return 0 if info["passed"] else EXIT_MISMATCH
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from .registry import DEFAULT_TARGET, MODEL_TARGET, methods, targets
+    from .rules import supported
+
+    found = targets()
+    listing = {
+        name: {"description": t.description, "precisions": list(t.precisions),
+               "options": {k: help_ for k, (_, help_) in t.options.items()},
+               "node_types": supported(t.rules),
+               "default_for": [role for role, who in (("compile", DEFAULT_TARGET), ("run MODEL", MODEL_TARGET))
+                               if who == name]}
+        for name, t in found.items()
+    }
+    data = {"targets": listing, "methods": sorted(methods())}
+
+    def text() -> str:
+        lines = []
+        for name, t in listing.items():
+            default = f" (default for {', '.join(t['default_for'])})" if t["default_for"] else ""
+            lines.append(f"{name}{default}: {t['description']}")
+            lines.append(f"  precisions: {', '.join(t['precisions'])}; nodes: {', '.join(t['node_types'])}")
+            for opt, help_ in t["options"].items():
+                lines.append(f"  --{opt}: {help_}")
+        lines.append(f"training methods: {', '.join(data['methods'])}")
+        return "\n".join(lines)
+
+    emit(args, data, text)
     return 0
 
 
@@ -369,6 +380,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .registry import DEFAULT_METHOD, DEFAULT_TARGET, MODEL_TARGET, targets
+
+    # Each registered target's own compile options become flags, its name in the help.
+    target_options: dict[str, tuple[type, str]] = {}
+    for name, tgt in targets().items():
+        for flag, (kind, help_) in tgt.options.items():
+            target_options.setdefault(flag, (kind, f"{name}: {help_}"))
+
     parser = argparse.ArgumentParser(
         prog="neuromorph",
         description="Define spiking networks once, train them, deploy them to Loihi-class hardware.",
@@ -402,10 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--option", action="append", metavar="KEY=VALUE",
                        help="any other task option (repeatable), e.g. --option delay_steps=500")
 
-    p = add("train", cmd_train, "train a model on a task (surrogate-gradient BPTT in Norse/PyTorch)")
+    p = add("backends", cmd_backends, "list the registered targets and training methods")
+
+    p = add("train", cmd_train, "train a model on a task (surrogate-gradient BPTT in PyTorch)")
     p.add_argument("model", nargs="?", help="model file or zoo name (default: the task's zoo model)")
     p.add_argument("--task", required=True, help="digits, randman or cue-accumulation")
-    p.add_argument("--method", choices=("bptt",), default="bptt", help="training method")
+    p.add_argument("--method", default=DEFAULT_METHOD,
+                   help=f"a registered training method (default {DEFAULT_METHOD}; see `neuromorph backends`)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate")
@@ -420,25 +442,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="model file to write (the trained model)")
     task_args(p)
 
-    p = add("compile", cmd_compile, "compile a model for a backend (Lava / Loihi 2)")
+    p = add("compile", cmd_compile, "compile a model for a registered target")
     p.add_argument("model", help="model file or zoo name")
-    p.add_argument("--backend", default="lava",
-                   help="compile target, from the registered backends (default: lava)")
-    p.add_argument("--precision", choices=("float", "fixed"), default="float",
-                   help="float: Lava floating_pt; fixed: Loihi 2 fixed point (fixed_pt)")
+    p.add_argument("--backend", default=DEFAULT_TARGET,
+                   help=f"a registered target (default {DEFAULT_TARGET}; see `neuromorph backends`)")
+    p.add_argument("--precision", default="float",
+                   help="one of the target's precisions (default float; see `neuromorph backends`)")
     p.add_argument("--dt", type=float, default=None, help="time step in seconds (default: the model's)")
     p.add_argument("--task", help="calibrate fixed-point scales on this task's training data "
                    "(the first 256 samples)")
     p.add_argument("--seed", type=int, default=0, help="task seed")
-    p.add_argument("--chips", type=int, default=1, help="number of Loihi 2 chips the network may use")
     p.add_argument("-o", "--output", required=True, help="artifact file to write")
+    for flag, (kind, help_) in target_options.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=f"option_{flag}", metavar=flag.upper(), type=kind,
+                       default=None, help=help_)
     task_args(p)
 
-    p = add("run", cmd_run, "run a model (Norse) or a compiled artifact (Lava) on a task or your own input")
+    p = add("run", cmd_run, "run a model or a compiled artifact on a task or on your own input")
     p.add_argument("model", help="model file, zoo name or compiled artifact")
-    p.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
-                   help="norse for model files, lava for artifacts (default: by file type)")
-    p.add_argument("--raster", help="save a spike raster of the first sample to this PNG (artifacts)")
+    p.add_argument("--backend", default=None,
+                   help=f"a model file is compiled in memory (float) for this target (default "
+                        f"{MODEL_TARGET}); an artifact runs on the target it was compiled for")
+    p.add_argument("--raster", help="save a spike raster of the first sample to this PNG")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--task", help="evaluate on this task's data")
     p.add_argument("--split", choices=("train", "test"), default="test")
@@ -453,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("verify", cmd_verify, "run a deployment beside its reference and compare spike for spike")
     p.add_argument("artifact", help="compiled artifact")
     p.add_argument("--task", help="compare on this task's test data (default: random spike input)")
+    p.add_argument("--input", help="compare on your input stream: .npy of [T, *input] or [batch, T, *input]")
     p.add_argument("--limit", type=int, default=20, help="number of samples (default 20)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -464,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dt", type=float, default=None,
                    help="time step in seconds the NIR model was made for (NIR does not store it; "
                         "default: the dt neuromorph stored on export, else the convention's default)")
-    p.add_argument("--convention", choices=("nir", "snntorch", "norse"), default="nir",
+    p.add_argument("--convention", default="nir",
                    help="how the file's parameters are to be read: 'nir' and 'snntorch' as written "
                         "(default dt 1e-4 s), 'norse' corrects Norse 1.1.0's export (default dt 1e-3 s)")
 
@@ -475,7 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except NeuromorphError as exc:  # a broken plugin: say which, once
+        print(f"neuromorph: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

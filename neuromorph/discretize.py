@@ -25,7 +25,7 @@ from typing import Callable, Union
 import numpy as np
 
 from .errors import IRError
-from .ir import ALIF, IF, LI, LIF, CubaLIF, Delay, Graph, Node
+from .ir import ALIF, IF, LI, LIF, CubaLIF, Delay, Graph, Node, check_dt
 
 DEFAULT_DT: float = 1e-3
 """Time step (s) used when neither the caller nor the graph gives one (Norse's default)."""
@@ -118,16 +118,6 @@ Coefficients = Union[
 
 
 # ------------------------------------------------------------------------------ dt
-
-
-def check_dt(dt: object) -> float:
-    """Return ``dt`` as a float, refusing anything but a finite number > 0 (seconds)."""
-    if isinstance(dt, bool) or not isinstance(dt, (int, float, np.integer, np.floating)):
-        raise IRError(f"dt must be a positive number of seconds, got {dt!r}")
-    value = float(dt)
-    if not math.isfinite(value) or value <= 0:
-        raise IRError(f"dt must be a positive, finite number of seconds, got {dt!r}")
-    return value
 
 
 def resolve_dt(graph: Graph, dt: float | None = None) -> float:

@@ -1,66 +1,73 @@
-"""Backend registry: compile targets are found through the ``neuromorph.backends``
-entry-point group, so a new backend registers from its own package without editing
-neuromorph. An entry point names a :class:`BackendSpec`.
+"""The registry: targets and training methods, found through entry points.
 
-    [project.entry-points."neuromorph.backends"]
-    lava = "neuromorph.backends.specs:LAVA"
+Everything the CLI offers (``compile --backend``, ``run --backend``, ``train --method``)
+and everything ``run`` and ``verify`` call comes from here, so a new backend needs no
+edit to neuromorph: its package declares entry points (see neuromorph/target.py).
+
+    [project.entry-points."neuromorph.targets"]     name -> a Target instance
+    [project.entry-points."neuromorph.methods"]     name -> train(graph, data, config, progress)
+
+The default list below is the only place core names the backends it ships with.
 """
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
-from .errors import IRError, NeuromorphError
-from .ir import Graph
+from .errors import NeuromorphError
+from .target import Target
 
-GROUP = "neuromorph.backends"
+TARGETS = "neuromorph.targets"
+METHODS = "neuromorph.methods"
 
-
-@dataclass(frozen=True)
-class BackendSpec:
-    """What a backend supports, and where its compile and run functions live (imported
-    only when used: a backend's simulator may be slow to import)."""
-
-    name: str
-    description: str
-    precisions: tuple[str, ...]
-    node_types: frozenset[str]
-    compile: str  # "module:function" (graph, *, precision, dt, calibration, chips) -> Artifact
-    run: str  # "module:function" (netlist, x, *, precision, quantized, probes, progress) -> (outputs, spikes, info)
-    limits: str = ""  # where the target's limits are stated (for humans)
-
-    def load(self, which: str) -> Callable[..., Any]:
-        module, _, attr = getattr(self, which).partition(":")
-        return getattr(importlib.import_module(module), attr)
-
-    def check(self, graph: Graph, precision: str) -> None:
-        """Refuse, at compile time, what this backend cannot take, naming the node."""
-        if precision not in self.precisions:
-            raise NeuromorphError(
-                f"backend '{self.name}' has no precision '{precision}' (it has {', '.join(self.precisions)})")
-        for name, node in graph.nodes.items():
-            if node.type_name not in self.node_types:
-                raise IRError(f"backend '{self.name}' cannot take {node.type_name} nodes "
-                              f"(it supports {', '.join(sorted(self.node_types))})", node=name)
+DEFAULT_TARGET = "lava"
+"""``compile`` without ``--backend``: Loihi 2 through Lava."""
+MODEL_TARGET = "torch"
+"""``run MODEL`` (a model file, not an artifact) without ``--backend``: the float64
+torch simulator."""
+DEFAULT_METHOD = "bptt"
 
 
-def backends() -> dict[str, BackendSpec]:
-    found: dict[str, BackendSpec] = {}
-    for ep in entry_points(group=GROUP):
+def _load(group: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for ep in entry_points(group=group):
         try:
-            spec = ep.load()
-        except Exception as exc:  # a broken third-party plugin must not break neuromorph
-            raise NeuromorphError(f"backend entry point '{ep.name}' ({ep.value}) failed to load: {exc}") from None
-        if not isinstance(spec, BackendSpec):
-            raise NeuromorphError(f"backend entry point '{ep.name}' ({ep.value}) is not a BackendSpec")
-        found[spec.name] = spec
+            found[ep.name] = ep.load()
+        except Exception as exc:  # a broken plugin gets a clear line, not a traceback
+            raise NeuromorphError(f"entry point '{ep.name}' ({ep.value}) in {group} failed to "
+                                  f"load: {type(exc).__name__}: {exc}") from None
     return found
 
 
-def get(name: str) -> BackendSpec:
-    available = backends()
+def targets() -> dict[str, Target]:
+    found = _load(TARGETS)
+    for name, target in found.items():
+        if not isinstance(target, Target):
+            raise NeuromorphError(f"entry point '{name}' in {TARGETS} is not a neuromorph Target")
+        if target.name != name:
+            raise NeuromorphError(f"entry point '{name}' in {TARGETS} names a target called "
+                                  f"'{target.name}'")
+    return dict(sorted(found.items()))
+
+
+def target(name: str) -> Target:
+    available = targets()
     if name not in available:
-        raise NeuromorphError(f"unknown backend '{name}' (available: {', '.join(sorted(available)) or 'none'})")
+        raise NeuromorphError(f"unknown backend '{name}' (registered: {', '.join(available) or 'none'})")
+    return available[name]
+
+
+def methods() -> dict[str, Callable[..., Any]]:
+    found = _load(METHODS)
+    for name, fn in found.items():
+        if not callable(fn):
+            raise NeuromorphError(f"entry point '{name}' in {METHODS} is not callable")
+    return dict(sorted(found.items()))
+
+
+def method(name: str) -> Callable[..., Any]:
+    available = methods()
+    if name not in available:
+        raise NeuromorphError(f"unknown training method '{name}' (registered: "
+                              f"{', '.join(available) or 'none'})")
     return available[name]

@@ -1,144 +1,66 @@
-"""Running a model or a deployment: over a task's data set, or on a user's own stream.
+"""Running and verifying deployments, on any registered target.
 
-Model files run on the Norse backend, in float64: it is the reference, and float64 keeps
-it spike-for-spike with the written semantics. Compiled artifacts run in Lava (the
-Loihi 2 simulator); their outputs come back aligned with the reference's time steps.
-torch is imported only on the Norse paths: Lava forks its workers, and keeping torch's
-thread pools out of the parent of that fork avoids the hangs Lava's docs warn about.
+A model file runs by being compiled in memory (float) for a target (by default the
+registry's ``MODEL_TARGET``, the float64 torch simulator); an artifact runs on the target
+it was compiled for. Everything goes through the target interface (neuromorph/target.py)
+and the stream contract (neuromorph/streams.py): same inputs, same probe names, same
+prediction rule, same output files whichever target runs.
 """
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Sequence
 
 import numpy as np
 
+from .artifact import Artifact, is_artifact, load_artifact
+from .compile import compile_graph
 from .errors import NeuromorphError
-from .ir import Graph, Neuron
-from .documents import write_atomic
+from .ir import Graph
+from .registry import MODEL_TARGET, target
+from .streams import (
+    Probe, Recording, check_streams, input_shapes, load_stream, parse_probes, predict,
+    readout_membranes, save_streams, spiking_nodes,
+)
+from .target import Progress
 from .tasks import Dataset
 
-BACKENDS = ("norse", "lava")
 
-Progress = Callable[[int, int], None]  # (chip steps done, chip steps in total)
-
-
-def _network(graph: Graph, backend: str, dt: float | None) -> Any:
-    if backend != "norse":
-        raise NeuromorphError(f"model files run on the norse backend; compile for '{backend}' first "
-                              "(neuromorph compile) and run the artifact")
-    import torch
-
-    from .backends.norse import GraphNetwork
-
-    return GraphNetwork(graph, dt=dt, dtype=torch.float64).eval()
+def deployment(model: Graph | Artifact, backend: str | None = None, dt: float | None = None) -> Artifact:
+    """An artifact as it is, or a model compiled in memory (float) for ``backend``."""
+    if isinstance(model, Artifact):
+        if backend is not None and backend != model.target:
+            raise NeuromorphError(f"the artifact was compiled for '{model.target}', not '{backend}': "
+                                  "compile the model again for that backend")
+        if dt is not None:
+            raise NeuromorphError("an artifact's dt was fixed when it was compiled: --dt applies to model files")
+        return model
+    return compile_graph(model, backend=backend or MODEL_TARGET, precision="float", dt=dt)
 
 
-def load_stream(path: str | Path, graph: Graph) -> tuple[np.ndarray, bool]:
-    """Read X.npy and check it against the model's single Input: returns [B, T, ...]
-    and whether the file had a batch axis."""
-    try:
-        x = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise NeuromorphError(f"{path}: no such file") from None
-    except (ValueError, OSError) as exc:
-        raise NeuromorphError(f"{path}: not a .npy array file ({exc})") from None
-    if len(graph.inputs) != 1:
-        raise NeuromorphError("--input needs a model with exactly one Input node")
-    shape = graph.shape(graph.inputs[0])
-    if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
-        raise NeuromorphError(f"{path}: array dtype {x.dtype} is not numeric")
-    if tuple(x.shape[-len(shape):]) != shape or x.ndim not in (len(shape) + 1, len(shape) + 2):
-        want = ", ".join(map(str, shape))
-        raise NeuromorphError(
-            f"{path}: input of shape {list(x.shape)} does not fit the model: expected "
-            f"[T, {want}] or [batch, T, {want}]"
-        )
-    x = x.astype(np.float64)
-    if not np.all(np.isfinite(x)):
-        raise NeuromorphError(f"{path}: input contains NaN or inf")
-    batched = x.ndim == len(shape) + 2
-    return (x if batched else x[None]), batched
+def load_deployment(path: str, backend: str | None = None, dt: float | None = None,
+                    load_model: Any = None) -> Artifact:
+    """A path to an artifact, or a model file / zoo name (``load_model`` reads those)."""
+    if Path(path).is_file() and is_artifact(path):
+        return deployment(load_artifact(path), backend, dt)
+    return deployment(load_model(path), backend, dt)
 
 
-def _membrane_probes(graph: Graph) -> list[str]:
-    """Membrane potential of each neuron population that feeds an Output."""
-    names = []
-    for out in graph.outputs:
-        for e in graph.incoming(out):
-            if isinstance(graph.nodes[e.source], Neuron):
-                names.append(f"{e.source}.v")
-    return names
+def record(artifact: Artifact, x: Any, probes: Sequence[str | Probe] = (),
+           progress: Progress | None = None) -> Recording:
+    """Run inputs ({Input: [N, T, *shape]} or one array) through the deployment."""
+    inputs, _ = check_streams(input_shapes(artifact.graph), x)
+    n, t = next(iter(inputs.values())).shape[:2]
+    if n == 0 or t == 0:
+        raise NeuromorphError("nothing to run: the input has no samples or no time steps")
+    parsed = parse_probes(artifact.graph, [p.text if isinstance(p, Probe) else p for p in probes])
+    return target(artifact.target).run(artifact, inputs, probes=parsed, progress=progress)
 
 
-def _save_stream(path: str | Path, arrays: dict[str, np.ndarray], batched: bool) -> dict[str, Any]:
-    """Write ``{name: [B, T, ...]}`` as .npz atomically, without the batch axis when the
-    input had none; returns the part of the report that describes it."""
-    arrays = {k: (v if batched else v[0]) for k, v in arrays.items()}
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    write_atomic(path, buf.getvalue())
-    first = next(iter(arrays.values()))
-    return {
-        "steps": int(first.shape[1] if batched else first.shape[0]),
-        "batch": int(first.shape[0]) if batched else None,
-        "arrays": {k: list(v.shape) for k, v in arrays.items()}, "output": str(path),
-    }
-
-
-def run_stream(graph: Graph, input_path: str | Path, output_path: str | Path, *,
-               backend: str = "norse", membrane: bool = False,
-               dt: float | None = None) -> dict[str, Any]:
-    import torch
-
-    x, batched = load_stream(input_path, graph)
-    net = _network(graph, backend, dt)
-    record = _membrane_probes(graph) if membrane else []
-    start = time.perf_counter()
-    with torch.no_grad():
-        out = net(torch.as_tensor(x), record=record)
-    seconds = time.perf_counter() - start
-    return {"backend": backend, **_save_stream(output_path, {k: v.numpy() for k, v in out.items()}, batched),
-            "seconds": round(seconds, 3)}
-
-
-def run_dataset(graph: Graph, data: Dataset, *, split: str = "test", limit: int | None = None,
-                backend: str = "norse", dt: float | None = None,
-                batch_size: int = 128) -> dict[str, Any]:
-    import torch
-
-    x, y = _dataset_split(data, split, limit)
-    output = data.check_model(graph)
-    net = _network(graph, backend, dt if dt is not None else data.dt)
-    spiking = [n for n, node in graph.nodes.items() if isinstance(node, Neuron) and node.spiking]
-    correct, spikes = 0, 0
-    start = time.perf_counter()
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            out = net(torch.as_tensor(x[i : i + batch_size], dtype=torch.float64), record=spiking)
-            pred = _predict(out[output].numpy(), data.decision_steps)
-            correct += int((pred == y[i : i + batch_size]).sum())
-            spikes += int(sum(out[n].sum().item() for n in spiking))
-    return {
-        "backend": backend, "accuracy": correct / len(x), "samples": int(len(x)),
-        "steps": int(x.shape[1]), "seconds": round(time.perf_counter() - start, 3),
-        "spikes": spikes, "split": split, "task": data.name,
-    }
-
-
-# ------------------------------------------------------------------ deployments
-
-
-def _runner(artifact: Any) -> Callable[..., Any]:
-    """The run function of the backend the artifact was compiled for (registry.py)."""
-    from .registry import get
-
-    return get(artifact.backend).load("run")
-
-
-def _dataset_split(data: Dataset, split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _split(data: Dataset, split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    if split not in ("train", "test"):
+        raise NeuromorphError(f"split must be train or test, got '{split}'")
     x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
     if limit is not None:
         if limit < 1:
@@ -147,97 +69,64 @@ def _dataset_split(data: Dataset, split: str, limit: int | None) -> tuple[np.nda
     return x, y
 
 
-def _predict(outputs: np.ndarray, decision: slice) -> np.ndarray:
-    scores = outputs[:, decision].mean(axis=1)
-    return scores.reshape(scores.shape[0], -1).argmax(axis=1)
-
-
-def run_artifact_dataset(artifact: Any, data: Dataset, *, split: str = "test",
-                         limit: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """Run a compiled deployment in Lava over a data set in one Lava run (state is reset
-    between samples on the chip) and score it."""
-    run = _runner(artifact)
-    x, y = _dataset_split(data, split, limit)
+def run_dataset(artifact: Artifact, data: Dataset, *, split: str = "test",
+                limit: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Run a deployment over a task's split and score it."""
+    x, y = _split(data, split, limit)
     output = data.check_model(artifact.graph)
-    net = artifact.netlist
     start = time.perf_counter()
-    outputs, spikes, info = run(net, x, precision=artifact.precision, quantized=artifact.quantized,
-                                progress=progress)
+    rec = record(artifact, x, progress=progress)
     seconds = time.perf_counter() - start
-    pred = _predict(outputs[output], data.decision_steps)
+    pred = predict(rec.outputs[output], data.decision_steps)
     return {
-        "backend": "lava", "precision": artifact.precision, "accuracy": float(np.mean(pred == y)),
-        "samples": int(len(x)), "steps": int(x.shape[1]), "chip_steps": int(getattr(info, "chip_steps", 0)),
-        "seconds": round(seconds, 3), "spikes": int(sum(spikes.values())),
-        "spikes_per_population": {k: int(v) for k, v in spikes.items()},
-        "split": split, "task": data.name,
+        "backend": artifact.target, "precision": artifact.precision,
+        "accuracy": float(np.mean(pred == y)), "samples": int(len(x)), "steps": int(x.shape[1]),
+        "seconds": round(seconds, 3), "spikes": int(sum(rec.spikes.values())),
+        "spikes_per_population": {k: int(v) for k, v in rec.spikes.items()},
+        "split": split, "task": data.name, **rec.info,
     }
 
 
-def run_artifact_stream(artifact: Any, input_path: str | Path, output_path: str | Path, *,
-                        membrane: bool = False, progress: Progress | None = None) -> dict[str, Any]:
-    """Like :func:`run_stream`, on the deployment: same array names, same time axis."""
-    run = _runner(artifact)
-    x, batched = load_stream(input_path, artifact.graph)
-    probes = _membrane_probes(artifact.graph) if membrane else []  # every neuron node is a population
+def run_stream(artifact: Artifact, input_path: str | Path, output_path: str | Path, *,
+               membrane: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+    """``X.npy`` in, ``Y.npz`` out: the Output nodes' streams, and with ``membrane`` the
+    membrane (``NAME.v``) of every neuron node that feeds an Output."""
+    inputs, batched = load_stream(input_path, artifact.graph)
+    probes = readout_membranes(artifact.graph) if membrane else []
     start = time.perf_counter()
-    outputs, spikes, info = run(artifact.netlist, x, precision=artifact.precision,
-                                quantized=artifact.quantized, probes=probes, progress=progress)
+    rec = record(artifact, inputs, probes, progress)
     seconds = time.perf_counter() - start
     return {
-        "backend": "lava", "precision": artifact.precision,
-        **_save_stream(output_path, {**outputs, **info.probes}, batched),
-        "seconds": round(seconds, 3), "spikes": int(sum(spikes.values())),
-        "latency_steps": artifact.netlist.latency,
+        "backend": artifact.target, "precision": artifact.precision,
+        **save_streams(output_path, {**rec.outputs, **rec.probes}, batched),
+        "seconds": round(seconds, 3), "spikes": int(sum(rec.spikes.values())), **rec.info,
     }
 
 
-def verify_artifact(artifact: Any, x: np.ndarray, decision: slice,
-                    progress: Progress | None = None) -> dict[str, Any]:
-    """Deployment vs its reference on the same inputs: for float the Norse backend
-    (float64), for fixed point the bit-exact numpy model of the integer arithmetic."""
-    net = artifact.netlist
-    got = lava_with_spikes(artifact, x, progress)
-    if artifact.precision == "fixed":
-        from .compiler.quantize import simulate_fixed
-
-        want, _ = simulate_fixed(artifact.quantized, x, record_spikes=True)
-        reference = "numpy bit-exact fixed-point model"
-    else:
-        want = _norse_reference(artifact, x)
-        reference = "norse (float64)"
-    spike_keys = [k for k in want if k.endswith(".spikes") and k in got]
-    equal = sum(int(np.sum(got[k].reshape(want[k].shape) == want[k])) for k in spike_keys)
-    total = sum(int(np.asarray(want[k]).size) for k in spike_keys)
-    out = net.outputs[0].name
-    pred_got, pred_want = _predict(got[out], decision), _predict(want[out], decision)
-    return {
-        "spike_agreement": equal / total if total else 1.0,
-        "prediction_agreement": float(np.mean(pred_got == pred_want)),
-        "max_output_difference": float(np.max(np.abs(got[out] - want[out]))) if got[out].size else 0.0,
-        "reference": reference, "precision": artifact.precision, "samples": int(len(x)),
-        "steps": int(x.shape[1]), "spikes_compared": total,
-    }
-
-
-def lava_with_spikes(artifact: Any, x: np.ndarray, progress: Progress | None = None) -> dict[str, np.ndarray]:
-    """Lava outputs plus ``"<population>.spikes"`` [N, T, *shape] of every spiking population."""
-    spiking = [p.name for p in artifact.netlist.populations if p.spiking]
-    out, _, info = _runner(artifact)(artifact.netlist, x, precision=artifact.precision,
-                                     quantized=artifact.quantized, probes=spiking, progress=progress)
-    return {**out, **{f"{k}.spikes": v for k, v in info.probes.items()}}
-
-
-def _norse_reference(artifact: Any, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Outputs and every spiking population's spikes from the Norse backend."""
-    import torch
-
+def verify(artifact: Artifact, x: Any, decision: slice = slice(None),
+           progress: Progress | None = None) -> dict[str, Any]:
+    """The deployment beside its target's reference on the same inputs: spike for spike
+    on every spiking node, and prediction for prediction on the first Output."""
     graph = artifact.graph
-    net = _network(graph, "norse", artifact.dt)
-    spiking = [p.name for p in artifact.netlist.populations if p.spiking]
-    with torch.no_grad():
-        out = net(torch.as_tensor(x, dtype=torch.float64), record=spiking)
-    result = {o: out[o].numpy() for o in graph.outputs}
-    for name in spiking:
-        result[f"{name}.spikes"] = out[name].numpy()
-    return result
+    inputs, _ = check_streams(input_shapes(graph), x)
+    probes = [Probe(n) for n in spiking_nodes(graph)]
+    got = record(artifact, inputs, probes, progress)
+    ref = target(artifact.target).reference(artifact, inputs, probes=probes)
+    want = ref.recording
+    equal = sum(int(np.sum(got.probes[p.text] == want.probes[p.text])) for p in probes)
+    total = sum(int(want.probes[p.text].size) for p in probes)
+    per_node = {p.text: float(np.mean(got.probes[p.text] == want.probes[p.text])) for p in probes}
+    out = graph.outputs[0]
+    agreement = equal / total if total else 1.0
+    return {
+        "spike_agreement": agreement, "expected_agreement": ref.expected_agreement,
+        "passed": agreement >= ref.expected_agreement,
+        "prediction_agreement": float(np.mean(predict(got.outputs[out], decision)
+                                              == predict(want.outputs[out], decision))),
+        "max_output_difference": float(np.max(np.abs(got.outputs[out] - want.outputs[out])))
+        if got.outputs[out].size else 0.0,
+        "spike_agreement_per_node": per_node,
+        "reference": ref.name, "backend": artifact.target, "precision": artifact.precision,
+        "samples": int(len(next(iter(inputs.values())))), "steps": int(next(iter(inputs.values())).shape[1]),
+        "spikes_compared": total,
+    }

@@ -33,5 +33,5 @@ fi
 "${PIP[@]}" install -r requirements/runtime.txt -r requirements/test.txt
 "${PIP[@]}" install --no-deps --ignore-requires-python -r requirements/nodeps.txt
 "${PIP[@]}" install --no-deps --no-build-isolation -e .
-"$PY" -c "import neuromorph, norse.torch, nir; from neuromorph.lava_compat import import_lava; import_lava()"
+"$PY" -c "import neuromorph, norse.torch, nir; from neuromorph.backends.loihi2.lava.compat import import_lava; import_lava()"
 echo "setup: done ($("$PY" --version), torch $("$PY" -c 'import torch; print(torch.__version__)'))"

@@ -25,11 +25,42 @@ def one_json(stdout):
     return obj
 
 
+def _commands():
+    import argparse
+
+    from neuromorph.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return list(sub.choices)
+
+
 def test_help_is_available_for_every_command():
+    commands = _commands()
+    assert {"models", "inspect", "backends", "train", "compile", "run", "verify", "import-nir",
+            "export-nir"} <= set(commands)
     top = run("--help").stdout
-    for cmd in ("models", "inspect", "import-nir", "export-nir"):
+    for cmd in commands:
         assert cmd in top
         assert "usage: neuromorph " + cmd in run(cmd, "--help").stdout
+
+
+def test_backends_lists_what_the_registry_holds():
+    from neuromorph.registry import methods, targets
+
+    data = one_json(run("backends", "--json").stdout)
+    assert set(data["targets"]) == set(targets()) >= {"lava", "torch"}
+    assert data["methods"] == sorted(methods()) and "bptt" in data["methods"]
+    lava = data["targets"]["lava"]
+    assert lava["precisions"] == ["float", "fixed"] and "compile" in lava["default_for"]
+    assert "ALIF" in lava["node_types"] and "chips" in lava["options"]
+
+
+def test_unknown_backend_and_method_name_the_registered_ones(tmp_path):
+    proc = run("compile", "digits-mlp", "--backend", "spinnaker", "-o", tmp_path / "a.art", check_rc=2)
+    assert "unknown backend 'spinnaker' (registered: lava, torch" in proc.stderr
+    proc = run("train", "--task", "digits", "--method", "rtrl", "-o", tmp_path / "m.json", check_rc=2)
+    assert "unknown training method 'rtrl' (registered: bptt" in proc.stderr
+    assert not (tmp_path / "a.art").exists() and not (tmp_path / "m.json").exists()
 
 
 def test_models_json_lists_every_zoo_model_with_its_task():

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import neuromorph as nm
-from neuromorph.compiler.netlist import lower
-from neuromorph.compiler.netlist_sim import Schedule, simulate_netlist
+from neuromorph.backends.loihi2.netlist import lower
+from neuromorph.backends.loihi2.chip_model import Schedule, simulate_netlist
 from neuromorph.errors import IRError
 from neuromorph.ir import (
     ALIF, IF, LI, LIF, Affine, Conv2d, CubaLIF, Delay, Flatten, Graph, Input, Linear, Output,

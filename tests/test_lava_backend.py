@@ -12,17 +12,17 @@ import time
 import numpy as np
 import pytest
 
-from neuromorph.lava_compat import import_lava
+from neuromorph.backends.loihi2.lava.compat import import_lava
 
 import_lava()
 
 from lava.proc.dense import models as dense_models  # noqa: E402
 
-from neuromorph.backends.lava import process as lava_process  # noqa: E402
-from neuromorph.backends.lava.runner import run_lava  # noqa: E402
-from neuromorph.compiler.netlist import lower  # noqa: E402
-from neuromorph.compiler.netlist_sim import simulate_netlist  # noqa: E402
-from neuromorph.compiler.quantize import quantize, simulate_fixed  # noqa: E402
+from neuromorph.backends.loihi2.lava import process as lava_process  # noqa: E402
+from neuromorph.backends.loihi2.lava.runner import run_lava  # noqa: E402
+from neuromorph.backends.loihi2.netlist import lower  # noqa: E402
+from neuromorph.backends.loihi2.chip_model import simulate_netlist  # noqa: E402
+from neuromorph.backends.loihi2.quantize import quantize, simulate_fixed  # noqa: E402
 from neuromorph.errors import NeuromorphError  # noqa: E402
 from neuromorph.ir import LI, LIF, ALIF, Delay, Graph, Input, Linear, Output  # noqa: E402
 from neuromorph.models import ZOO, get  # noqa: E402
@@ -45,16 +45,20 @@ def spiking(net):
     return [p.name for p in net.populations if p.spiking]
 
 
+def spike_probes(net):
+    return [(name, "spikes") for name in spiking(net)]
+
+
 def assert_float_matches(graph, x, probes=()):
     """Lava float == simulate_netlist spike for spike, outputs to 1e-9; == IR reference
     per sample. Returns the netlist and Lava's results."""
     net = lower(graph)
     want, want_counts = simulate_netlist(net, x, record_spikes=True)
-    got, counts, info = run_lava(net, x, probes=[*spiking(net), *probes])
+    got, counts, info = run_lava(net, x, probes=[*spike_probes(net), *probes])
     assert counts == want_counts
     assert sum(counts.values()) > 0, "a test without spikes cannot fail"
     for pop in spiking(net):  # simulate_netlist keeps populations flat: [N, T, size]
-        np.testing.assert_array_equal(info.probes[pop].reshape(want[f"{pop}.spikes"].shape),
+        np.testing.assert_array_equal(info.probes[(pop, "spikes")].reshape(want[f"{pop}.spikes"].shape),
                                       want[f"{pop}.spikes"], err_msg=pop)
     for name in graph.outputs:
         np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-9, err_msg=name)
@@ -70,10 +74,10 @@ def assert_fixed_matches(net, x):
     """Lava fixed_pt == the bit-exact numpy model of the same integers (agreement 1.0)."""
     q = quantize(net, x)
     want, want_counts = simulate_fixed(q, x, record_spikes=True)
-    got, counts, info = run_lava(net, x, precision="fixed", quantized=q, probes=spiking(net))
+    got, counts, info = run_lava(net, x, precision="fixed", quantized=q, probes=spike_probes(net))
     assert counts == want_counts and sum(counts.values()) > 0
     for pop in spiking(net):
-        np.testing.assert_array_equal(info.probes[pop], want[f"{pop}.spikes"], err_msg=pop)
+        np.testing.assert_array_equal(info.probes[(pop, "spikes")], want[f"{pop}.spikes"], err_msg=pop)
     for o in net.outputs:
         np.testing.assert_array_equal(got[o.name], want[o.name], err_msg=o.name)
     assert no_lava_workers()
@@ -117,9 +121,9 @@ def test_skip_connection_runs_through_delay_dense_and_matches():
     net = lower(graph)
     assert max(c.extra_delay for c in net.connections) == 2
     x = random_inputs(net, samples=2, steps=25, seed=1)
-    _, got, info = assert_float_matches(graph, x, probes=["h1.v"])
+    _, got, info = assert_float_matches(graph, x, probes=[("h1", "v")])
     ref = simulate(graph, x["x"], record=["h1.v"])
-    np.testing.assert_allclose(info.probes["h1.v"], ref["h1.v"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(info.probes[("h1", "v")], ref["h1.v"], rtol=0, atol=1e-9)
 
 
 def test_recurrent_adaptive_graph_matches():
@@ -175,8 +179,8 @@ def test_bad_inputs_are_one_line_errors():
         run_lava(net, np.zeros((1, 5, 20)), precision="fixed")
     with pytest.raises(NeuromorphError, match="unknown precision"):
         run_lava(net, np.zeros((1, 5, 20)), precision="double")
-    with pytest.raises(NeuromorphError, match="unknown probe 'nope'"):
-        run_lava(net, np.zeros((1, 5, 20)), probes=["nope"])
+    with pytest.raises(NeuromorphError, match="unknown probe"):
+        run_lava(net, np.zeros((1, 5, 20)), probes=[("nope", "spikes")])
     calibration = np.random.default_rng(0).random((1, 5, 20))
     q = quantize(net, calibration)
     with pytest.raises(NeuromorphError, match="exceeds the calibrated range"):
@@ -241,9 +245,9 @@ def test_ctrl_c_during_a_run_leaves_no_lava_processes():
     script = textwrap.dedent("""
         import multiprocessing, signal, numpy as np
         signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
-        from neuromorph.compiler.netlist import lower
+        from neuromorph.backends.loihi2.netlist import lower
         from neuromorph.models import get
-        from neuromorph.backends.lava.runner import run_lava
+        from neuromorph.backends.loihi2.lava.runner import run_lava
         net = lower(get("randman-mlp"))
         try:
             run_lava(net, np.ones((400, 100, 20)), progress=lambda d, t: print("running", flush=True), chunk=500)

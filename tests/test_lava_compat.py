@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuromorph import lava_compat
-from neuromorph.lava_compat import LavaCompatError, import_lava
+from neuromorph.backends.loihi2.lava import compat as lava_compat
+from neuromorph.backends.loihi2.lava.compat import LavaCompatError, import_lava
 
 lava = import_lava()
 

@@ -5,15 +5,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from neuromorph.compiler import neuron_step
-from neuromorph.compiler.netlist import lower
-from neuromorph.compiler.netlist_sim import Schedule, input_stream, simulate_netlist
-from neuromorph.compiler.quantize import (
+from neuromorph.backends.loihi2 import neuron_step
+from neuromorph.backends.loihi2.netlist import lower
+from neuromorph.backends.loihi2.chip_model import Schedule, input_stream, simulate_netlist
+from neuromorph.backends.loihi2.quantize import (
     QuantizedNetlist, compare, dense_fixed, lava_weights, quantize, quantize_weights, simulate_fixed,
 )
 from neuromorph.errors import NeuromorphError
 from neuromorph.ir import ALIF, LI, LIF, Affine, CubaLIF, Graph, Input, Linear, Output
-from neuromorph.lava_compat import import_lava
+from neuromorph.backends.loihi2.lava.compat import import_lava
 from neuromorph.models import ZOO, get
 
 import_lava()

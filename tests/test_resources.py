@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import neuromorph as nm
-from neuromorph.compiler.netlist import Connection, InputPort, Netlist, OutputPort, Population, lower
-from neuromorph.compiler.resources import Loihi2Limits, map_netlist
+from neuromorph.backends.loihi2.netlist import Connection, InputPort, Netlist, OutputPort, Population, lower
+from neuromorph.backends.loihi2.resources import Loihi2Limits, map_netlist
 from neuromorph.errors import NeuromorphError
 from neuromorph.models import ZOO, get
 

@@ -10,8 +10,8 @@ import torch
 
 import neuromorph as nm
 from neuromorph import tasks
-from neuromorph.backends.norse import GraphNetwork
-from neuromorph.training import TrainConfig, train_bptt
+from neuromorph.backends.torch import GraphNetwork
+from neuromorph.training import TrainConfig, train
 
 BIN = Path(sys.executable).parent
 
@@ -24,7 +24,7 @@ def small_problem():
 
 def test_training_lowers_the_loss_and_beats_chance():
     graph, data = small_problem()
-    result = train_bptt(graph, data, TrainConfig(epochs=3, seed=0))
+    result = train(graph, data, TrainConfig(epochs=3, seed=0))
     losses = [h["loss"] for h in result.history]
     assert losses[-1] < 0.5 * losses[0]
     assert result.accuracy > 5 * data.chance()
@@ -33,16 +33,16 @@ def test_training_lowers_the_loss_and_beats_chance():
 
 def test_training_is_reproducible_for_a_seed():
     graph, data = small_problem()
-    a = train_bptt(graph, data, TrainConfig(epochs=1, seed=3)).graph
-    b = train_bptt(graph, data, TrainConfig(epochs=1, seed=3)).graph
-    c = train_bptt(graph, data, TrainConfig(epochs=1, seed=4)).graph
+    a = train(graph, data, TrainConfig(epochs=1, seed=3)).graph
+    b = train(graph, data, TrainConfig(epochs=1, seed=3)).graph
+    c = train(graph, data, TrainConfig(epochs=1, seed=4)).graph
     assert a == b
     assert a != c
 
 
 def test_a_trained_file_reloads_to_identical_outputs(tmp_path):
     graph, data = small_problem()
-    result = train_bptt(graph, data, TrainConfig(epochs=1))
+    result = train(graph, data, TrainConfig(epochs=1))
     path = nm.save(result.graph, tmp_path / "trained.json")
     x = torch.as_tensor(data.x_test[:20])
     with torch.no_grad():

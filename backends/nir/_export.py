@@ -1,16 +1,17 @@
 """IR graph -> nir.NIRGraph. What NIR cannot say travels in our metadata (see _common)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import nir
 import numpy as np
 
-from ...errors import NIRConversionError
+from ...errors import IRError, NIRConversionError
 from ...ir import (
     ALIF, IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Flatten, Graph, Input, Linear,
     Node, Output, Scale, SumPool2d,
 )
+from ...rules import Refusal, rule_for
 from ._common import FORMAT, recurrence_edges, encode_meta, one_line
 
 
@@ -90,8 +91,10 @@ def _ungrouped(weight: np.ndarray, groups: int) -> np.ndarray:
     return dense
 
 
-def _shapes(node: Node) -> dict[str, list[int]]:
-    return {k: list(v.shape) for k, v in node.arrays().items()}
+def _meta(node: Node) -> dict[str, Any]:
+    """Our metadata for a node: the IR parameters' own shapes, so the importer can undo
+    the broadcast NIR needs (see _full)."""
+    return {"shapes": {k: list(v.shape) for k, v in node.arrays().items()}}
 
 
 def _neuron(node: Node, names: dict[str, str], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -101,83 +104,128 @@ def _neuron(node: Node, names: dict[str, str], shape: tuple[int, ...]) -> dict[s
 
 _LIF = {"tau": "tau", "r": "r", "v_leak": "v_leak", "v_threshold": "v_threshold", "v_reset": "v_reset"}
 
+ExportRule = Callable[[str, Any, Graph, list[str]], nir.NIRNode]
+"""``rule(name, node, graph, warnings) -> NIR node``; a loss other tools would see is
+appended to ``warnings``."""
 
-def _export_node(name: str, node: Node, graph: Graph, warnings: list[str]) -> nir.NIRNode:
-    shape = graph.shape(name)
+
+def _input(name: str, node: Input, graph: Graph, warnings: list[str]) -> nir.NIRNode:
+    return nir.Input(input_type=np.array(graph.shape(name)))
+
+
+def _output(name: str, node: Output, graph: Graph, warnings: list[str]) -> nir.NIRNode:
+    meta = {"shape": None if node.shape is None else list(node.shape)}
+    return nir.Output(output_type=np.array(graph.shape(name)), metadata=encode_meta(meta))
+
+
+def _weights(name: str, node: Affine | Linear, graph: Graph, warnings: list[str]) -> nir.NIRNode:
+    meta = _meta(node)
+    if node.plasticity is not None:
+        p = node.plasticity
+        meta["plasticity"] = {"rule": p.rule, "params": dict(p.params)}
+        warnings.append(
+            f"node '{name}': plasticity rule '{p.rule}' has no NIR equivalent; it is "
+            "kept in metadata, other tools will treat the weights as fixed"
+        )
+    if isinstance(node, Affine):
+        return nir.Affine(weight=node.weight.copy(), bias=node.bias.copy(), metadata=encode_meta(meta))
+    return nir.Linear(weight=node.weight.copy(), metadata=encode_meta(meta))
+
+
+def _scale(name: str, node: Scale, graph: Graph, warnings: list[str]) -> nir.NIRNode:
+    return nir.Scale(scale=_full(node.scale, graph.shape(name)), metadata=encode_meta(_meta(node)))
+
+
+def _conv(name: str, node: Conv1d | Conv2d, graph: Graph, warnings: list[str]) -> nir.NIRNode:
     in_shape = graph.input_shape(name)
-    meta: dict[str, Any] = {"shapes": _shapes(node)}
-    if isinstance(node, Input):
-        return nir.Input(input_type=np.array(shape))
-    if isinstance(node, Output):
-        meta = {"shape": None if node.shape is None else list(node.shape)}
-        return nir.Output(output_type=np.array(shape), metadata=encode_meta(meta))
-    if isinstance(node, (Affine, Linear)):
-        if node.plasticity is not None:
-            p = node.plasticity
-            meta["plasticity"] = {"rule": p.rule, "params": dict(p.params)}
-            warnings.append(
-                f"node '{name}': plasticity rule '{p.rule}' has no NIR equivalent; it is "
-                "kept in metadata, other tools will treat the weights as fixed"
-            )
-        if isinstance(node, Affine):
-            return nir.Affine(
-                weight=node.weight.copy(), bias=node.bias.copy(), metadata=encode_meta(meta)
-            )
-        return nir.Linear(weight=node.weight.copy(), metadata=encode_meta(meta))
-    if isinstance(node, Scale):
-        return nir.Scale(scale=_full(node.scale, shape), metadata=encode_meta(meta))
-    if isinstance(node, (Conv1d, Conv2d)):
-        assert in_shape is not None
-        # nir 1.0.8 takes a Conv's input channels from weight.shape[1], ignoring groups,
-        # so a grouped conv fails its type check: write the equivalent dense
-        # (block-diagonal) weight with groups=1 and restore the groups on import.
-        weight = _ungrouped(node.weight, node.groups)
-        if node.groups > 1:
-            meta["groups"] = node.groups
-        if isinstance(node, Conv1d):
-            return nir.Conv1d(
-                input_shape=int(in_shape[1]), weight=weight, stride=node.stride[0],
-                padding=node.padding[0], dilation=node.dilation[0], groups=1,
-                bias=node.bias.copy(), metadata=encode_meta(meta),
-            )
-        return nir.Conv2d(
-            input_shape=tuple(in_shape[1:]), weight=weight, stride=node.stride,
-            padding=node.padding, dilation=node.dilation, groups=1,
+    assert in_shape is not None
+    meta = _meta(node)
+    # nir 1.0.8 takes a Conv's input channels from weight.shape[1], ignoring groups,
+    # so a grouped conv fails its type check: write the equivalent dense
+    # (block-diagonal) weight with groups=1 and restore the groups on import.
+    weight = _ungrouped(node.weight, node.groups)
+    if node.groups > 1:
+        meta["groups"] = node.groups
+    if isinstance(node, Conv1d):
+        return nir.Conv1d(
+            input_shape=int(in_shape[1]), weight=weight, stride=node.stride[0],
+            padding=node.padding[0], dilation=node.dilation[0], groups=1,
             bias=node.bias.copy(), metadata=encode_meta(meta),
         )
-    if isinstance(node, SumPool2d):
-        return nir.SumPool2d(
-            kernel_size=np.array(node.kernel_size), stride=np.array(node.stride),
-            padding=np.array(node.padding),
-        )
-    if isinstance(node, Flatten):
-        assert in_shape is not None
-        # Both the IR and NIR index Flatten's dims without the batch dim.
-        return nir.Flatten(
-            input_type={"input": np.array(in_shape)}, start_dim=node.start_dim, end_dim=node.end_dim
-        )
-    if isinstance(node, Delay):
-        return nir.Delay(delay=_full(node.delay, shape), metadata=encode_meta(meta))
-    if isinstance(node, IF):
-        params = _neuron(node, {"r": "r", "v_threshold": "v_threshold", "v_reset": "v_reset"}, shape)
-        return nir.IF(**params, metadata=encode_meta(meta))
-    if isinstance(node, LIF):
-        return nir.LIF(**_neuron(node, _LIF, shape), metadata=encode_meta(meta))
-    if isinstance(node, ALIF):
-        meta.update(
-            type="ALIF", tau_adapt=node.tau_adapt.tolist(), beta=node.beta.tolist()
-        )
-        warnings.append(
-            f"node '{name}': ALIF (adaptive LIF) has no NIR equivalent; it is written as a "
-            "NIR LIF with tau_adapt and beta in metadata, other tools will simulate it as a plain LIF"
-        )
-        params = _neuron(node, {**_LIF, "tau": "tau_mem"}, shape)
-        return nir.LIF(**params, metadata=encode_meta(meta))
-    if isinstance(node, CubaLIF):
-        names = {**_LIF, "tau_syn": "tau_syn", "tau_mem": "tau_mem", "w_in": "w_in"}
-        del names["tau"]
-        return nir.CubaLIF(**_neuron(node, names, shape), metadata=encode_meta(meta))
-    if isinstance(node, LI):
-        params = _neuron(node, {"tau": "tau", "r": "r", "v_leak": "v_leak"}, shape)
-        return nir.LI(**params, metadata=encode_meta(meta))
-    raise NIRConversionError(f"node '{name}': no NIR equivalent for IR type {node.type_name}")
+    return nir.Conv2d(
+        input_shape=tuple(in_shape[1:]), weight=weight, stride=node.stride,
+        padding=node.padding, dilation=node.dilation, groups=1,
+        bias=node.bias.copy(), metadata=encode_meta(meta),
+    )
+
+
+def _sum_pool(name: str, node: SumPool2d, graph: Graph, warnings: list[str]) -> nir.NIRNode:
+    return nir.SumPool2d(
+        kernel_size=np.array(node.kernel_size), stride=np.array(node.stride),
+        padding=np.array(node.padding),
+    )
+
+
+def _flatten(name: str, node: Flatten, graph: Graph, warnings: list[str]) -> nir.NIRNode:
+    in_shape = graph.input_shape(name)
+    assert in_shape is not None
+    # Both the IR and NIR index Flatten's dims without the batch dim.
+    return nir.Flatten(
+        input_type={"input": np.array(in_shape)}, start_dim=node.start_dim, end_dim=node.end_dim
+    )
+
+
+def _delay(name: str, node: Delay, graph: Graph, warnings: list[str]) -> nir.NIRNode:
+    return nir.Delay(delay=_full(node.delay, graph.shape(name)), metadata=encode_meta(_meta(node)))
+
+
+def _if(name: str, node: IF, graph: Graph, warnings: list[str]) -> nir.NIRNode:
+    names = {"r": "r", "v_threshold": "v_threshold", "v_reset": "v_reset"}
+    params = _neuron(node, names, graph.shape(name))
+    return nir.IF(**params, metadata=encode_meta(_meta(node)))
+
+
+def _lif(name: str, node: LIF, graph: Graph, warnings: list[str]) -> nir.NIRNode:
+    return nir.LIF(**_neuron(node, _LIF, graph.shape(name)), metadata=encode_meta(_meta(node)))
+
+
+def _alif(name: str, node: ALIF, graph: Graph, warnings: list[str]) -> nir.NIRNode:
+    meta = _meta(node)
+    meta.update(type="ALIF", tau_adapt=node.tau_adapt.tolist(), beta=node.beta.tolist())
+    warnings.append(
+        f"node '{name}': ALIF (adaptive LIF) has no NIR equivalent; it is written as a "
+        "NIR LIF with tau_adapt and beta in metadata, other tools will simulate it as a plain LIF"
+    )
+    params = _neuron(node, {**_LIF, "tau": "tau_mem"}, graph.shape(name))
+    return nir.LIF(**params, metadata=encode_meta(meta))
+
+
+def _cuba_lif(name: str, node: CubaLIF, graph: Graph, warnings: list[str]) -> nir.NIRNode:
+    names = {**_LIF, "tau_syn": "tau_syn", "tau_mem": "tau_mem", "w_in": "w_in"}
+    del names["tau"]
+    return nir.CubaLIF(**_neuron(node, names, graph.shape(name)), metadata=encode_meta(_meta(node)))
+
+
+def _li(name: str, node: LI, graph: Graph, warnings: list[str]) -> nir.NIRNode:
+    params = _neuron(node, {"tau": "tau", "r": "r", "v_leak": "v_leak"}, graph.shape(name))
+    return nir.LI(**params, metadata=encode_meta(_meta(node)))
+
+
+EXPORT_RULES: dict[type[Node], ExportRule | Refusal] = {
+    Input: _input, Output: _output,
+    Affine: _weights, Linear: _weights,
+    Scale: _scale,
+    Conv1d: _conv, Conv2d: _conv,
+    SumPool2d: _sum_pool, Flatten: _flatten, Delay: _delay,
+    IF: _if, LIF: _lif, ALIF: _alif, CubaLIF: _cuba_lif, LI: _li,
+}
+"""The NIR node each IR node type is written as (neuromorph.rules): ``rule(name, node,
+graph, warnings)``. ALIF has no NIR type: it is a NIR LIF plus metadata."""
+
+
+def _export_node(name: str, node: Node, graph: Graph, warnings: list[str]) -> nir.NIRNode:
+    try:
+        rule = rule_for(EXPORT_RULES, node, name, "the NIR exporter")
+    except IRError as exc:  # a refusal or a missing rule: a conversion error, naming the node
+        raise NIRConversionError(str(exc)) from None
+    return rule(name, node, graph, warnings)

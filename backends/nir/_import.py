@@ -1,9 +1,8 @@
 """nir.NIRGraph -> IR graph: flatten subgraphs, fold our delay nodes, apply a convention."""
 from __future__ import annotations
 
-import math
-import numbers
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import nir
 import numpy as np
@@ -14,8 +13,9 @@ from ...ir import (
     ALIF, IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Edge, Flatten, Graph, Input,
     Linear, Node, Output, Plasticity, Scale, SumPool2d,
 )
+from ...ir import check_dt
 from ...ir.nodes import as_int_tuple
-from ._common import recurrence_edges, decode_meta, one_line
+from ._common import recurrence_edges, decode_meta
 
 CONVENTIONS = ("nir", "snntorch", "norse")
 DEFAULT_DT = {"nir": 1e-4, "snntorch": 1e-4, "norse": 1e-3}
@@ -32,10 +32,8 @@ def import_graph(g: Any, dt: float | None, convention: str) -> Graph:
         )
     if not isinstance(g, nir.NIRGraph):
         raise NIRConversionError(f"expected a nir.NIRGraph, got {type(g).__name__}")
-    if dt is not None and (
-        isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not math.isfinite(dt) or dt <= 0
-    ):
-        raise NIRConversionError(f"dt must be a positive number of seconds, got {dt!r}")
+    if dt is not None:
+        dt = check_dt(dt)
     record = decode_meta(g.metadata, "NIR graph")
     if record is not None and convention == "norse":
         raise NIRConversionError(
@@ -274,6 +272,27 @@ def _conv_padding(name: str, node: Any, weight: np.ndarray, n: int) -> Any:
     return tuple(t // 2 for t in total)
 
 
+def _norse_tau(p: dict[str, np.ndarray], dt: float) -> None:
+    p["tau"] = p["tau"] / dt
+
+
+def _norse_cuba_lif(p: dict[str, np.ndarray], dt: float) -> None:
+    p["tau_mem"] = p["tau_mem"] / dt
+    p["tau_syn"] = p["tau_syn"] / dt
+    p["w_in"] = p["w_in"] * p["tau_syn"] / dt
+
+
+def _norse_if(p: dict[str, np.ndarray], dt: float) -> None:
+    p["r"] = p["r"] / dt
+
+
+NORSE_FIXES: dict[type[Node], Callable[[dict[str, np.ndarray], float], None]] = {
+    LIF: _norse_tau, LI: _norse_tau, CubaLIF: _norse_cuba_lif, IF: _norse_if,
+}
+"""IR neuron type -> the correction of what Norse 1.1.0's to_nir writes (in place). Only
+the neuron types a foreign NIR file can give (ALIF comes only from our own metadata)."""
+
+
 def _convention(
     kind: type[Node], p: dict[str, np.ndarray], convention: str, dt: float | None
 ) -> dict[str, np.ndarray]:
@@ -288,29 +307,168 @@ def _convention(
         return p
     assert dt is not None
     p = dict(p)
-    if kind in (LIF, LI):
-        p["tau"] = p["tau"] / dt
-    elif kind is CubaLIF:
-        p["tau_mem"] = p["tau_mem"] / dt
-        p["tau_syn"] = p["tau_syn"] / dt
-        p["w_in"] = p["w_in"] * p["tau_syn"] / dt
-    elif kind is IF:
-        p["r"] = p["r"] / dt
+    fix = NORSE_FIXES.get(kind)
+    if fix is not None:
+        fix(p, dt)
     return p
 
 
-_NEURONS: dict[type, tuple[type[Node], tuple[str, ...]]] = {
-    nir.IF: (IF, ("r", "v_threshold", "v_reset")),
-    nir.LIF: (LIF, ("tau", "r", "v_leak", "v_threshold", "v_reset")),
-    nir.CubaLIF: (CubaLIF, ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in")),
-    nir.LI: (LI, ("tau", "r", "v_leak")),
+@dataclass
+class _Source:
+    """One NIR node being imported, with what its rule needs."""
+
+    name: str
+    node: Any
+    record: dict[str, Any]  # our metadata on the node ({} for a foreign node)
+    convention: str
+    dt: float | None
+    taken: dict[str, Any]  # names in use (for extra IR nodes an expansion adds)
+
+    def param(self, attr: str, ir_name: str | None = None) -> np.ndarray:
+        """A NIR parameter as an array, un-broadcast to the IR parameter's own shape."""
+        arr = _array(getattr(self.node, attr, None), f"node '{self.name}': parameter '{attr}'")
+        return _restore(arr, self.record.get("shapes", {}).get(ir_name or attr))
+
+    def single(self, ir_node: Node) -> Expansion:
+        return [(self.name, ir_node)], self.name, self.name
+
+
+ImportRule = Callable[[_Source], Expansion]
+"""``rule(source) -> (IR nodes, entry name, exit name)``."""
+
+
+def _input(src: _Source) -> Expansion:
+    node = src.node
+    shape = node.input_type.get("input") if isinstance(node.input_type, dict) else None
+    if shape is None:
+        raise NIRConversionError(f"node '{src.name}': Input has no shape")
+    return src.single(Input(tuple(int(s) for s in np.asarray(shape).reshape(-1))))
+
+
+def _output(src: _Source) -> Expansion:
+    node = src.node
+    if "shape" in src.record:
+        out = src.record["shape"]
+    else:
+        out = node.output_type.get("output") if isinstance(node.output_type, dict) else None
+    return src.single(Output(None if out is None else tuple(int(s) for s in np.asarray(out).reshape(-1))))
+
+
+def _weights(src: _Source) -> Expansion:
+    """nir.Affine and nir.Linear; an Affine without a bias is a Linear."""
+    rule = src.record.get("plasticity")
+    plasticity = None if rule is None else Plasticity(rule["rule"], rule.get("params", {}))
+    if isinstance(src.node, nir.Affine) and src.node.bias is not None:
+        return src.single(Affine(src.param("weight"), src.param("bias"), plasticity=plasticity))
+    return src.single(Linear(src.param("weight"), plasticity=plasticity))
+
+
+def _scale(src: _Source) -> Expansion:
+    return src.single(Scale(src.param("scale")))
+
+
+def _conv(src: _Source) -> Expansion:
+    """nir.Conv1d and nir.Conv2d."""
+    node, record = src.node, src.record
+    kind, n = (Conv1d, 1) if isinstance(node, nir.Conv1d) else (Conv2d, 2)
+    weight = src.param("weight")
+    bias = src.param("bias") if node.bias is not None else np.zeros(weight.shape[0])
+    padding = _conv_padding(src.name, node, weight, n)
+    groups = int(np.asarray(node.groups))
+    if groups == 1 and int(record.get("groups", 1)) > 1:
+        weight, groups = _regrouped(weight, int(record["groups"]))
+    return src.single(
+        kind(weight, bias, stride=node.stride, padding=padding, dilation=node.dilation, groups=groups)
+    )
+
+
+def _sum_pool(src: _Source) -> Expansion:
+    node = src.node
+    return src.single(SumPool2d(node.kernel_size, node.stride, node.padding))
+
+
+def _avg_pool(src: _Source) -> Expansion:
+    """AvgPool2d becomes SumPool2d -> Scale: torch's AvgPool2d (count_include_pad=True)
+    divides by the full window size."""
+    name, node = src.name, src.node
+    pool = SumPool2d(node.kernel_size, node.stride, node.padding)
+    kh, kw = pool.kernel_size
+    scale_name = name + ".scale"
+    while scale_name in src.taken:
+        scale_name += "_"
+    return [(name, pool), (scale_name, Scale(1.0 / (kh * kw)))], name, scale_name
+
+
+def _flatten_node(src: _Source) -> Expansion:
+    # NIR indexes start_dim/end_dim without the batch dim (snnTorch's exporter
+    # subtracts 1 from torch's dims), as the IR does.
+    return src.single(Flatten(int(src.node.start_dim), int(src.node.end_dim)))
+
+
+def _delay(src: _Source) -> Expansion:
+    return src.single(Delay(src.param("delay")))
+
+
+def _neuron_rule(kind: type[Node], names: tuple[str, ...]) -> ImportRule:
+    """The rule for a NIR neuron type read as the IR's ``kind`` with NIR parameters ``names``."""
+
+    def rule(src: _Source) -> Expansion:
+        if src.record.get("type") == "ALIF" and kind is LIF:  # our ALIF, written as a NIR LIF
+            p = {k: src.param(k, "tau_mem" if k == "tau" else k) for k in names}
+            p["tau_mem"] = p.pop("tau")
+            p["tau_adapt"] = np.array(src.record["tau_adapt"], dtype=np.float64)
+            p["beta"] = np.array(src.record["beta"], dtype=np.float64)
+            return src.single(ALIF(**p))
+        p = {k: src.param(k) for k in names}
+        if not src.record:  # a foreign node: parameters follow the convention's meaning
+            p = _convention(kind, p, src.convention, src.dt)
+        return src.single(kind(**p))
+
+    return rule
+
+
+IMPORT_RULES: dict[type[nir.NIRNode], ImportRule] = {
+    nir.Input: _input,
+    nir.Output: _output,
+    nir.Affine: _weights,
+    nir.Linear: _weights,
+    nir.Scale: _scale,
+    nir.Conv1d: _conv,
+    nir.Conv2d: _conv,
+    nir.SumPool2d: _sum_pool,
+    nir.AvgPool2d: _avg_pool,
+    nir.Flatten: _flatten_node,
+    nir.Delay: _delay,
+    nir.IF: _neuron_rule(IF, ("r", "v_threshold", "v_reset")),
+    nir.LIF: _neuron_rule(LIF, ("tau", "r", "v_leak", "v_threshold", "v_reset")),
+    nir.CubaLIF: _neuron_rule(
+        CubaLIF, ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in")
+    ),
+    nir.LI: _neuron_rule(LI, ("tau", "r", "v_leak")),
 }
+"""What each NIR node type is read as, keyed by NIR type (not an IR table, so not
+neuromorph.rules). No key is a subclass of another (nir 1.0.8), so the lookup, which
+takes the first key on the node's MRO, resolves as the isinstance chain did. Identity
+nodes and subgraphs never get here: _flatten bypasses and flattens them."""
+
+
+def import_rule(node: Any, name: str) -> ImportRule:
+    """The rule for a NIR node; NIRConversionError naming the node for a type we lack."""
+    for cls in type(node).__mro__:
+        rule = IMPORT_RULES.get(cls)
+        if rule is not None:
+            return rule
+    known = ", ".join(t.__name__ for t in IMPORT_RULES)
+    raise NIRConversionError(
+        f"node '{name}': NIR node type {type(node).__name__} is not supported (neuromorph "
+        f"imports {known}, Identity and subgraphs)"
+    )
 
 
 def _import_node(
     name: str, node: Any, convention: str, dt: float | None, taken: dict[str, Any]
 ) -> Expansion:
-    """IR node(s) for one NIR node; AvgPool2d becomes SumPool2d -> Scale.
+    """IR node(s) for one NIR node (IMPORT_RULES); AvgPool2d becomes SumPool2d -> Scale.
     IRError (invalid parameters) is turned into NIRConversionError by the caller."""
     if node is None:
         raise NIRConversionError(
@@ -318,75 +476,5 @@ def _import_node(
             "convert this layer)"
         )
     record = decode_meta(getattr(node, "metadata", None), f"node '{name}'") or {}
-    shapes = record.get("shapes", {})
-
-    def param(attr: str, ir_name: str | None = None) -> np.ndarray:
-        arr = _array(getattr(node, attr, None), f"node '{name}': parameter '{attr}'")
-        return _restore(arr, shapes.get(ir_name or attr))
-
-    def single(ir_node: Node) -> Expansion:
-        return [(name, ir_node)], name, name
-
-    if isinstance(node, nir.Input):
-        shape = node.input_type.get("input") if isinstance(node.input_type, dict) else None
-        if shape is None:
-            raise NIRConversionError(f"node '{name}': Input has no shape")
-        return single(Input(tuple(int(s) for s in np.asarray(shape).reshape(-1))))
-    if isinstance(node, nir.Output):
-        if "shape" in record:
-            out = record["shape"]
-        else:
-            out = node.output_type.get("output") if isinstance(node.output_type, dict) else None
-        return single(Output(None if out is None else tuple(int(s) for s in np.asarray(out).reshape(-1))))
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        rule = record.get("plasticity")
-        plasticity = None if rule is None else Plasticity(rule["rule"], rule.get("params", {}))
-        if isinstance(node, nir.Affine) and node.bias is not None:
-            return single(Affine(param("weight"), param("bias"), plasticity=plasticity))
-        return single(Linear(param("weight"), plasticity=plasticity))
-    if isinstance(node, nir.Scale):
-        return single(Scale(param("scale")))
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        kind, n = (Conv1d, 1) if isinstance(node, nir.Conv1d) else (Conv2d, 2)
-        weight = param("weight")
-        bias = param("bias") if node.bias is not None else np.zeros(weight.shape[0])
-        padding = _conv_padding(name, node, weight, n)
-        groups = int(np.asarray(node.groups))
-        if groups == 1 and int(record.get("groups", 1)) > 1:
-            weight, groups = _regrouped(weight, int(record["groups"]))
-        return single(
-            kind(weight, bias, stride=node.stride, padding=padding, dilation=node.dilation, groups=groups)
-        )
-    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        pool = SumPool2d(node.kernel_size, node.stride, node.padding)
-        if isinstance(node, nir.SumPool2d):
-            return [(name, pool)], name, name
-        # torch's AvgPool2d (count_include_pad=True) divides by the full window size.
-        kh, kw = pool.kernel_size
-        scale_name = name + ".scale"
-        while scale_name in taken:
-            scale_name += "_"
-        return [(name, pool), (scale_name, Scale(1.0 / (kh * kw)))], name, scale_name
-    if isinstance(node, nir.Flatten):
-        # NIR indexes start_dim/end_dim without the batch dim (snnTorch's exporter
-        # subtracts 1 from torch's dims), as the IR does.
-        return single(Flatten(int(node.start_dim), int(node.end_dim)))
-    if isinstance(node, nir.Delay):
-        return single(Delay(param("delay")))
-    if type(node) in _NEURONS:
-        kind, names = _NEURONS[type(node)]
-        if record.get("type") == "ALIF" and kind is LIF:
-            p = {k: param(k, "tau_mem" if k == "tau" else k) for k in names}
-            p["tau_mem"] = p.pop("tau")
-            p["tau_adapt"] = np.array(record["tau_adapt"], dtype=np.float64)
-            p["beta"] = np.array(record["beta"], dtype=np.float64)
-            return single(ALIF(**p))
-        p = {k: param(k) for k in names}
-        if not record:  # a foreign node: parameters follow the convention's meaning
-            p = _convention(kind, p, convention, dt)
-        return single(kind(**p))
-    raise NIRConversionError(
-        f"node '{name}': NIR node type {type(node).__name__} is not supported (neuromorph "
-        "imports Input, Output, Affine, Linear, Scale, Conv1d, Conv2d, SumPool2d, AvgPool2d, "
-        "Flatten, Delay, IF, LIF, CubaLIF, LI, Identity and subgraphs)"
-    )
+    rule = import_rule(node, name)
+    return rule(_Source(name, node, record, convention, dt, taken))

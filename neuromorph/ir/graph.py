@@ -32,6 +32,17 @@ class Edge(NamedTuple):
         return f"{self.source} -> {self.target}{d}"
 
 
+def check_dt(dt: object) -> float:
+    """``dt`` as a float, refusing anything but a finite number > 0 (seconds). The one dt
+    check: graphs, discretisation, NIR import and the CLI all call it."""
+    if isinstance(dt, bool) or not isinstance(dt, (int, float, np.integer, np.floating)):
+        raise IRError(f"dt must be a positive number of seconds, got {dt!r}")
+    value = float(dt)
+    if not math.isfinite(value) or value <= 0:
+        raise IRError(f"dt must be a positive number of seconds, got {dt!r}")
+    return value
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class Graph:
     """A spiking network: ``nodes`` by name, ``edges`` between them.
@@ -51,10 +62,7 @@ class Graph:
         object.__setattr__(self, "edges", tuple(_as_edge(e) for e in self.edges))
         object.__setattr__(self, "metadata", dict(self.metadata))
         if self.dt is not None:
-            ok = isinstance(self.dt, (int, float, np.integer, np.floating)) and not isinstance(self.dt, bool)
-            if not ok or not math.isfinite(self.dt) or self.dt <= 0:
-                raise IRError(f"dt must be a positive number of seconds, got {self.dt!r}")
-            object.__setattr__(self, "dt", float(self.dt))
+            object.__setattr__(self, "dt", check_dt(self.dt))
         self._validate_structure()
         object.__setattr__(self, "_order", self._zero_delay_order())
         object.__setattr__(self, "_shapes", self._infer_shapes())

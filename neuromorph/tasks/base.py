@@ -10,9 +10,10 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from ..discretize import DEFAULT_DT
 from ..errors import NeuromorphError
 
-DT: float = 1e-3
+DT: float = DEFAULT_DT
 """Seconds per time step that every task is defined for (rates in Hz assume it)."""
 
 

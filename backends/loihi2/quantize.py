@@ -72,10 +72,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..errors import NeuromorphError
+from neuromorph.errors import NeuromorphError
 from . import neuron_step
 from .netlist import Netlist, Population
-from .netlist_sim import check_inputs, float_params, simulate_netlist
+from .chip_model import check_inputs, float_params, simulate_netlist
 
 WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7
 VTH_MAX = 2**17 - 1

@@ -1,4 +1,6 @@
-"""Surrogate-gradient BPTT on the Norse backend, single process or data-parallel.
+"""Surrogate-gradient BPTT on the torch backend, single process or data-parallel.
+
+Registered as the training method ``bptt`` (neuromorph/training.py).
 
 The loss is the cross-entropy of the readout averaged over the task's decision steps.
 Data parallelism (torchrun, any torch.distributed backend) splits every global batch
@@ -9,46 +11,20 @@ as one process on the whole batch (up to float summation order).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..backends.norse import GraphNetwork, Surrogate
-from ..errors import NeuromorphError
-from ..ir import Graph
-from ..tasks import Dataset
+from neuromorph.errors import NeuromorphError
+from neuromorph.ir import Graph
+from neuromorph.streams import class_scores
+from neuromorph.tasks import Dataset
+from neuromorph.training import Progress, TrainConfig, TrainResult
+
 from .distributed import Cluster
-
-Progress = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 5e-3
-    seed: int = 0
-    device: str = "auto"
-    surrogate: Surrogate = field(default_factory=Surrogate)
-    dtype: str = "float32"  # float64 for reference runs and exact comparisons
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise NeuromorphError("epochs and batch size must be >= 1 and the learning rate > 0")
-        if self.dtype not in ("float32", "float64"):
-            raise NeuromorphError(f"dtype must be float32 or float64, got '{self.dtype}'")
-
-
-@dataclass
-class TrainResult:
-    graph: Graph
-    accuracy: float
-    history: list[dict[str, Any]]
-    seconds: float
-    device: str
-    method: str = "bptt"
+from .network import GraphNetwork
+from .surrogate import Surrogate
 
 
 def resolve_device(device: str) -> torch.device:
@@ -62,12 +38,11 @@ def resolve_device(device: str) -> torch.device:
 
 
 def scores(net: GraphNetwork, x: torch.Tensor, decision: slice) -> torch.Tensor:
-    """Class scores: the (single) output averaged over the decision steps."""
+    """Class scores of the (single) output (neuromorph.streams.class_scores)."""
     out = net(x)
     if len(out) != 1:
         raise NeuromorphError(f"training needs a model with one Output node, got {len(out)}")
-    y = next(iter(out.values()))
-    return y[:, decision].mean(dim=1).reshape(y.shape[0], -1)
+    return class_scores(next(iter(out.values())), decision)
 
 
 def evaluate(net: GraphNetwork, x: np.ndarray, y: np.ndarray, decision: slice,
@@ -89,12 +64,20 @@ def train_bptt(
     progress: Progress | None = None,
     cluster: Cluster | None = None,
 ) -> TrainResult:
+    """BPTT over the whole sequence. Under ``torchrun`` (or with ``cluster``) each process
+    trains on its shard of every batch; only rank 0's result is to be written."""
     data.check_model(graph)
-    cluster = cluster or Cluster.single()
+    if cluster is None:
+        cluster = Cluster.from_environment(config.device)
+        try:
+            return train_bptt(graph, data, config, progress, cluster)
+        finally:
+            cluster.close()
     device = cluster.device if cluster.world_size > 1 else resolve_device(config.device)
     torch.manual_seed(config.seed)
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
-    net = GraphNetwork(graph, dt=data.dt, surrogate=config.surrogate, dtype=dtype).to(device)
+    surrogate = Surrogate(config.surrogate, config.surrogate_alpha)
+    net = GraphNetwork(graph, dt=data.dt, surrogate=surrogate, dtype=dtype).to(device)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     rng = np.random.default_rng(config.seed)
     x_all = torch.as_tensor(data.x_train)
@@ -134,4 +117,5 @@ def train_bptt(
             progress(record)
     seconds = time.perf_counter() - start
     trained = net.to_graph()
-    return TrainResult(trained, history[-1]["test_accuracy"], history, seconds, str(device))
+    return TrainResult(trained, history[-1]["test_accuracy"], history, seconds, str(device), "bptt",
+                       cluster.rank, cluster.world_size)

@@ -1,14 +1,14 @@
 """Run a compiled netlist in Lava's Loihi 2 CPU simulator (``Loihi2SimCfg``).
 
-The Lava network mirrors the numpy netlist simulator (``compiler/netlist_sim.py``), the
+The Lava network mirrors the numpy chip model (``chip_model.py``), the
 specification of what the deployment does step by step:
 
-- one ``RingBuffer`` per input port plays netlist_sim's chip-time input stream (float:
+- one ``RingBuffer`` per input port plays chip_model's chip-time input stream (float:
   real values; fixed: the integer payloads of ``quantize.input_payload``);
-- one ``NeuronGroup`` (backends/lava/process.py) per population runs its sample windows;
+- one ``NeuronGroup`` (process.py) per population runs its sample windows;
 - one synapse per connection: Lava's ``Dense`` delivers at chip step ``c + 1`` what it
   received at ``c``; ``DelayDense`` with ``delays = extra_delay`` delivers at
-  ``c + 1 + extra_delay`` (its buffer column 0 goes out next step), exactly netlist_sim's
+  ``c + 1 + extra_delay`` (its buffer column 0 goes out next step), exactly chip_model's
   ``arrival = c + 1 + extra_delay``.
 
 All ``sched.total`` chip steps run as one ``RunSteps`` (or, with a progress callback, in
@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from neuromorph.lava_compat import import_lava
+from neuromorph.backends.loihi2.lava.compat import import_lava
 
 import_lava()
 
@@ -38,9 +38,9 @@ from lava.magma.runtime.mgmt_token_enums import MGMT_RESPONSE, enum_equal  # noq
 from lava.proc.dense.process import DelayDense, Dense  # noqa: E402
 from lava.proc.io.source import RingBuffer  # noqa: E402
 
-from neuromorph.backends.lava.process import NeuronGroup  # noqa: E402
-from neuromorph.compiler.netlist import Netlist  # noqa: E402
-from neuromorph.compiler.netlist_sim import Schedule, check_inputs, float_params, input_stream  # noqa: E402
+from neuromorph.backends.loihi2.lava.process import NeuronGroup  # noqa: E402
+from neuromorph.backends.loihi2.netlist import Netlist  # noqa: E402
+from neuromorph.backends.loihi2.chip_model import Schedule, check_inputs, float_params, input_stream  # noqa: E402
 from neuromorph.errors import NeuromorphError  # noqa: E402
 
 TAGS = {"float": "floating_pt", "fixed": "fixed_pt"}
@@ -59,7 +59,7 @@ Progress = Callable[[int, int], None]
 class LavaInfo:
     """How a run went: its schedule, Lava process count, seconds spent building the
     network, running it (compile + start + steps + stop) and reading results, and the
-    probes asked for (``{probe: [N, T, *shape]}``)."""
+    probes asked for (``{(population, signal): [N, T, *shape]}``)."""
 
     precision: str
     chip_steps: int
@@ -83,7 +83,7 @@ def run_lava(
     x: "np.ndarray | Mapping[str, np.ndarray]",
     precision: str = "float",
     quantized: Any = None,
-    probes: Sequence[str] = (),
+    probes: Sequence[tuple[str, str]] = (),
     progress: Optional[Progress] = None,
     chunk: int = 0,
 ) -> "tuple[dict[str, np.ndarray], dict[str, int], LavaInfo]":
@@ -91,9 +91,9 @@ def run_lava(
     ``net`` in Lava's CPU simulator.
 
     ``precision``: "float" (floating_pt models) or "fixed" (fixed_pt models; needs
-    ``quantized``, the ``compiler.quantize.QuantizedNetlist`` of ``net``).
-    ``probes``: extra recordings, returned in ``info.probes`` as [N, T, *shape]: a
-    population name (its spikes) or ``"<population>.v"`` (its membrane in IR units).
+    ``quantized``, the ``quantize.QuantizedNetlist`` of ``net``).
+    ``probes``: extra recordings ``(population, "spikes" | "v")``, returned in
+    ``info.probes`` under the same key as [N, T, *shape] (the membrane in IR units).
     ``progress``: called as ``progress(done, total)`` after every ``chunk`` chip steps
     (default chunk: a twentieth of the run); without it the run is one ``RunSteps``.
 
@@ -104,7 +104,7 @@ def run_lava(
         raise NeuromorphError(f"unknown precision '{precision}' (use one of: {', '.join(TAGS)})")
     if precision == "fixed":
         if quantized is None:
-            raise NeuromorphError("precision 'fixed' needs the quantized netlist (compiler.quantize.quantize)")
+            raise NeuromorphError("precision 'fixed' needs the quantized netlist (quantize.quantize)")
         if (len(quantized.weights) != len(net.connections)
                 or set(quantized.populations) != {p.name for p in net.populations}):
             raise NeuromorphError("the quantized netlist was made from another netlist")
@@ -115,14 +115,14 @@ def run_lava(
             raise NeuromorphError(f"input '{name}' must hold finite numbers")
     if n == 0 or t == 0:
         raise NeuromorphError("nothing to run: the input has no samples or no time steps")
-    probe_sel = _parse_probes(net, probes)
+    probe_sel = _check_probes(net, probes)
     _check_connected(net)
     sched = Schedule.of(net, n, t)
 
     with tempfile.TemporaryDirectory(prefix="neuromorph-lava-") as workdir:
         t0 = time.perf_counter()
         groups, others, files = _build(net, inputs, sched, precision, quantized,
-                                       {(o.population, o.signal) for o in net.outputs} | set(probe_sel.values()),
+                                       {(o.population, o.signal) for o in net.outputs} | set(probe_sel),
                                        workdir)
         t1 = time.perf_counter()
         chunk = (chunk if chunk > 0 else max(1, -(-sched.total // 20))) if progress else sched.total
@@ -137,8 +137,8 @@ def run_lava(
             return data
 
         outputs = {o.name: read(o.population, o.signal).reshape(n, t, *o.shape) for o in net.outputs}
-        probe_data = {text: read(*sel).reshape(n, t, *net.population(sel[0]).shape)
-                      for text, sel in probe_sel.items()}
+        probe_data = {sel: read(*sel).reshape(n, t, *net.population(sel[0]).shape)
+                      for sel in probe_sel}
         t3 = time.perf_counter()
     info = LavaInfo(precision, sched.total, n, t, sched.period, len(groups) + len(others),
                     t1 - t0, t2 - t1, t3 - t2, probe_data)
@@ -156,7 +156,7 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
     n, t = sched.samples, sched.steps
     streams = input_stream(net, inputs, sched)
     if fixed:
-        from neuromorph.compiler.quantize import input_payload
+        from neuromorph.backends.loihi2.quantize import input_payload
 
         # Integer payloads, converted once; out-of-range input is refused here, before Lava.
         streams = {name: input_payload(quantized, name, s) for name, s in streams.items()}
@@ -206,17 +206,14 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
     return groups, [*sources.values(), *synapses], files
 
 
-def _parse_probes(net: Netlist, probes: Sequence[str]) -> dict[str, tuple[str, str]]:
+def _check_probes(net: Netlist, probes: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     names = {p.name for p in net.populations}
-    out = {}
-    for text in probes:
-        pop, _, var = text.partition(".")
-        if pop not in names or var not in ("", "v", "spikes"):
+    for pop, signal_ in probes:
+        if pop not in names or signal_ not in ("v", "spikes"):
             raise NeuromorphError(
-                f"unknown probe '{text}': use a population name (its spikes) or '<population>.v' "
+                f"unknown probe {(pop, signal_)}: use (population, 'spikes' or 'v') "
                 f"(populations: {', '.join(sorted(names))})")
-        out[text] = (pop, var or "spikes")
-    return out
+    return list(dict.fromkeys(probes))
 
 
 def _check_connected(net: Netlist) -> None:

@@ -90,7 +90,7 @@ def install() -> bool:
         if not isinstance(getattr(module, "__loader__", None), _PatchedLoader):
             raise LavaCompatError(
                 f"{PATCHED_MODULE} was imported before neuromorph's Python 3.11 fix "
-                "was installed; import neuromorph.lava_compat first"
+                "was installed; import neuromorph.backends.loihi2.lava.compat first"
             )
     if not any(isinstance(f, _VarModelFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _VarModelFinder())

@@ -8,7 +8,7 @@ from norse.torch.functional.lif import LIFFeedForwardState, LIFParameters, lif_f
 from norse.torch.functional.lif_box import LIFBoxFeedForwardState, LIFBoxParameters, lif_box_feed_forward_step
 
 import neuromorph as nm
-from neuromorph.backends.norse import GraphNetwork, Surrogate
+from neuromorph.backends.torch import GraphNetwork, Surrogate
 from neuromorph.errors import NeuromorphError
 from neuromorph.ir import (
     ALIF, IF, LI, LIF, Affine, Conv1d, CubaLIF, Delay, Flatten, Graph, Input, Linear, Neuron,
@@ -219,5 +219,5 @@ def test_to_graph_returns_exactly_the_module_weights():
 
 def test_wrong_input_shape_is_a_clear_error():
     net = GraphNetwork(nm.feedforward(8, [5], 3))
-    with pytest.raises(NeuromorphError, match=r"input 'input' must have shape \[batch, T, 8\], got \[2, 10, 7\]"):
+    with pytest.raises(NeuromorphError, match=r"input 'input' has shape \[2, 10, 7\], expected \[batch, T, 8\]"):
         net(torch.zeros(2, 10, 7))

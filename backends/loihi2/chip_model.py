@@ -17,7 +17,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..errors import NeuromorphError
+from neuromorph.errors import NeuromorphError
 from . import neuron_step
 from .netlist import Netlist
 

@@ -10,11 +10,11 @@ inside a Lava process model can hang):
 - ``fixed_pt``: ``neuron_step.init_fixed`` / ``step_fixed`` (integers, bit for bit the
   arithmetic of Lava's ``PyLifModelBitAcc`` plus our two extensions).
 
-The arithmetic is imported from ``compiler/neuron_step.py``, which the numpy netlist
-simulator (``compiler/netlist_sim.py``) also runs, so Lava and the simulator cannot drift
+The arithmetic is imported from ``backends/loihi2/neuron_step.py``, which the numpy netlist
+model (``backends/loihi2/chip_model.py``) also runs, so Lava and the simulator cannot drift
 apart; the synapses are Lava's own ``Dense`` / ``DelayDense``.
 
-Sample windows (netlist_sim's ``Schedule``): the group runs sample ``j`` at chip steps
+Sample windows (chip_model.Schedule): the group runs sample ``j`` at chip steps
 ``[j*P + offset, j*P + offset + T)``, resets its state with ``init`` at the first of those
 steps, and is idle in every other step (no update; it sends zeros). Lava numbers its
 time steps from 1, the simulator's chip steps from 0: ``c = time_step - 1``.
@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from neuromorph.lava_compat import import_lava
+from neuromorph.backends.loihi2.lava.compat import import_lava
 
 import_lava()
 
@@ -51,7 +51,7 @@ from lava.magma.core.process.variable import Var  # noqa: E402
 from lava.magma.core.resources import CPU  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 
-from neuromorph.compiler import neuron_step  # noqa: E402
+from neuromorph.backends.loihi2 import neuron_step  # noqa: E402
 
 FLOAT_PARAMS = neuron_step.FLOAT_PARAMS
 PARAMS: dict[str, tuple[str, ...]] = {"float": FLOAT_PARAMS, "fixed": tuple(neuron_step.FIXED_PARAMS)}

@@ -29,21 +29,22 @@ of synapse hops cannot be deployed and is refused.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from ..discretize import (
+from neuromorph.discretize import (
     ALIFCoefficients, CubaLIFCoefficients, IFCoefficients, LICoefficients, LIFCoefficients,
     discretize_graph, resolve_dt,
 )
-from ..errors import IRError
-from ..ir import (
+from neuromorph.errors import IRError
+from neuromorph.rules import rule_for
+from neuromorph.ir import (
     ALIF, IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Flatten, Graph, Input, Linear,
     Neuron, Node, Output, Scale, SumPool2d,
 )
-from ..simulate import conv as conv_numpy
-from ..simulate import sum_pool2d
+from neuromorph.simulate import conv as conv_numpy
+from neuromorph.simulate import sum_pool2d
 
 KINDS = ("lif", "cuba", "alif", "li", "if")
 
@@ -136,29 +137,52 @@ class Netlist:
 # ---------------------------------------------------------------- linear algebra
 
 
-def _linear_matrix(node: Node, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(M, c) such that node(x) = M @ x.flatten() + c for every x of in_shape."""
+Matrix = tuple[np.ndarray, np.ndarray]  # (M, c): node(x) = M @ x.flatten() + c
+
+
+def _affine(node: Affine, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Matrix:
+    return node.weight.copy(), node.bias.copy()
+
+
+def _linear(node: Linear, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Matrix:
+    return node.weight.copy(), np.zeros(node.weight.shape[0])
+
+
+def _flatten(node: Flatten, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Matrix:
     n_in = int(np.prod(in_shape))
-    if isinstance(node, Affine):
-        return node.weight.copy(), node.bias.copy()
-    if isinstance(node, Linear):
-        return node.weight.copy(), np.zeros(node.weight.shape[0])
-    if isinstance(node, Flatten):
-        return np.eye(n_in), np.zeros(n_in)
-    if isinstance(node, Scale):
-        s = np.broadcast_to(node.scale, in_shape).reshape(-1)
-        return np.diag(s), np.zeros(n_in)
-    if isinstance(node, (Conv1d, Conv2d, SumPool2d)):
-        basis = np.eye(n_in).reshape(n_in, *in_shape)
-        if isinstance(node, SumPool2d):
-            cols = sum_pool2d(basis, node.kernel_size, node.stride, node.padding)
-            bias = np.zeros(int(np.prod(out_shape)))
-        else:
-            zero = np.zeros_like(node.bias)
-            cols = conv_numpy(basis, node.weight, zero, node.stride, node.padding, node.dilation, node.groups)
-            bias = np.broadcast_to(node.bias.reshape(-1, *([1] * (len(out_shape) - 1))), out_shape).reshape(-1).copy()
-        return cols.reshape(n_in, -1).T.copy(), bias
-    raise IRError(f"the compiler has no linear rule for {node.type_name}")
+    return np.eye(n_in), np.zeros(n_in)
+
+
+def _scale(node: Scale, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Matrix:
+    s = np.broadcast_to(node.scale, in_shape).reshape(-1)
+    return np.diag(s), np.zeros(s.size)
+
+
+def _columns(op: Any, in_shape: tuple[int, ...]) -> np.ndarray:
+    """The matrix of a linear map given as a batched function (one column per basis vector)."""
+    n_in = int(np.prod(in_shape))
+    cols = op(np.eye(n_in).reshape(n_in, *in_shape))
+    return cols.reshape(n_in, -1).T.copy()
+
+
+def _conv(node: Conv1d | Conv2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Matrix:
+    zero = np.zeros_like(node.bias)
+    m = _columns(lambda x: conv_numpy(x, node.weight, zero, node.stride, node.padding,
+                                      node.dilation, node.groups), in_shape)
+    bias = np.broadcast_to(node.bias.reshape(-1, *([1] * (len(out_shape) - 1))), out_shape)
+    return m, bias.reshape(-1).copy()
+
+
+def _sum_pool(node: SumPool2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Matrix:
+    m = _columns(lambda x: sum_pool2d(x, node.kernel_size, node.stride, node.padding), in_shape)
+    return m, np.zeros(int(np.prod(out_shape)))
+
+
+LINEAR_RULES: dict[type[Node], Callable[..., Matrix]] = {
+    Affine: _affine, Linear: _linear, Flatten: _flatten, Scale: _scale,
+    Conv1d: _conv, Conv2d: _conv, SumPool2d: _sum_pool,
+}
+"""Nodes folded into synapse matrices: ``rule(node, in_shape, out_shape) -> (M, c)``."""
 
 
 _Paths = dict[str, list[tuple[np.ndarray | None, int]]]  # source -> [(matrix or None = identity, IR delay)]
@@ -200,7 +224,8 @@ def _through(graph: Graph, name: str, dt: float, memo: dict[str, tuple[_Paths, n
     elif isinstance(node, Output):
         raise IRError("an Output cannot feed other nodes", node=name)
     else:
-        m, c = _linear_matrix(node, graph.input_shape(name), graph.shape(name))  # type: ignore[arg-type]
+        rule = rule_for(LINEAR_RULES, node, name, "the Loihi 2 lowering")
+        m, c = rule(node, graph.input_shape(name), graph.shape(name))
         result = ({s: [(m if a is None else m @ a, d) for a, d in ps] for s, ps in inner.items()},
                   m @ bias_in + c)
     memo[name] = result
@@ -210,43 +235,66 @@ def _through(graph: Graph, name: str, dt: float, memo: dict[str, tuple[_Paths, n
 # ---------------------------------------------------------------- populations
 
 
+Full = Callable[[Any], np.ndarray]  # broadcast a parameter to one value per neuron
+
+
+def _reset_coordinates(c: Any, full: Full) -> dict[str, np.ndarray]:
+    """Threshold, initial value and shift of a spiking neuron whose reset goes to 0."""
+    reset = full(c.v_reset)
+    return {"v_shift": reset, "vth": full(c.v_threshold) - reset, "v_init": full(c.v_init) - reset}
+
+
+def _if(c: IFCoefficients, full: Full) -> dict[str, Any]:
+    return {"kind": "if", "gain": full(c.gain), "dv": full(0.0), **_reset_coordinates(c, full)}
+
+
+def _lif(c: LIFCoefficients, full: Full) -> dict[str, Any]:
+    shifted = _reset_coordinates(c, full)
+    return {"kind": "lif", "gain": full(c.gain), "dv": full(c.dv),
+            "bias_v": full(c.leak) - full(c.dv) * shifted["v_shift"], **shifted}
+
+
+def _cuba_lif(c: CubaLIFCoefficients, full: Full) -> dict[str, Any]:
+    shifted = _reset_coordinates(c, full)
+    return {"kind": "cuba", "du": full(c.di), "dv": full(c.dv), "gain": full(c.gain_i) * full(c.gain_v),
+            "bias_v": full(c.leak) - full(c.dv) * shifted["v_shift"], **shifted}
+
+
+def _alif(c: ALIFCoefficients, full: Full) -> dict[str, Any]:
+    return {**_lif(c, full), "kind": "alif", "da": full(c.da), "beta": full(c.beta)}  # type: ignore[arg-type]
+
+
+def _li(c: LICoefficients, full: Full) -> dict[str, Any]:
+    return {"kind": "li", "gain": full(c.gain), "dv": full(c.dv), "bias_v": full(c.leak),
+            "v_init": full(c.v_init), "vth": full(np.inf)}
+
+
+POPULATION_RULES: dict[type[Node], Callable[[Any, Full], dict[str, Any]]] = {
+    IF: _if, LIF: _lif, CubaLIF: _cuba_lif, ALIF: _alif, LI: _li,
+}
+"""Neuron nodes -> a population: ``rule(coefficients, full)`` gives the kind, the input
+gain and the parameters that differ from a plain current-free, non-adaptive neuron."""
+
+
 def _population(name: str, node: Neuron, coeff: Any, shape: tuple[int, ...]) -> tuple[Population, np.ndarray]:
     """The population's parameters in shifted coordinates, and its input gain (the
     factor folded into every incoming matrix)."""
     n = int(np.prod(shape))
     full = lambda a: np.broadcast_to(np.asarray(a, dtype=np.float64), shape).reshape(n).copy()  # noqa: E731
-    zeros, ones = np.zeros(n), np.ones(n)
-    if isinstance(coeff, LICoefficients):
-        kind, du, dv, gain = "li", ones, full(coeff.dv), full(coeff.gain)
-        shift = zeros
-        vth = np.full(n, np.inf)
-        bias_v = full(coeff.leak)
-        v_init = full(coeff.v_init)
-        da, beta = zeros, zeros
-    else:
-        reset = full(coeff.v_reset)
-        shift = reset
-        vth = full(coeff.v_threshold) - reset
-        v_init = full(coeff.v_init) - reset
-        da, beta = zeros, zeros
-        if isinstance(coeff, IFCoefficients):
-            kind, du, dv, gain = "if", ones, zeros, full(coeff.gain)
-            bias_v = zeros
-        elif isinstance(coeff, CubaLIFCoefficients):
-            kind, du, dv = "cuba", full(coeff.di), full(coeff.dv)
-            gain = full(coeff.gain_i) * full(coeff.gain_v)
-            bias_v = full(coeff.leak) - dv * reset
-        elif isinstance(coeff, ALIFCoefficients):
-            kind, du, dv, gain = "alif", ones, full(coeff.dv), full(coeff.gain)
-            bias_v = full(coeff.leak) - dv * reset
-            da, beta = full(coeff.da), full(coeff.beta)
-        elif isinstance(coeff, LIFCoefficients):
-            kind, du, dv, gain = "lif", ones, full(coeff.dv), full(coeff.gain)
-            bias_v = full(coeff.leak) - dv * reset
-        else:
-            raise IRError(f"no population rule for {node.type_name}", node=name)
-    pop = Population(name, kind, tuple(shape), du, dv, zeros, bias_v, vth, v_init, shift, da, beta)
-    return pop, gain
+    p = {"du": np.ones(n), "bias_u": np.zeros(n), "bias_v": np.zeros(n), "v_shift": np.zeros(n),
+         "da": np.zeros(n), "beta": np.zeros(n)}
+    p.update(rule_for(POPULATION_RULES, node, name, "the Loihi 2 lowering")(coeff, full))
+    gain = p.pop("gain")
+    return Population(name=name, shape=tuple(shape), **p), gain
+
+
+LOWERING_RULES: dict[type[Node], Any] = {
+    Input: "an input port (off-chip spike source)",
+    Output: "read from the population that feeds it",
+    Delay: "an extra synaptic delay on the connections through it",
+    **LINEAR_RULES, **POPULATION_RULES,
+}
+"""What the Loihi 2 lowering does with each IR node type (neuromorph.rules)."""
 
 
 def lower(graph: Graph, dt: float | None = None) -> Netlist:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NeuromorphError
+from neuromorph.errors import NeuromorphError
 from .netlist import Connection, Netlist
 
 

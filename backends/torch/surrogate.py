@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ...errors import NeuromorphError
+from neuromorph.errors import NeuromorphError
 
 
 class _Spike(torch.autograd.Function):

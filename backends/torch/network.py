@@ -13,21 +13,19 @@ the IR, so the model that is saved is exactly the one that was trained.
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...discretize import (
-    ALIFCoefficients, CubaLIFCoefficients, DelayCoefficients, IFCoefficients,
-    LICoefficients, LIFCoefficients, discretize_graph, resolve_dt,
+from neuromorph.discretize import discretize_graph, resolve_dt
+from neuromorph.ir import (
+    ALIF, IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Flatten, Graph, Input, Linear,
+    Neuron, Node, Output, Scale, SumPool2d,
 )
-from ...errors import NeuromorphError
-from ...ir import (
-    Affine, Conv1d, Conv2d, Delay, Flatten, Graph, Input, Linear, Neuron, Node, Output,
-    Scale, SumPool2d,
-)
+from neuromorph.rules import rule_for
+from neuromorph.streams import STATE_VARIABLES, input_shapes, match_streams, parse_probes
 from .surrogate import Surrogate
 
 _WEIGHTED = (Affine, Linear, Conv1d, Conv2d)
@@ -112,11 +110,8 @@ class GraphNetwork(torch.nn.Module):
         delay_in: dict[str, list[torch.Tensor]] = {
             n: [] for n, node in graph.nodes.items() if isinstance(node, Delay)
         }
-        wanted = list(graph.outputs) + [r for r in record if r not in graph.outputs]
-        for r in wanted:
-            base = r.split(".")[0] if r not in graph.nodes else r
-            if base not in graph.nodes:
-                raise NeuromorphError(f"cannot record '{r}': no such node")
+        probes = [p for p in parse_probes(graph, list(record)) if p.text not in graph.outputs]
+        wanted = list(graph.outputs) + [p.text for p in probes]
         traces: dict[str, list[torch.Tensor]] = {r: [] for r in wanted}
 
         for t in range(steps):
@@ -143,14 +138,10 @@ class GraphNetwork(torch.nn.Module):
                     past[name].append(y[name])
                     if len(past[name]) > mem:
                         past[name].pop(0)
-            for r in wanted:
-                if r in y:
-                    traces[r].append(y[r])
-                else:
-                    n, var = r.rsplit(".", 1)
-                    if n not in state or var not in state[n]:
-                        raise NeuromorphError(f"cannot record '{r}': node '{n}' has no state '{var}'")
-                    traces[r].append(state[n][var])
+            for out in graph.outputs:
+                traces[out].append(y[out])
+            for p in probes:
+                traces[p.text].append(state[p.node][p.var] if p.var else y[p.node])
         return {r: torch.stack(v, dim=1) for r, v in traces.items()}
 
     def _run_node(
@@ -161,29 +152,12 @@ class GraphNetwork(torch.nn.Module):
         state: dict[str, dict[str, torch.Tensor]],
         delay_in: dict[str, list[torch.Tensor]],
     ) -> torch.Tensor:
-        if isinstance(node, Output):
-            return x
-        if isinstance(node, Affine):
-            return F.linear(x, self._p(name, "weight"), self._p(name, "bias"))
-        if isinstance(node, Linear):
-            return F.linear(x, self._p(name, "weight"))
-        if isinstance(node, (Conv1d, Conv2d)):
-            conv = F.conv1d if isinstance(node, Conv1d) else F.conv2d
-            return conv(x, self._p(name, "weight"), self._p(name, "bias"), node.stride,
-                        node.padding, node.dilation, node.groups)
-        if isinstance(node, SumPool2d):
-            k = node.kernel_size
-            pooled = F.avg_pool2d(x, k, node.stride, node.padding, count_include_pad=True)
-            return pooled * (k[0] * k[1])
-        if isinstance(node, Flatten):
-            return x.reshape(x.shape[0], *self.graph.shape(name))
-        if isinstance(node, Scale):
-            return x * self._p(name, "scale")
-        if isinstance(node, Delay):
+        rule = rule_for(NODE_RULES, node, name, "the torch backend")
+        if rule is _delay_rule:
             return self._delay(name, x, delay_in[name])
-        if isinstance(node, Neuron):
+        if rule is _neuron_rule:
             return self._neuron(name, x, state[name])
-        raise NeuromorphError(f"node '{name}': the Norse backend has no rule for {node.type_name}")
+        return rule(self, name, node, x)
 
     def _delay(self, name: str, x: torch.Tensor, history: list[torch.Tensor]) -> torch.Tensor:
         steps = self._coeffs[name].steps  # type: ignore[union-attr]
@@ -199,65 +173,27 @@ class GraphNetwork(torch.nn.Module):
         return out
 
     def _initial_state(self, name: str, batch: int, ref: torch.Tensor) -> dict[str, torch.Tensor]:
-        shape = (batch, *self.graph.shape(name))
-        v0 = self._p(name, "v_init").to(ref.dtype)
-        s = {"v": torch.zeros(shape, dtype=ref.dtype, device=ref.device) + v0}
-        c = self._coeffs[name]
-        if isinstance(c, CubaLIFCoefficients):
-            s["i"] = torch.zeros(shape, dtype=ref.dtype, device=ref.device)
-        if isinstance(c, ALIFCoefficients):
-            s["a"] = torch.zeros(shape, dtype=ref.dtype, device=ref.device)
-        return s
+        """v = v_init; every other state variable of the type (i, a) starts at 0."""
+        zeros = torch.zeros((batch, *self.graph.shape(name)), dtype=ref.dtype, device=ref.device)
+        state = {var: zeros for var in STATE_VARIABLES[type(self.graph.nodes[name])]}
+        state["v"] = zeros + self._p(name, "v_init").to(ref.dtype)
+        return state
 
     def _neuron(self, name: str, x: torch.Tensor, s: dict[str, torch.Tensor]) -> torch.Tensor:
-        c = self._coeffs[name]
+        node = self.graph.nodes[name]
         p = lambda f: self._p(name, f)  # noqa: E731
-        spike = self.surrogate
-        if isinstance(c, LICoefficients):
-            s["v"] = (1.0 - p("dv")) * s["v"] + p("leak") + p("gain") * x
-            return s["v"]
-        if isinstance(c, IFCoefficients):
-            v = s["v"] + p("gain") * x
-            z = spike(v - p("v_threshold"))
-        elif isinstance(c, LIFCoefficients):
-            v = (1.0 - p("dv")) * s["v"] + p("leak") + p("gain") * x
-            z = spike(v - p("v_threshold"))
-        elif isinstance(c, CubaLIFCoefficients):
-            s["i"] = (1.0 - p("di")) * s["i"] + p("gain_i") * x
-            v = (1.0 - p("dv")) * s["v"] + p("leak") + p("gain_v") * s["i"]
-            z = spike(v - p("v_threshold"))
-        elif isinstance(c, ALIFCoefficients):
-            v = (1.0 - p("dv")) * s["v"] + p("leak") + p("gain") * x
-            z = spike(v - (p("v_threshold") + p("beta") * s["a"]))
-            s["a"] = (1.0 - p("da")) * s["a"] + z
-        else:
-            raise NeuromorphError(f"node '{name}': no neuron rule for {type(c).__name__}")
+        step = NEURON_STEPS[type(node)]
+        z = step(p, s, x, self.surrogate)
+        if not node.spiking:
+            return z
         # Reset to v_reset where a spike happened (the reset is not differentiated).
-        s["v"] = torch.where(z > 0, p("v_reset").to(v.dtype).expand_as(v), v)
+        s["v"] = torch.where(z > 0, p("v_reset").to(s["v"].dtype).expand_as(s["v"]), s["v"])
         return z
 
     # ------------------------------------------------------------------ inputs
 
     def _check_inputs(self, x: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        inputs = self.graph.inputs
-        if not isinstance(x, Mapping):
-            if len(inputs) != 1:
-                raise NeuromorphError(f"the model has {len(inputs)} inputs ({', '.join(inputs)}): pass a dict")
-            x = {inputs[0]: x}
-        if set(x) != set(inputs):
-            raise NeuromorphError(f"inputs must be exactly {sorted(inputs)}, got {sorted(x)}")
-        lengths = set()
-        for name, arr in x.items():
-            want = self.graph.shape(name)
-            if arr.ndim != len(want) + 2 or tuple(arr.shape[2:]) != want:
-                raise NeuromorphError(
-                    f"input '{name}' must have shape [batch, T, {', '.join(map(str, want))}], "
-                    f"got {list(arr.shape)}"
-                )
-            lengths.add((arr.shape[0], arr.shape[1]))
-        if len(lengths) != 1:
-            raise NeuromorphError(f"all inputs must share batch size and length, got {sorted(lengths)}")
-        return dict(x)
+        return match_streams(input_shapes(self.graph), x)[0]
 
     def _reference_tensor(self, first: torch.Tensor) -> torch.Tensor:
         """dtype/device to compute in: the module's parameters' (inputs are cast to it)."""
@@ -266,6 +202,85 @@ class GraphNetwork(torch.nn.Module):
         for b in self.buffers():
             return b
         return first if first.is_floating_point() else first.float()
+
+
+# ------------------------------------------------------------------ node rules
+#
+# A step function per neuron type: ``step(p, state, x, spike) -> output``, the membrane
+# before the reset left in ``state["v"]``. p(name) is a discretised coefficient
+# (neuromorph.discretize); the order of operations is neuromorph.simulate's.
+
+P = Callable[[str], torch.Tensor]
+
+
+def _if_step(p: P, s: dict[str, torch.Tensor], x: torch.Tensor, spike: Surrogate) -> torch.Tensor:
+    s["v"] = s["v"] + p("gain") * x
+    return spike(s["v"] - p("v_threshold"))
+
+
+def _lif_step(p: P, s: dict[str, torch.Tensor], x: torch.Tensor, spike: Surrogate) -> torch.Tensor:
+    s["v"] = (1.0 - p("dv")) * s["v"] + p("leak") + p("gain") * x
+    return spike(s["v"] - p("v_threshold"))
+
+
+def _cuba_lif_step(p: P, s: dict[str, torch.Tensor], x: torch.Tensor, spike: Surrogate) -> torch.Tensor:
+    s["i"] = (1.0 - p("di")) * s["i"] + p("gain_i") * x
+    s["v"] = (1.0 - p("dv")) * s["v"] + p("leak") + p("gain_v") * s["i"]
+    return spike(s["v"] - p("v_threshold"))
+
+
+def _alif_step(p: P, s: dict[str, torch.Tensor], x: torch.Tensor, spike: Surrogate) -> torch.Tensor:
+    s["v"] = (1.0 - p("dv")) * s["v"] + p("leak") + p("gain") * x
+    z = spike(s["v"] - (p("v_threshold") + p("beta") * s["a"]))  # a of the previous step
+    s["a"] = (1.0 - p("da")) * s["a"] + z
+    return z
+
+
+def _li_step(p: P, s: dict[str, torch.Tensor], x: torch.Tensor, spike: Surrogate) -> torch.Tensor:
+    s["v"] = (1.0 - p("dv")) * s["v"] + p("leak") + p("gain") * x
+    return s["v"]
+
+
+NEURON_STEPS: dict[type[Node], Callable[..., torch.Tensor]] = {
+    IF: _if_step, LIF: _lif_step, CubaLIF: _cuba_lif_step, ALIF: _alif_step, LI: _li_step,
+}
+
+
+def _conv(net: GraphNetwork, name: str, node: Conv1d | Conv2d, x: torch.Tensor) -> torch.Tensor:
+    conv = F.conv1d if isinstance(node, Conv1d) else F.conv2d
+    return conv(x, net._p(name, "weight"), net._p(name, "bias"), node.stride, node.padding,
+                node.dilation, node.groups)
+
+
+def _sum_pool(net: GraphNetwork, name: str, node: SumPool2d, x: torch.Tensor) -> torch.Tensor:
+    k = node.kernel_size
+    return F.avg_pool2d(x, k, node.stride, node.padding, count_include_pad=True) * (k[0] * k[1])
+
+
+def _input_rule() -> None:
+    """Marker: Input nodes are read from the stream (GraphNetwork.forward)."""
+
+
+def _delay_rule() -> None:
+    """Marker: Delay nodes keep their input history (GraphNetwork._delay)."""
+
+
+def _neuron_rule() -> None:
+    """Marker: neuron nodes step their state (NEURON_STEPS)."""
+
+
+NODE_RULES: dict[type[Node], Any] = {
+    Input: _input_rule,
+    Output: lambda net, name, node, x: x,
+    Affine: lambda net, name, node, x: F.linear(x, net._p(name, "weight"), net._p(name, "bias")),
+    Linear: lambda net, name, node, x: F.linear(x, net._p(name, "weight")),
+    Conv1d: _conv, Conv2d: _conv, SumPool2d: _sum_pool,
+    Flatten: lambda net, name, node, x: x.reshape(x.shape[0], *net.graph.shape(name)),
+    Scale: lambda net, name, node, x: x * net._p(name, "scale"),
+    Delay: _delay_rule,
+    **{t: _neuron_rule for t in NEURON_STEPS},
+}
+"""What the torch module does with each IR node type: ``rule(net, name, node, x)``."""
 
 
 def _param(arr: np.ndarray, dtype: torch.dtype) -> torch.nn.Parameter:

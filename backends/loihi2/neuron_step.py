@@ -1,6 +1,6 @@
 """One chip step of a neuron population, float or fixed point (numpy only).
 
-Shared by the Lava process models (backends/lava) and the numpy netlist simulator, so
+Shared by the Lava process models (lava/process.py) and the numpy chip model (chip_model.py), so
 the neuron arithmetic is written once; the synapses (Lava's Dense / DelayDense) are
 Lava's own and are checked against the simulator's copy of their arithmetic in tests.
 """
@@ -16,7 +16,7 @@ def init_float(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def step_float(params: dict[str, np.ndarray], state: dict[str, np.ndarray], a_in: np.ndarray,
                spiking: bool) -> np.ndarray:
-    """Lava-float style update in shifted coordinates (see compiler/netlist.py)."""
+    """Lava-float style update in shifted coordinates (see netlist.py)."""
     state["u"] = state["u"] * (1.0 - params["du"]) + a_in + params["bias_u"]
     v = state["v"] * (1.0 - params["dv"]) + state["u"] + params["bias_v"]
     if not spiking:
@@ -34,7 +34,7 @@ def step_float(params: dict[str, np.ndarray], state: dict[str, np.ndarray], a_in
 # ``PyLifModelBitAcc`` (lava/proc/lif/models.py) when bias_u = 0 and a_inc = 0, with
 # the same numpy dtypes in the same order so that even overflow behaves the same.
 # Two extensions for our netlist, both integer multiply/shift/add as a Loihi 2
-# programmable neuron can do them (see docs in neuromorph/compiler/quantize.py):
+# programmable neuron can do them (see docs in quantize.py):
 #   bias_u   a constant drive into the current u (an Affine bias in front of a
 #            current-based neuron enters through the synaptic filter);
 #   a        an adaptation trace (ALIF): a = decay_12bit(a, da) + a_inc * s, saturating

@@ -1,0 +1,10 @@
+"""Loihi 2 in Lava's CPU simulator: the only folder of neuromorph that imports Lava.
+
+- ``compat.py``: makes Lava 0.10.0 importable on Python 3.11 (an import hook, nothing
+  written to site-packages);
+- ``process.py``: ``NeuronGroup``, the project-owned Lava Process of one population;
+- ``runner.py``: ``run_lava`` builds one Lava process per input, population and
+  connection, runs every chip step in one Lava run and always stops it.
+
+Nothing is imported here, so that ``compat`` can be loaded before Lava is.
+"""

@@ -1,0 +1,173 @@
+"""The Loihi 2 target, registered as ``lava``: compile for Loihi 2, run in Lava's simulator.
+
+    compile:   discretise (neuromorph.discretize) -> lower (netlist.py) -> map onto cores
+               (resources.py) -> quantise to Loihi 2 formats when precision is "fixed"
+               (quantize.py)
+    run:       Lava's Loihi2SimCfg, floating_pt or fixed_pt (lava/runner.py)
+    reference: float -> the IR semantics (neuromorph.simulate), spike for spike up to
+               float rounding; fixed -> the bit-exact numpy model of the integer
+               arithmetic (quantize.simulate_fixed), which must agree exactly
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from neuromorph.errors import ModelFileError, NeuromorphError
+from neuromorph.ir import Graph
+from neuromorph.rules import RuleTable
+from neuromorph.streams import Probe, Recording
+from neuromorph.target import Compiled, Progress, Reference, Target
+
+from .netlist import LOWERING_RULES, Connection, InputPort, Netlist, OutputPort, Population, lower
+from .resources import map_netlist
+
+FLOAT_AGREEMENT = 0.999
+"""Spike agreement a float deployment must reach against the IR semantics: Lava sums
+composed matrices (gains folded in) where the reference applies them one by one, so a
+membrane within rounding of its threshold may fire one step apart."""
+
+
+@dataclass(frozen=True, eq=False)
+class Deployment:
+    """The payload of a Loihi 2 artifact: the netlist, and for fixed point its integers."""
+
+    netlist: Netlist
+    quantized: Any = None  # quantize.QuantizedNetlist when precision is "fixed"
+
+
+class Loihi2Target(Target):
+    name = "lava"
+    description = "Loihi 2 in Intel Lava 0.10.0's simulator (Loihi2SimCfg floating_pt / fixed_pt)"
+    precisions = ("float", "fixed")
+    options = {"chips": (int, "number of Loihi 2 chips the network may use (default 1)")}
+
+    @property
+    def rules(self) -> RuleTable:
+        return LOWERING_RULES
+
+    def compile(self, graph: Graph, *, precision: str, dt: float | None,
+                calibration: Mapping[str, np.ndarray] | None, chips: int = 1) -> Compiled:
+        net = lower(graph, dt)
+        mapping = map_netlist(net, chips_allowed=chips)
+        report: dict[str, Any] = {"resources": {**mapping.to_dict(), "table": mapping.table()},
+                                  "latency_steps": net.latency}
+        quantized = None
+        if precision == "fixed":
+            from .quantize import quantize
+
+            quantized = quantize(net, calibration)
+            report["quantization"] = quantized.report
+        return Compiled(Deployment(net, quantized), report, net.dt)
+
+    # ------------------------------------------------------------ payload
+
+    def encode_payload(self, payload: Deployment) -> dict[str, Any]:
+        net = payload.netlist
+        data: dict[str, Any] = {
+            "netlist": {
+                "inputs": [_record(p) for p in net.inputs],
+                "populations": [_record(p) for p in net.populations],
+                "connections": [_record(c) for c in net.connections],
+                "outputs": [_record(o) for o in net.outputs],
+                "source_nodes": net.source_nodes,
+            },
+            "quantized": None,
+        }
+        if payload.quantized is not None:
+            q = payload.quantized
+            data["quantized"] = {f.name: getattr(q, f.name) for f in fields(q) if f.name != "net"}
+        return data
+
+    def decode_payload(self, data: Any, *, graph: Graph, dt: float, precision: str,
+                       source: str) -> Deployment:
+        d = data["netlist"]
+
+        def make(cls: type, item: dict[str, Any]) -> Any:
+            values = dict(item)
+            if "shape" in values:
+                values["shape"] = tuple(int(s) for s in values["shape"])
+            return cls(**values)
+
+        net = Netlist(
+            dt=dt,
+            inputs=[make(InputPort, i) for i in d["inputs"]],
+            populations=[make(Population, p) for p in d["populations"]],
+            connections=[make(Connection, c) for c in d["connections"]],
+            outputs=[make(OutputPort, o) for o in d["outputs"]],
+            source_nodes=d.get("source_nodes") or {},
+        )
+        quantized = None
+        if precision == "fixed":
+            if not isinstance(data.get("quantized"), dict):
+                raise ModelFileError(f"{source}: a fixed-point artifact without its integer data")
+            from .quantize import QuantizedNetlist
+
+            quantized = QuantizedNetlist(net=net, **data["quantized"])
+        return Deployment(net, quantized)
+
+    # ------------------------------------------------------------ running
+
+    def run(self, artifact: Any, inputs: Mapping[str, np.ndarray], *,
+            probes: Sequence[Probe] = (), progress: Progress | None = None) -> Recording:
+        from .lava.runner import run_lava
+
+        dep: Deployment = artifact.payload
+        wanted = _population_probes(dep.netlist, probes)
+        outputs, spikes, info = run_lava(dep.netlist, dict(inputs), precision=artifact.precision,
+                                         quantized=dep.quantized, probes=list(wanted.values()),
+                                         progress=progress)
+        return Recording(
+            outputs, {text: info.probes[sel] for text, sel in wanted.items()}, spikes,
+            {"chip_steps": info.chip_steps, "lava_processes": info.processes,
+             "latency_steps": dep.netlist.latency,
+             "seconds_build": round(info.seconds_build, 3), "seconds_run": round(info.seconds_run, 3)})
+
+    def reference(self, artifact: Any, inputs: Mapping[str, np.ndarray], *,
+                  probes: Sequence[Probe] = ()) -> Reference:
+        if artifact.precision != "fixed":
+            ref = super().reference(artifact, inputs, probes=probes)
+            return Reference(ref.name, ref.recording, FLOAT_AGREEMENT)
+        from .quantize import simulate_fixed
+
+        dep: Deployment = artifact.payload
+        wanted = _population_probes(dep.netlist, probes)
+        if any(signal != "spikes" for _, signal in wanted.values()):
+            raise NeuromorphError("the fixed-point reference records spikes only")
+        out, spikes = simulate_fixed(dep.quantized, dict(inputs), record_spikes=True)
+        rec = Recording({o.name: out[o.name] for o in dep.netlist.outputs},
+                        {text: out[f"{pop}.spikes"] for text, (pop, _) in wanted.items()}, spikes)
+        return Reference("bit-exact numpy model of the fixed-point arithmetic", rec, 1.0)
+
+    def summary(self, artifact: Any) -> str:
+        lines = [artifact.report["resources"]["table"]]
+        q = artifact.report.get("quantization")
+        if q:
+            lines += ["", "quantization (per connection and population):"]
+            for item in [*q.get("connections", []), *q.get("populations", [])]:
+                lines.append("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                              for k, v in item.items()))
+        return "\n".join(lines)
+
+
+def _record(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _population_probes(net: Netlist, probes: Sequence[Probe]) -> dict[str, tuple[str, str]]:
+    """IR probes -> (population, "spikes" | "v"): every neuron node is one population."""
+    pops = {p.name: p for p in net.populations}
+    out = {}
+    for probe in probes:
+        if probe.node not in pops or probe.var not in ("", "v"):
+            raise NeuromorphError(
+                f"cannot record '{probe.text}' on Loihi 2: record a neuron population's output "
+                f"('NAME') or membrane ('NAME.v'); populations: {', '.join(sorted(pops))}")
+        own = "spikes" if pops[probe.node].spiking else "v"  # an LI population's output is v
+        out[probe.text] = (probe.node, probe.var or own)
+    return out
+
+
+LAVA = Loihi2Target()

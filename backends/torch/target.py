@@ -1,0 +1,71 @@
+"""The torch simulator as a target, registered as ``torch``: runs model files.
+
+``neuromorph run MODEL`` (a model file, not an artifact) compiles the model in memory
+for this target and runs it in float64 on :class:`GraphNetwork`, the same module that
+training uses; ``compile --backend torch`` writes that as an artifact. There is nothing
+to lower: the payload is empty, the envelope's model and dt are the deployment.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from neuromorph.discretize import discretize_graph, resolve_dt
+from neuromorph.ir import Graph
+from neuromorph.rules import RuleTable
+from neuromorph.streams import Probe, Recording, spiking_nodes
+from neuromorph.target import Compiled, Progress, Target
+
+BATCH = 128
+
+
+class TorchTarget(Target):
+    name = "torch"
+    description = "neuromorph's PyTorch simulator (float64, CPU or CUDA): the training engine's forward pass"
+    precisions = ("float",)
+
+    @property
+    def rules(self) -> RuleTable:
+        from .network import NODE_RULES  # imports torch: only when a graph is checked
+
+        return NODE_RULES
+
+    def compile(self, graph: Graph, *, precision: str, dt: float | None,
+                calibration: Mapping[str, np.ndarray] | None) -> Compiled:
+        step = resolve_dt(graph, dt)
+        discretize_graph(graph, step)  # refuses what cannot be discretised, naming the node
+        return Compiled(None, {}, step)
+
+    def encode_payload(self, payload: Any) -> dict[str, Any]:
+        return {}
+
+    def decode_payload(self, data: Any, *, graph: Graph, dt: float, precision: str,
+                       source: str) -> None:
+        return None
+
+    def run(self, artifact: Any, inputs: Mapping[str, np.ndarray], *,
+            probes: Sequence[Probe] = (), progress: Progress | None = None) -> Recording:
+        import torch
+
+        from .network import GraphNetwork
+
+        graph = artifact.graph
+        net = GraphNetwork(graph, dt=artifact.dt, dtype=torch.float64).eval()
+        spiking = spiking_nodes(graph)
+        record = [*spiking, *(p.text for p in probes)]
+        n = len(next(iter(inputs.values())))
+        parts: dict[str, list[np.ndarray]] = {}
+        with torch.no_grad():
+            for i in range(0, n, BATCH):
+                batch = {k: torch.as_tensor(v[i: i + BATCH]) for k, v in inputs.items()}
+                for key, value in net(batch, record=record).items():
+                    parts.setdefault(key, []).append(value.numpy())
+                if progress is not None:
+                    progress(min(n, i + BATCH), n)
+        out = {k: np.concatenate(v) for k, v in parts.items()}
+        return Recording({o: out[o] for o in graph.outputs}, {p.text: out[p.text] for p in probes},
+                         {name: int(out[name].sum()) for name in spiking})
+
+
+TORCH = TorchTarget()

@@ -1,0 +1,65 @@
+"""Training, as core sees it: a configuration, a result, and the registered methods.
+
+A training method is a function registered under the ``neuromorph.methods`` entry-point
+group (neuromorph/registry.py): ``train(graph, data, config, progress) -> TrainResult``.
+neuromorph ships ``bptt`` (surrogate-gradient BPTT, backends/torch/bptt.py). The trained
+parameters go back into the IR graph, so what is saved is exactly what was trained.
+
+    import neuromorph as nm
+    from neuromorph import tasks
+    from neuromorph.training import TrainConfig, train
+
+    data = tasks.load("digits")
+    result = train(nm.models.get("digits-mlp"), data, TrainConfig(epochs=10))
+    nm.save(result.graph, "digits.json")
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import NeuromorphError
+from .ir import Graph
+from .registry import DEFAULT_METHOD, method
+from .tasks import Dataset
+
+Progress = Callable[[dict[str, Any]], None]
+"""Called after every epoch with that epoch's record (epoch, loss, accuracies, seconds)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 5e-3  # Adam
+    seed: int = 0
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
+    surrogate: str = "fast_sigmoid"  # or "triangle"
+    surrogate_alpha: float = 10.0
+    dtype: str = "float32"  # float64 for reference runs and exact comparisons
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise NeuromorphError("epochs and batch size must be >= 1 and the learning rate > 0")
+        if self.dtype not in ("float32", "float64"):
+            raise NeuromorphError(f"dtype must be float32 or float64, got '{self.dtype}'")
+
+
+@dataclass
+class TrainResult:
+    graph: Graph  # the trained model
+    accuracy: float  # test accuracy after the last epoch
+    history: list[dict[str, Any]]
+    seconds: float
+    device: str
+    method: str
+    rank: int = 0  # this process's rank in a data-parallel run (0 writes the results)
+    workers: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def train(graph: Graph, data: Dataset, config: TrainConfig = TrainConfig(), *,
+          method_name: str = DEFAULT_METHOD, progress: Progress | None = None) -> TrainResult:
+    """Train ``graph`` on ``data`` with a registered method (default: BPTT)."""
+    data.check_model(graph)
+    return method(method_name)(graph, data, config, progress)
