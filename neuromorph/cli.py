@@ -491,8 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time step in seconds the NIR model was made for (NIR does not store it; "
                         "default: the dt neuromorph stored on export, else the convention's default)")
     p.add_argument("--convention", default="nir",
-                   help="how the file's parameters are to be read: 'nir' and 'snntorch' as written "
-                        "(default dt 1e-4 s), 'norse' corrects Norse 1.1.0's export (default dt 1e-3 s)")
+                   help="how the file's parameters are to be read, by the framework that wrote it "
+                        "(default nir; the README's NIR section lists the conventions)")
 
     p = add("export-nir", cmd_export_nir, "write a model as a NIR file")
     p.add_argument("model", help="model file (or zoo model name)")

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -109,26 +109,43 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
         raise ModelFileError(f"{p}: cannot read ({exc.strerror})") from None
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write bytes so that readers see either the old file or the complete new one."""
+def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[str], None]) -> Path:
+    """Write a file so that readers see either the old file or the complete new one.
+
+    ``data``: the bytes, or a function that writes the file at the temporary path it is
+    given (for writers that take a file name, such as ``nir.write``); its exceptions pass
+    through and the temporary file is removed. The one atomic writer of the project: model
+    files, artifacts, NIR files, result streams and figures all go through it. An OS
+    error (missing folder, permissions, full disk, a name too long) is a one-line
+    ModelFileError.
+    """
     p = Path(path)
     directory = p.parent if str(p.parent) else Path(".")
     if not directory.is_dir():
         raise ModelFileError(f"{p}: folder {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
+    if p.is_dir():
+        raise ModelFileError(f"{p}: is a directory")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name[:64]}.", suffix=".tmp", dir=directory)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is an ordinary file
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+            if not callable(data):
+                f.write(data)
+        if callable(data):
+            data(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        tmp = None
+    except OSError as exc:
+        raise ModelFileError(f"{p}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
     return p

@@ -173,7 +173,7 @@ def test_bad_inputs_are_one_line_errors():
         run_lava(net, np.zeros((2, 10, 21)))
     x = np.zeros((1, 5, 20))
     x[0, 2, 3] = np.nan
-    with pytest.raises(NeuromorphError, match="must hold finite numbers"):
+    with pytest.raises(NeuromorphError, match="contains NaN or inf"):
         run_lava(net, x)
     with pytest.raises(NeuromorphError, match="needs the quantized netlist"):
         run_lava(net, np.zeros((1, 5, 20)), precision="fixed")

@@ -17,7 +17,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from neuromorph.errors import NeuromorphError
+from neuromorph.streams import check_streams
 from . import neuron_step
 from .netlist import Netlist
 
@@ -55,24 +55,11 @@ def input_stream(net: Netlist, x: Mapping[str, np.ndarray], sched: Schedule) -> 
 
 
 def check_inputs(net: Netlist, x: np.ndarray | Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int, int]:
-    """Inputs as {port: [N, T, *shape]}; returns them with N and T."""
-    if not isinstance(x, Mapping):
-        if len(net.inputs) != 1:
-            raise NeuromorphError(f"the network has {len(net.inputs)} inputs: pass a dict")
-        x = {net.inputs[0].name: x}
-    dims = set()
-    for port in net.inputs:
-        if port.name not in x:
-            raise NeuromorphError(f"missing input '{port.name}'")
-        arr = np.asarray(x[port.name])
-        if arr.ndim != len(port.shape) + 2 or tuple(arr.shape[2:]) != port.shape:
-            want = ", ".join(map(str, port.shape))
-            raise NeuromorphError(f"input '{port.name}' must have shape [samples, T, {want}], got {list(arr.shape)}")
-        dims.add(arr.shape[:2])
-    if len(dims) != 1:
-        raise NeuromorphError(f"all inputs must have the same samples and steps, got {sorted(dims)}")
-    n, t = dims.pop()
-    return dict(x), int(n), int(t)
+    """Inputs as {port: float64 [N, T, *shape]} (neuromorph.streams' contract); returns
+    them with N and T."""
+    inputs, _ = check_streams({p.name: tuple(p.shape) for p in net.inputs}, x)
+    n, t = next(iter(inputs.values())).shape[:2]
+    return inputs, int(n), int(t)
 
 
 Synapse = Callable[[int, np.ndarray], np.ndarray]  # (connection index, source output) -> a_in contribution

@@ -41,14 +41,14 @@ folds back into the edge.
 from __future__ import annotations
 
 import os
-import secrets
 import warnings
 from typing import Union
 
 import h5py
 import nir
 
-from ...errors import NIRConversionError
+from ...documents import write_atomic
+from ...errors import ModelFileError, NIRConversionError
 from ...ir import Graph
 from ._common import one_line
 from ._export import export_graph
@@ -80,10 +80,8 @@ def write_nir(graph: Graph, path: PathLike) -> list[str]:
     other tools run), then moved over ``path``: a failure never leaves a half-written file.
     """
     out, messages = export_graph(graph)
-    path = os.fspath(path)
-    directory, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.tmp")
-    try:
+
+    def write_checked(tmp: str) -> None:
         try:
             nir.write(tmp, out)
         except Exception as exc:  # OSError (directory, permissions, disk) or h5py's errors
@@ -92,13 +90,11 @@ def write_nir(graph: Graph, path: PathLike) -> list[str]:
             nir.read(tmp)
         except Exception as exc:
             raise NIRConversionError(f"nir.read rejects the written graph: {one_line(exc)}") from None
-        try:
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise NIRConversionError(f"cannot write NIR file '{path}': {one_line(exc)}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    try:
+        write_atomic(path, write_checked)
+    except ModelFileError as exc:
+        raise NIRConversionError(f"cannot write NIR file: {exc}") from None
     return messages
 
 
