@@ -1,10 +1,13 @@
 # One-step set-up: `make setup` builds .venv; `make test` and `make demo` set up first when needed.
+# `make test` runs the whole suite (CI runs it through .ci/run); `make test-fast` leaves out
+# the tests marked slow or lava (markers: pyproject.toml, applied in tests/conftest.py).
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.neuromorph-setup
 PYTEST_ARGS ?=
+FAST_MARKERS ?= not slow and not lava
 
-.PHONY: setup test demo clean
+.PHONY: setup test test-fast demo clean
 
 setup: $(STAMP)
 
@@ -14,6 +17,9 @@ $(STAMP): pyproject.toml requirements/runtime.txt requirements/test.txt requirem
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) examples/digits_to_loihi.py

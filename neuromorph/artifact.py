@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .documents import decode_tree, dumps_document, encode_tree, loads_document, read_file, write_atomic
+import re
+import stat
+
+from .documents import (
+    decode_tree, display_path, dumps_document, encode_tree, loads_document, read_file, shown, write_atomic,
+)
 from .errors import IRError, ModelFileError, NeuromorphError
 from .ir import Graph
 from .model_file import graph_from_dict, graph_to_dict
@@ -55,19 +60,21 @@ def from_dict(d: Any, source: str) -> Artifact:
     if missing:
         raise ModelFileError(f"{source}: artifact content is malformed (missing {', '.join(missing)})")
     name, precision, dt = d["target"], d["precision"], d["dt"]
-    if not isinstance(name, str):
-        raise ModelFileError(f"{source}: artifact target must be a name, got {name!r}")
+    if not isinstance(name, str) or not _TARGET_NAME.fullmatch(name):
+        raise ModelFileError(f"{source}: artifact target must be a name, got {shown(name)}")
     try:
         tgt = target(name)
     except NeuromorphError as exc:
         raise ModelFileError(f"{source}: compiled for {exc}") from None
-    if precision not in tgt.precisions:
-        raise ModelFileError(f"{source}: precision {precision!r} is not one of target '{name}'s "
+    if not isinstance(precision, str) or precision not in tgt.precisions:
+        raise ModelFileError(f"{source}: precision {shown(precision)} is not one of target '{name}'s "
                              f"({', '.join(tgt.precisions)})")
     if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0:
-        raise ModelFileError(f"{source}: dt must be a positive number of seconds, got {dt!r}")
+        raise ModelFileError(f"{source}: dt must be a positive number of seconds, got {shown(dt)}")
     if not isinstance(d["report"], dict):
         raise ModelFileError(f"{source}: artifact report is malformed (not an object)")
+    if not isinstance(d["model"], dict):
+        raise ModelFileError(f"{source}: the artifact's model is malformed (not an object)")
     try:
         graph = graph_from_dict(d["model"])
     except (IRError, ModelFileError) as exc:
@@ -78,7 +85,9 @@ def from_dict(d: Any, source: str) -> Artifact:
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, IRError) as exc:
-        raise ModelFileError(f"{source}: artifact payload is malformed ({type(exc).__name__}: {exc})") from None
+        # A target's decode_payload should refuse everything itself; this is the backstop.
+        text = " ".join(str(exc).split())[:120]
+        raise ModelFileError(f"{source}: artifact payload is malformed ({type(exc).__name__}: {text})") from None
     return Artifact(name, precision, graph, float(dt), payload, d["report"])
 
 
@@ -87,19 +96,49 @@ def save_artifact(a: Artifact, path: str | os.PathLike[str]) -> Path:
 
 
 def load_artifact(path: str | os.PathLike[str]) -> Artifact:
-    payload = loads_document(read_file(path), FORMAT, VERSION, "artifact", str(path),
+    """The artifact in a file; anything else (not a regular file, too large, malformed,
+    inconsistent with its target's limits) is a one-line ModelFileError."""
+    source = display_path(path)
+    payload = loads_document(read_file(path), FORMAT, VERSION, "artifact", source,
                              "neuromorph artifact")
-    return from_dict(payload, str(path))
+    return from_dict(payload, source)
+
+
+_TARGET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
+_FORMAT_KEY = re.compile(rb'"format"\s*:\s*"([^"\\]{0,64})"')
+SNIFF_BYTES = 4096
 
 
 def is_artifact(path: str | os.PathLike[str]) -> bool:
-    """Cheap sniff: does the file start like an artifact document?"""
+    """Cheap sniff: does the file hold an artifact document? Looks for the top-level
+    ``"format"`` key, whitespace-tolerant, at the start (our writer puts it first) or else
+    as the last in the final SNIFF_BYTES (a re-save with sorted keys puts it after the
+    content). A wrong guess only changes the message of the refusal. Reads nothing but a
+    regular file, and never blocks (a FIFO or a device is not an artifact)."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(256)
-    except OSError:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError):
         return False
-    return f'"format": "{FORMAT}"'.encode() in head
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        head = f.read(SNIFF_BYTES)
+        tail = b""
+        if st.st_size > SNIFF_BYTES:
+            f.seek(max(SNIFF_BYTES, st.st_size - SNIFF_BYTES))
+            tail = f.read(SNIFF_BYTES)
+    if not head.lstrip().startswith(b"{"):
+        return False
+    # The top-level key is the first one in a file as we write it, else (keys sorted:
+    # "artifact" < "format") the last one.
+    first = _FORMAT_KEY.search(head)
+    if first is not None and first.start() < 64:
+        return first.group(1) == FORMAT.encode()
+    last = [m.group(1) for m in _FORMAT_KEY.finditer(tail or head)]
+    return bool(last) and last[-1] == FORMAT.encode()
 
 
 __all__ = ["Artifact", "FORMAT", "VERSION", "is_artifact", "load_artifact", "save_artifact"]

@@ -2,13 +2,18 @@
 
 Every command that reports something takes ``--json`` and then prints exactly one JSON
 object on stdout. Bad input is one line on stderr and exit code 2; ``--debug`` shows the
-traceback instead.
+traceback instead. Counts (``--limit``, ``--steps``) and every output path are checked
+before any work starts (:func:`check_arguments`, :func:`check_output`), so a refusal
+never comes after a long run, and never leaves an output file written or replaced.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -17,22 +22,118 @@ import numpy as np
 from . import __version__, model_file
 from .errors import NeuromorphError
 from .ir import Graph, Neuron
+from .streams import check_memory, file_kind, show_path
 
 EXIT_BAD_INPUT = 2
 EXIT_MISMATCH = 1  # verify: the deployment disagrees with its reference
 CALIBRATION_SAMPLES = 256
+VERIFY_STEPS = 50  # verify without --task or --input: random spikes of this many steps
 
 
 # ------------------------------------------------------------------ helpers
 
 
 def load_model(spec: str) -> Graph:
-    """A model file path, or the name of a zoo model."""
+    """A model file path, or the name of a zoo model (a file of that name wins). Only a
+    regular file is read: a FIFO or a device is refused unopened (streams.file_kind)."""
     from .models import ZOO, get
 
-    if Path(spec).exists() or spec not in ZOO:
-        return model_file.load(spec)
-    return get(spec)
+    if file_kind(spec) == "missing" and spec in ZOO:  # file_kind refuses a FIFO, a device
+        return get(spec)
+    return model_file.load(spec)
+
+
+# ------------------------------------------------------------------ checks before the work
+
+
+def _system_limit(path: str | Path, name: str, default: int) -> int:
+    try:
+        return int(os.pathconf(path, name))
+    except (OSError, ValueError):
+        return default
+
+
+def check_output(path: str, flag: str) -> None:
+    """Refuse, before any work, an output path that the final atomic write
+    (documents.write_atomic: a temporary file in the same folder, then a rename) could not
+    complete: a name the system refuses (too long: PC_NAME_MAX, PC_PATH_MAX), a folder that
+    does not exist or is not writable (tried by creating and removing a temporary file
+    there), a target that is a directory or not a regular file (a FIFO, /dev/null: a
+    rename would replace it). A full disk can still fail the write itself: that is one
+    line too, and the old file stays."""
+    shown = f"{flag} {show_path(path)}"
+    if not path:
+        raise NeuromorphError(f"{flag}: the file name is empty")
+    if "\0" in path:
+        raise NeuromorphError(f"{flag} {show_path(path)!r}: not a valid file name (a NUL character)")
+    path_max = _system_limit("/", "PC_PATH_MAX", 4096)
+    if len(os.fsencode(path)) >= path_max:
+        raise NeuromorphError(f"{shown}: the path is too long ({len(os.fsencode(path))} bytes; "
+                              f"the system takes fewer than {path_max})")
+    target = Path(path)
+    folder = target.parent
+    try:
+        folder_mode = os.stat(folder).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise NeuromorphError(f"{shown}: folder {show_path(folder)} does not exist") from None
+    except OSError as exc:
+        raise NeuromorphError(f"{shown}: cannot use folder {show_path(folder)} "
+                              f"({exc.strerror or exc})") from None
+    if not stat.S_ISDIR(folder_mode):
+        raise NeuromorphError(f"{shown}: {show_path(folder)} is not a folder")
+    name_max = _system_limit(folder, "PC_NAME_MAX", 255)
+    if len(os.fsencode(target.name)) > name_max:
+        raise NeuromorphError(f"{shown}: the file name is too long ({len(os.fsencode(target.name))} "
+                              f"bytes; the folder takes at most {name_max})")
+    try:
+        mode = os.stat(target).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except OSError as exc:
+        raise NeuromorphError(f"{shown}: cannot write ({exc.strerror or exc})") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise NeuromorphError(f"{shown}: is a directory")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise NeuromorphError(f"{shown}: is not a regular file (a FIFO or a device); neuromorph "
+                              "writes a new file and renames it over the old one")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".neuromorph-check-", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise NeuromorphError(f"{shown}: cannot write in folder {show_path(folder)} "
+                              f"({exc.strerror or exc})") from None
+
+
+def _outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(flag, path) of every file this command will write."""
+    command = getattr(args, "command", None)
+    out: list[tuple[str, str | None]] = []
+    if command == "models":
+        out.append(("-o", args.output if args.name is not None else None))
+    elif command == "run":
+        out += [("--output", args.output if args.input is not None else None), ("--raster", args.raster)]
+    else:
+        out += [("-o", getattr(args, "output", None)), ("--plot", getattr(args, "plot", None)),
+                ("--raster", getattr(args, "raster", None))]
+    return [(flag, path) for flag, path in out if path is not None]
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """The one place where counts and output paths are checked, before any command runs:
+    ``--limit`` and ``--steps`` >= 1 where given; every output path writable
+    (:func:`check_output`), and no two outputs the same file."""
+    for dest, flag in (("limit", "--limit"), ("steps", "--steps")):
+        value = getattr(args, dest, None)
+        if value is not None and value < 1:
+            raise NeuromorphError(f"{flag} must be >= 1, got {value}")
+    seen: dict[str, str] = {}
+    for flag, path in _outputs(args):
+        check_output(path, flag)
+        key = os.path.realpath(path)
+        if key in seen:
+            raise NeuromorphError(f"{seen[key]} and {flag} name the same file {show_path(path)}")
+        seen[key] = flag
 
 
 def emit(args: argparse.Namespace, data: dict[str, Any], text: Callable[[], str]) -> None:
@@ -137,6 +238,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_import_nir(args: argparse.Namespace) -> int:
     from .backends.nir import read_nir
 
+    file_kind(args.file)  # a FIFO or a device is refused unopened
     graph = read_nir(args.file, dt=args.dt, convention=args.convention)
     path = model_file.save(graph, args.output)
     s = summarize(graph)
@@ -178,12 +280,32 @@ def _task_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+def _check_task_memory(name: str, seed: int, options: dict[str, Any]) -> None:
+    """A task's data grows with its steps: above the task's default, estimate it from the
+    default's size (a cheap build) and refuse above MEMORY_BOUND before building it."""
+    from . import tasks
+
+    info = tasks.TASKS.get(name)
+    steps = options.get("steps")
+    if info is None or "steps" not in info.defaults or isinstance(steps, bool) or not isinstance(steps, int):
+        return
+    default = info.defaults["steps"]
+    if steps <= default:
+        return
+    probe = tasks.load(name, seed=seed, **{**options, "steps": default})
+    per_step = (probe.x_train.nbytes + probe.x_test.nbytes) / max(1, probe.steps)
+    check_memory(int(per_step * steps), f"task '{name}' with {steps} steps per sample: its data "
+                 f"({len(probe.x_train) + len(probe.x_test)} samples)")
+
+
 def _load_task(args: argparse.Namespace, graph: Graph) -> Any:
     from . import tasks
 
     inputs = graph.inputs
     shape = graph.shape(inputs[0]) if len(inputs) == 1 else None
-    return tasks.load(args.task, seed=args.seed, input_shape=shape, **_task_options(args))
+    options = _task_options(args)
+    _check_task_memory(args.task, args.seed, options)
+    return tasks.load(args.task, seed=args.seed, input_shape=shape, **options)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -205,11 +327,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(graph, data, config, method_name=args.method, progress=progress)
     if result.rank != 0:
         return 0
-    path = model_file.save(result.graph, args.output)
-    if args.plot:
+    if args.plot:  # first: should it fail, the model file is not replaced
         from .plots import training_curves
 
         training_curves(result.history, args.plot, f"{args.task}: {args.method}")
+    path = model_file.save(result.graph, args.output)
     data_out = {
         "accuracy": result.accuracy, "method": result.method, "epochs": args.epochs,
         "seconds": round(result.seconds, 3), "device": result.device, "task": args.task,
@@ -244,13 +366,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.input is not None and args.output is None:
         raise NeuromorphError("--input needs --output Y.npz")
     artifact = load_deployment(args.model, args.backend, args.dt, load_model)
+    if args.raster:
+        _raster_nodes(artifact)  # refuse before the run, not after it
     progress = _progress(args, artifact.target)
     if args.input is not None:
         info = run_stream(artifact, args.input, args.output, membrane=args.membrane, progress=progress)
         emit(args, info, lambda: f"ran {info['steps']} steps on {artifact.target}: wrote "
              f"{', '.join(info['arrays'])} to {args.output}")
         if args.raster:
-            _write_raster(args, artifact, np.load(args.input, allow_pickle=False), "your input")
+            from .streams import load_stream
+
+            x = next(iter(load_stream(args.input, artifact.graph)[0].values()))
+            _write_raster(args, artifact, x, "your input")
         return 0
     data = _load_task(args, artifact.graph)
     info = run_dataset(artifact, data, split=args.split, limit=args.limit, progress=progress)
@@ -263,15 +390,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_raster(args: argparse.Namespace, artifact: Any, x: np.ndarray, what: str) -> None:
-    """Spike raster of the first sample, from the deployment itself."""
-    from .plots import raster
-    from .run import record
+def _raster_nodes(artifact: Any) -> list[str]:
     from .streams import spiking_nodes
 
     spiking = spiking_nodes(artifact.graph)
     if not spiking:
         raise NeuromorphError("--raster: the model has no spiking population to plot")
+    return spiking
+
+
+def _write_raster(args: argparse.Namespace, artifact: Any, x: np.ndarray, what: str) -> None:
+    """Spike raster of the first sample, from the deployment itself."""
+    from .plots import raster
+    from .run import record
+
+    spiking = _raster_nodes(artifact)
     x = np.asarray(x)
     shape = artifact.graph.shape(artifact.graph.inputs[0])
     if x.ndim == len(shape) + 1:  # one stream without a batch axis
@@ -319,9 +452,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .artifact import load_artifact
     from .run import verify
 
-    artifact = load_artifact(args.artifact)
-    if args.limit < 1:
-        raise NeuromorphError(f"--limit must be >= 1, got {args.limit}")
+    file_kind(args.artifact)  # a FIFO or a device is refused unopened
+    artifact = load_artifact(args.artifact)  # --limit, --steps: checked in check_arguments
     if args.task is not None:
         data = _load_task(args, artifact.graph)
         data.check_model(artifact.graph)
@@ -333,8 +465,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         x = {k: v[: args.limit] for k, v in x.items()}
         decision = slice(None)
     else:
+        steps = args.steps if args.steps is not None else VERIFY_STEPS
+        values = sum(int(np.prod(artifact.graph.shape(n), dtype=object)) for n in artifact.graph.inputs)
+        check_memory(17 * args.limit * steps * values,  # float64 draws, their bool, float64 spikes
+                     f"random input of {args.limit} sample(s) x {steps} steps x {values} values")
         rng = np.random.default_rng(args.seed)
-        x = {name: (rng.random((args.limit, args.steps or 50, *artifact.graph.shape(name))) < 0.2)
+        x = {name: (rng.random((args.limit, steps, *artifact.graph.shape(name))) < 0.2)
              .astype(np.float64) for name in artifact.graph.inputs}
         decision = slice(None)
     info = verify(artifact, x, decision, progress=_progress(args, artifact.target))
@@ -415,8 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("inspect", cmd_inspect, "summarise a model: nodes, shapes, parameters, cycles")
     p.add_argument("model", help="model file (or zoo model name)")
 
-    def task_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--steps", type=int, default=None, help="time steps per sample (task default if omitted)")
+    def task_args(p: argparse.ArgumentParser, steps_help: str = "time steps per sample (task default if omitted)") -> None:
+        p.add_argument("--steps", type=int, default=None, help=steps_help)
         p.add_argument("--encoding", default=None, help="input encoding (digits: current, rate, latency)")
         p.add_argument("--option", action="append", metavar="KEY=VALUE",
                        help="any other task option (repeatable), e.g. --option delay_steps=500")
@@ -482,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20, help="number of samples (default 20)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    task_args(p)
+    task_args(p, f"time steps per sample (the task's default; {VERIFY_STEPS} for random input)")
 
     p = add("import-nir", cmd_import_nir, "convert a NIR file into a neuromorph model file")
     p.add_argument("file", help="NIR file (.nir, HDF5)")
@@ -500,6 +636,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _system_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{show_path(exc.filename)}: " if exc.filename is not None else ""
+        return f"{where}{exc.strerror}"
+    text = " ".join(str(exc).split())
+    return text or ("out of memory" if isinstance(exc, MemoryError) else type(exc).__name__)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
@@ -508,11 +652,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     args = parser.parse_args(argv)
     try:
+        check_arguments(args)
         return int(args.func(args))
     except NeuromorphError as exc:
         if args.debug:
             raise
         print(f"neuromorph: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (OSError, MemoryError) as exc:  # the system refused: still one line
+        if args.debug:
+            raise
+        print(f"neuromorph: error: {_system_error(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("neuromorph: interrupted", file=sys.stderr)

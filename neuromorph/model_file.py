@@ -18,9 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from .documents import decode_array, dumps_document, encode_array, loads_document, read_file, write_atomic
+from .documents import (
+    decode_array, display_path, dumps_document, encode_array, loads_document, read_file, shown, write_atomic,
+)
 from .errors import IRError, ModelFileError
 from .ir import NODE_TYPES, Edge, Graph, Node, Plasticity
+from .ir.graph import check_name
 
 FORMAT = "neuromorph-model"
 VERSION = 1
@@ -43,7 +46,10 @@ def _decode_value(value: Any, where: str) -> Any:
     if isinstance(value, dict) and "__array__" in value:
         return decode_array(value, where).astype(np.float64)
     if isinstance(value, dict) and "__plasticity__" in value:
-        return Plasticity(value["__plasticity__"], value.get("params", {}))
+        params = value.get("params", {})
+        if not isinstance(params, dict):
+            raise ModelFileError(f"{where}: plasticity params must be an object, got {shown(params)}")
+        return Plasticity(value["__plasticity__"], params)
     return value
 
 
@@ -63,25 +69,58 @@ def graph_to_dict(graph: Graph) -> dict[str, Any]:
     }
 
 
-def graph_from_dict(data: dict[str, Any]) -> Graph:
-    try:
-        nodes: dict[str, Node] = {}
-        for entry in data["nodes"]:
-            name, type_name = entry["name"], entry["type"]
-            cls = NODE_TYPES.get(type_name)
-            if cls is None:
-                raise IRError(f"unknown node type '{type_name}'", node=name)
-            params = {k: _decode_value(v, f"node '{name}'") for k, v in entry["params"].items()}
-            try:
-                nodes[name] = cls(**params)
-            except TypeError as exc:
-                raise IRError(f"bad parameters for {type_name}: {exc}", node=name) from None
-            except IRError as exc:
-                raise IRError(str(exc), node=name) from None
-        edges = [Edge(*e) for e in data["edges"]]
-        return Graph(nodes, edges, dt=data.get("dt"), metadata=data.get("metadata") or {})
-    except (KeyError, TypeError) as exc:
-        raise ModelFileError(f"model data is malformed (missing or wrong field: {exc})") from None
+def _malformed(what: str) -> ModelFileError:
+    return ModelFileError(f"model data is malformed ({what})")
+
+
+def _edge(item: Any, i: int) -> Edge:
+    ok = (isinstance(item, list) and len(item) in (2, 3) and isinstance(item[0], str)
+          and isinstance(item[1], str)
+          and (len(item) == 2 or (isinstance(item[2], int) and not isinstance(item[2], bool))))
+    if not ok:
+        raise _malformed(f"edge {i} must be [source, target] or [source, target, delay] with an "
+                         f"int delay, got {shown(item)}")
+    return Edge(*item)
+
+
+def graph_from_dict(data: Any) -> Graph:
+    """The graph of a model payload; every field's type is checked before it is used
+    (ModelFileError), the values by the IR (IRError, naming the node)."""
+    if not isinstance(data, dict):
+        raise _malformed("not an object")
+    for key, kind in (("nodes", list), ("edges", list)):
+        if not isinstance(data.get(key), kind):
+            raise _malformed(f"'{key}' must be a list, got {shown(data.get(key))}")
+    metadata = data.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise _malformed(f"'metadata' must be an object, got {shown(metadata)}")
+    dt = data.get("dt")
+    nodes: dict[str, Node] = {}
+    for i, entry in enumerate(data["nodes"]):
+        if not isinstance(entry, dict):
+            raise _malformed(f"node {i} is not an object")
+        name, type_name, params = entry.get("name"), entry.get("type"), entry.get("params")
+        try:
+            check_name(name)
+        except IRError as exc:
+            raise _malformed(f"node {i}: {exc}") from None
+        if name in nodes:
+            raise IRError("two nodes have this name (names must be unique)", node=name)
+        if not isinstance(type_name, str) or not isinstance(params, dict):
+            raise _malformed(f"node '{name}' needs a 'type' name and a 'params' object")
+        cls = NODE_TYPES.get(type_name)
+        if cls is None:
+            raise IRError(f"unknown node type {shown(type_name)}", node=name)
+        values = {k: _decode_value(v, f"node '{name}'") for k, v in params.items()}
+        try:
+            nodes[name] = cls(**values)
+        except TypeError as exc:
+            raise IRError(f"bad parameters for {type_name}: {' '.join(str(exc).split())[:120]}",
+                          node=name) from None
+        except IRError as exc:
+            raise IRError(str(exc), node=name) from None
+    edges = [_edge(item, i) for i, item in enumerate(data["edges"])]
+    return Graph(nodes, edges, dt=dt, metadata=metadata or {})
 
 
 # ------------------------------------------------------------------ files
@@ -97,6 +136,8 @@ def loads(text: str | bytes, source: str = "<string>") -> Graph:
         return graph_from_dict(payload)
     except IRError as exc:
         raise ModelFileError(f"{source}: invalid model: {exc}") from None
+    except ModelFileError as exc:
+        raise ModelFileError(f"{source}: {exc}") from None
 
 
 def save(graph: Graph, path: str | os.PathLike[str]) -> Path:
@@ -105,4 +146,6 @@ def save(graph: Graph, path: str | os.PathLike[str]) -> Path:
 
 
 def load(path: str | os.PathLike[str]) -> Graph:
-    return loads(read_file(path), str(Path(path)))
+    """The graph of a model file; anything else (not a regular file, too large, malformed,
+    invalid) is a one-line ModelFileError."""
+    return loads(read_file(path), display_path(path))

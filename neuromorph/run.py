@@ -20,8 +20,8 @@ from .errors import NeuromorphError
 from .ir import Graph
 from .registry import MODEL_TARGET, target
 from .streams import (
-    Probe, Recording, check_streams, input_shapes, load_stream, parse_probes, predict,
-    readout_membranes, save_streams, spiking_nodes,
+    Probe, Recording, check_memory, check_streams, file_kind, input_shapes, load_stream,
+    parse_probes, predict, readout_membranes, save_streams, spiking_nodes,
 )
 from .target import Progress
 from .tasks import Dataset
@@ -41,20 +41,37 @@ def deployment(model: Graph | Artifact, backend: str | None = None, dt: float | 
 
 def load_deployment(path: str, backend: str | None = None, dt: float | None = None,
                     load_model: Any = None) -> Artifact:
-    """A path to an artifact, or a model file / zoo name (``load_model`` reads those)."""
-    if Path(path).is_file() and is_artifact(path):
+    """A path to an artifact, or a model file / zoo name (``load_model`` reads those).
+    Only a regular file is opened to sniff it (a FIFO or a device is refused, unread)."""
+    if file_kind(path) == "file" and is_artifact(path):
         return deployment(load_artifact(path), backend, dt)
     return deployment(load_model(path), backend, dt)
+
+
+RECORD_COPIES = 2
+"""A target holds what it records about twice at its peak (per-batch parts, then joined)."""
+
+
+def check_run_memory(graph: Graph, samples: int, steps: int, probes: Sequence[Probe] = ()) -> None:
+    """Refuse a run whose recorded arrays ([samples, steps, *shape] float64 for the inputs,
+    the outputs, the probes and every spiking node's spikes) would exceed MEMORY_BOUND.
+    Names the node that takes the most."""
+    names = [*graph.inputs, *graph.outputs, *spiking_nodes(graph), *(p.node for p in probes)]
+    sizes = {n: int(np.prod(graph.shape(n), dtype=object)) for n in names}
+    per_step = sum(sizes[n] for n in names)
+    total = RECORD_COPIES * 8 * int(samples) * int(steps) * per_step
+    largest = max(sizes, key=lambda n: sizes[n])
+    check_memory(total, f"a run of {samples} sample(s) x {steps} steps, recording {per_step} "
+                 f"values per step ({sizes[largest]} of them here)", node=largest)
 
 
 def record(artifact: Artifact, x: Any, probes: Sequence[str | Probe] = (),
            progress: Progress | None = None) -> Recording:
     """Run inputs ({Input: [N, T, *shape]} or one array) through the deployment."""
-    inputs, _ = check_streams(input_shapes(artifact.graph), x)
+    inputs, _ = check_streams(input_shapes(artifact.graph), x)  # refuses 0 samples or 0 steps
     n, t = next(iter(inputs.values())).shape[:2]
-    if n == 0 or t == 0:
-        raise NeuromorphError("nothing to run: the input has no samples or no time steps")
     parsed = parse_probes(artifact.graph, [p.text if isinstance(p, Probe) else p for p in probes])
+    check_run_memory(artifact.graph, n, t, parsed)
     return target(artifact.target).run(artifact, inputs, probes=parsed, progress=progress)
 
 

@@ -13,10 +13,16 @@ predictions and writes result files through this module, so they cannot disagree
   the text is split at its *last* dot (:func:`parse_probe`).
 - **Predictions**: a readout's output averaged over the decision steps, argmax over its
   units (:func:`class_scores`, :func:`predict`), the same for training and running.
+- **Memory**: what a run, a lowering or an input file would allocate is estimated first
+  and refused above :data:`MEMORY_BOUND` (:func:`check_memory`), naming what and how much.
+- **Input files**: a path is a regular file, nothing, or a folder (:func:`file_kind`); a
+  FIFO or a device is refused before anything opens it.
 """
 from __future__ import annotations
 
 import io
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -31,6 +37,84 @@ STATE_VARIABLES: dict[type[Node], tuple[str, ...]] = {
     IF: ("v",), LIF: ("v",), LI: ("v",), CubaLIF: ("i", "v"), ALIF: ("v", "a"),
 }
 """State a caller may probe as ``"NODE.VAR"``, per neuron type."""
+
+
+# ------------------------------------------------------------------ memory
+
+GiB = 2 ** 30
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+MEMORY_BOUND: int = min(8 * GiB, (_physical_memory() or 16 * GiB) // 2)
+"""Bytes that one step of work (a lowering, a run's arrays, an input file) may allocate:
+half the physical memory, at most 8 GiB. Estimates above it are refused before anything
+is allocated (:func:`check_memory`)."""
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"):
+        if abs(n) < 1024 or unit == "YiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # unreachable
+
+
+def check_memory(nbytes: int, what: str, *, node: str | None = None) -> None:
+    """Refuse (one line) work estimated to need more than :data:`MEMORY_BOUND` bytes.
+    ``what``: what would be allocated; ``node``: the IR node responsible, if any."""
+    nbytes = int(nbytes)
+    if nbytes <= MEMORY_BOUND:
+        return
+    prefix = f"node '{node}': " if node is not None else ""
+    raise NeuromorphError(
+        f"{prefix}{what} would need about {format_bytes(nbytes)} ({nbytes} bytes), more than "
+        f"the bound of {format_bytes(MEMORY_BOUND)} ({MEMORY_BOUND} bytes; "
+        "neuromorph.streams.MEMORY_BOUND: half the physical memory, at most 8 GiB)")
+
+
+# ------------------------------------------------------------------ input files
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def show_path(path: str | os.PathLike[str], limit: int = 120) -> str:
+    """A path for a one-line message: control characters escaped, very long ones cut in
+    the middle."""
+    text = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else str(path)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit // 2]}...{text[-limit // 4:]} ({len(text)} characters)"
+
+
+def file_kind(path: str | os.PathLike[str]) -> str:
+    """``"file"`` (a regular file), ``"missing"`` or ``"directory"``, without opening it.
+    Anything else (a FIFO, /dev/zero, a socket) and paths the system refuses (too long,
+    no permission) are a one-line NeuromorphError: reading them would block, never end
+    or fail later."""
+    shown = show_path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except ValueError:  # an embedded NUL character
+        raise NeuromorphError(f"{shown!r}: not a valid file name") from None
+    except OSError as exc:
+        raise NeuromorphError(f"{shown}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    kind = next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
+    raise NeuromorphError(f"{shown}: is {kind}, not a regular file")
 
 
 # ------------------------------------------------------------------ input streams
@@ -101,11 +185,16 @@ def check_streams(
     batch_axis: str = "required",
     where: str = "",
 ) -> tuple[dict[str, np.ndarray], bool]:
-    """:func:`match_streams`, and the values as float64 numbers that are all finite."""
+    """:func:`match_streams`, and the values as float64 numbers that are all finite, real,
+    with at least one sample and one time step."""
     prefix = f"{where}: " if where else ""
     if not isinstance(x, Mapping) and not hasattr(x, "shape"):
         x = _numeric(x, "", prefix)
     streams, batched = match_streams(shapes, x, batch_axis=batch_axis, where=where)
+    n, t = next(iter(streams.values())).shape[:2]
+    if n == 0 or t == 0:
+        what = "no samples (batch of 0)" if n == 0 else "no time steps (T = 0)"
+        raise NeuromorphError(f"{prefix}nothing to run: the input has {what}")
     out = {}
     for name, arr in streams.items():
         arr = _numeric(arr, name, prefix)
@@ -120,9 +209,11 @@ def _numeric(arr: Any, name: str, prefix: str) -> np.ndarray:
         a = np.asarray(arr)
     except (TypeError, ValueError):
         a = np.asarray(arr, dtype=object)
+    label = f"input '{name}'" if name else "the input"
     if a.dtype != bool and not np.issubdtype(a.dtype, np.number):
-        label = f"input '{name}'" if name else "the input"
         raise NeuromorphError(f"{prefix}{label} is not a numeric array (dtype {a.dtype})")
+    if np.issubdtype(a.dtype, np.complexfloating):
+        raise NeuromorphError(f"{prefix}{label} is complex (dtype {a.dtype}): inputs are real numbers")
     return a.astype(np.float64)
 
 
@@ -130,19 +221,62 @@ def input_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     return {n: tuple(graph.shape(n)) for n in graph.inputs}
 
 
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def read_npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a ``.npy`` file from its header, without reading the data.
+    Refuses (one line) .npz archives, other files, and non-numeric, complex or Python-object
+    data."""
+    shown = show_path(path)
+    kind = file_kind(path)
+    if kind == "missing":
+        raise NeuromorphError(f"{shown}: no such file")
+    if kind == "directory":
+        raise NeuromorphError(f"{shown}: is a directory, not a .npy file")
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) == _ZIP_MAGIC:
+                raise NeuromorphError(f"{shown}: is a .npz archive (np.savez); --input takes one "
+                                      "array as a .npy file (np.save)")
+            f.seek(0)
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    except NeuromorphError:
+        raise
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        text = str(exc).strip()
+        reason = getattr(exc, "strerror", None) or (text.splitlines()[0] if text else type(exc).__name__)
+        raise NeuromorphError(f"{shown}: not a .npy array file ({reason})") from None
+    if dtype.hasobject or dtype.fields is not None or (
+            dtype != bool and not np.issubdtype(dtype, np.number)):
+        raise NeuromorphError(f"{shown}: is not a numeric array (dtype {dtype})")
+    if np.issubdtype(dtype, np.complexfloating):
+        raise NeuromorphError(f"{shown}: is complex (dtype {dtype}): inputs are real numbers")
+    return tuple(int(d) for d in shape), dtype
+
+
 def load_stream(path: str | Path, graph: Graph) -> tuple[dict[str, np.ndarray], bool]:
-    """Read ``X.npy`` for a model with one Input: ``({input: [B, T, ...]}, batched)``."""
+    """Read ``X.npy`` for a model with one Input: ``({input: [B, T, ...]}, batched)``.
+    The header is read first: a file whose data would not fit :data:`MEMORY_BOUND` (read
+    and converted to float64) is refused before it is loaded."""
     if len(graph.inputs) != 1:
         raise NeuromorphError("--input needs a model with exactly one Input node")
+    shown = show_path(path)
+    shape, dtype = read_npy_header(path)
+    count = int(np.prod(shape, dtype=object))
+    check_memory(count * (dtype.itemsize + 8), f"{shown}: reading its {list(shape)} array "
+                 f"({dtype}) as float64")
     try:
         x = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise NeuromorphError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise NeuromorphError(f"{path}: is a directory, not a .npy file") from None
     except (ValueError, OSError, EOFError) as exc:
-        raise NeuromorphError(f"{path}: not a .npy array file ({exc})") from None
-    return check_streams(input_shapes(graph), x, batch_axis="optional", where=str(path))
+        raise NeuromorphError(f"{shown}: not a .npy array file ({exc})") from None
+    return check_streams(input_shapes(graph), x, batch_axis="optional", where=shown)
 
 
 def save_streams(path: str | Path, arrays: Mapping[str, np.ndarray], batched: bool) -> dict[str, Any]:

@@ -169,7 +169,7 @@ def test_chunked_run_reports_progress_and_keeps_state():
 
 def test_bad_inputs_are_one_line_errors():
     net = lower(get("randman-mlp"))
-    with pytest.raises(NeuromorphError, match=r"input 'input' must have shape \[samples, T, 20\]"):
+    with pytest.raises(NeuromorphError, match=r"input 'input' has shape \[2, 10, 21\], expected \[batch, T, 20\]"):
         run_lava(net, np.zeros((2, 10, 21)))
     x = np.zeros((1, 5, 20))
     x[0, 2, 3] = np.nan

@@ -43,9 +43,29 @@ def one_line_error(excinfo: pytest.ExceptionInfo) -> str:
 # ------------------------------------------------------------------ limits
 
 
-def test_limits_are_the_documented_loihi2_numbers():
-    assert (LIMITS.cores_per_chip, LIMITS.neurons_per_core, MEM) == (128, 8192, 192 * 1024)
-    assert (LIMITS.weight_bits, LIMITS.delay_bits, LIMITS.max_delay, LIMITS.trace_bits) == (8, 6, 63, 7)
+def test_the_limits_given_are_the_limits_enforced():
+    """A small made-up chip: the mapper splits, fits and refuses by *its* numbers."""
+    tiny = Loihi2Limits(cores_per_chip=4, neurons_per_core=10, synaptic_memory_bytes_per_core=100,
+                        delay_bits=2)
+    assert tiny.max_delay == 3
+    # 25 neurons of fan-in 1: split by neurons, 10 per core
+    wide = map_netlist(net_of({"x": 1}, {"h": 25}, [("x", "h", np.ones((25, 1)), 0)]), tiny)
+    assert [s.neurons for s in wide.layer("h").slices] == [10, 10, 5]
+    # fan-in 30 at 8 bits = 30 B per neuron: 3 neurons per 100 B core, 4 cores = one chip
+    deep = net_of({"x": 30}, {"h": 10}, [("x", "h", np.ones((10, 30)), 0)])
+    assert [s.neurons for s in map_netlist(deep, tiny).layer("h").slices] == [3, 3, 3, 1]
+    # 13 such neurons need 5 cores: more than one tiny chip, fine on two
+    deeper = net_of({"x": 30}, {"h": 13}, [("x", "h", np.ones((13, 30)), 0)])
+    with pytest.raises(NeuromorphError, match=r"'h'.* 5 .* 4"):
+        map_netlist(deeper, tiny)
+    two = map_netlist(deeper, tiny, chips_allowed=2)
+    assert two.chips == 2 and [s.chip for s in two.layer("h").slices] == [0, 0, 0, 0, 1]
+    # 2-bit delays: 3 steps is the most, and a delayed synapse costs 8 + 2 bits
+    delayed = map_netlist(net_of({"x": 30}, {"h": 3}, [("x", "h", np.ones((3, 30)), 3)]), tiny)
+    assert [s.neurons for s in delayed.layer("h").slices] == [2, 1]  # 300 bits per neuron, 800 per core
+    with pytest.raises(NeuromorphError, match=r"'h'.*4.*3"):
+        map_netlist(net_of({"x": 30}, {"h": 3}, [("x", "h", np.ones((3, 30)), 4)]), tiny)
+    assert "4 cores/chip, 10 neurons/core, 100 B synaptic memory/core" in two.table()
 
 
 def test_limits_agree_with_lavas_own_constants():
@@ -113,6 +133,32 @@ def test_population_is_split_by_synaptic_memory():
     assert [s.neurons for s in big.slices] == [49, 49, 2]
     assert all(s.memory_bytes <= MEM for s in big.slices)
     assert big.memory_bytes == 100 * fan_in
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_a_core_holds_exactly_neurons_per_core_neurons(extra):
+    npc = LIMITS.neurons_per_core
+    big = map_netlist(net_of({"x": 1}, {"big": npc + extra}, [("x", "big", np.ones((npc + extra, 1)), 0)]))
+    slices = big.layer("big").slices
+    assert [(s.start, s.stop) for s in slices] == [(0, npc), (npc, npc + 1)][:1 + extra]
+    assert [s.core for s in slices] == list(range(1 + extra))
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_a_slice_that_fills_synaptic_memory_exactly_stays_on_one_core(extra):
+    fan_in = 4096  # 4 KiB per neuron at 8 bits: exactly 48 neurons fill a 192 KiB core
+    n = MEM // fan_in + extra
+    assert (MEM // fan_in) * fan_in == MEM
+    h = map_netlist(net_of({"x": fan_in}, {"h": n}, [("x", "h", np.ones((n, fan_in)), 0)])).layer("h")
+    assert [s.memory_bytes for s in h.slices] == [MEM, fan_in][:1 + extra]
+    assert [s.neurons for s in h.slices] == [MEM // fan_in, 1][:1 + extra]
+
+
+def test_a_whole_chip_of_neurons_fits_one_chip():  # one more: see the refusals below
+    n = LIMITS.cores_per_chip * LIMITS.neurons_per_core
+    full = map_netlist(net_of({"x": 1}, {"all": n}, [("x", "all", np.ones((n, 1)), 0)]))
+    assert full.cores == LIMITS.cores_per_chip and full.chips == 1
+    assert full.to_dict()["totals"]["core_utilisation_pct"] == pytest.approx(100.0)
 
 
 def test_delayed_connection_costs_delay_bits_per_synapse():
@@ -236,3 +282,64 @@ def test_to_dict_is_json_and_carries_limits_layers_and_totals():
                            "chips": 1, "core_utilisation_pct": pytest.approx(100 * 2 / 128, abs=1e-3)}
     assert d["layers"][1]["slices"] == [{"core": 0, "chip": 0, "neurons": [0, 512],
                                          "synapses": 3872, "memory_bytes": 3872}]
+
+
+def mixed_netlist() -> Netlist:
+    """Two inputs, a population split three ways, a sparse one, a delayed recurrent one."""
+    rng = np.random.default_rng(1)
+    sparse = rng.normal(size=(30, 4000)) * (rng.random((30, 4000)) < 0.3)
+    return net_of(
+        {"a": 4000, "b": 7},
+        {"split": 120, "sparse": 30, "rec": 9},
+        [("a", "split", np.ones((120, 4000)), 0), ("b", "split", np.ones((120, 7)), 2),
+         ("a", "sparse", sparse, 0), ("split", "rec", np.ones((9, 120)), 0),
+         ("rec", "rec", np.ones((9, 9)) - np.eye(9), 1)],
+    )
+
+
+@pytest.mark.parametrize("name", [*sorted(ZOO), "mixed"])
+def test_layers_slices_totals_dict_and_table_agree(name):
+    net = mixed_netlist() if name == "mixed" else lower(get(name))
+    rmap = map_netlist(net)
+    populations = [L for L in rmap.layers if not L.is_input]
+    assert [L.name for L in rmap.layers] == [*(i.name for i in net.inputs), *(p.name for p in net.populations)]
+    # every synapse is stored once, on its target's cores, and leaves one source
+    assert rmap.synapses == sum(L.synapses for L in populations) == sum(L.fan_out for L in rmap.layers)
+    assert rmap.synapses == sum(int(np.count_nonzero(c.weight)) for c in net.connections)
+    cores = []
+    for L in populations:
+        # the slices tile the population in order and each one fits its core
+        assert [s.start for s in L.slices] == [0, *(s.stop for s in L.slices[:-1])]
+        assert L.slices[-1].stop == L.neurons
+        assert all(0 < s.neurons <= LIMITS.neurons_per_core and s.memory_bytes <= MEM for s in L.slices)
+        assert sum(s.synapses for s in L.slices) == L.synapses
+        assert sum(s.memory_bytes for s in L.slices) == L.memory_bytes
+        assert all(s.chip == s.core // LIMITS.cores_per_chip for s in L.slices)
+        cores += [s.core for s in L.slices]
+    assert cores == list(range(rmap.cores))  # consecutive, none shared
+    d = json.loads(json.dumps(rmap.to_dict()))
+    assert d["totals"]["cores"] == sum(L["cores"] for L in d["layers"]) == rmap.cores
+    assert d["totals"]["neurons"] == sum(L["neurons"] for L in d["layers"] if L["kind"] != "input")
+    assert d["totals"]["synapses"] == sum(L["synapses"] for L in d["layers"])
+    assert d["totals"]["memory_bytes"] == sum(s["memory_bytes"] for L in d["layers"] for s in L["slices"])
+    total = next(line for line in rmap.table().splitlines() if line.startswith("TOTAL")).split()
+    assert total[1:4] == [str(d["totals"]["cores"]), str(d["totals"]["neurons"]), str(d["totals"]["synapses"])]
+
+
+def test_the_mixed_netlist_is_placed_as_computed_by_hand():
+    rmap = map_netlist(mixed_netlist())
+    split = rmap.layer("split")
+    # 4000 plain 8-bit synapses + 7 delayed 14-bit ones = 32098 bits per neuron: 49 per core
+    assert [s.neurons for s in split.slices] == [49, 49, 22]
+    assert split.memory_bytes == sum(math.ceil(s.neurons * 32098 / 8) for s in split.slices)
+    assert split.synapses == 120 * 4007 and split.max_fan_in == 4007
+    assert rmap.layer("rec").synapses == 9 * 120 + 9 * 8
+    assert rmap.layer("a").fan_out == 120 * 4000 + rmap.layer("sparse").synapses
+    assert rmap.layer("b").fan_out == 120 * 7 and rmap.layer("b").max_fan_out == 120
+
+
+def test_zero_weights_cost_no_synapses_but_the_neurons_still_take_a_core():
+    net = net_of({"x": 5}, {"h": 4}, [("x", "h", np.zeros((4, 5)), 0)])
+    h = map_netlist(net).layer("h")
+    assert (h.synapses, h.memory_bytes, h.max_fan_in, h.cores) == (0, 0, 0, 1)
+    assert map_netlist(net).layer("x").fan_out == 0

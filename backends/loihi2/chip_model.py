@@ -17,7 +17,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from neuromorph.streams import check_streams
+from neuromorph.streams import check_memory, check_streams
 from . import neuron_step
 from .netlist import Netlist
 
@@ -31,15 +31,31 @@ class Schedule:
 
     @classmethod
     def of(cls, net: Netlist, samples: int, steps: int) -> "Schedule":
+        """The schedule, refusing (streams.MEMORY_BOUND) one whose chip-time arrays would
+        not fit: checked here, before the numpy model or the Lava runner builds them."""
         gap = max((c.ir_delay for c in net.connections), default=0)
         period = steps + gap
         last = max((p.offset for p in net.populations), default=0)
-        return cls(samples, steps, period, samples * period + last)
+        sched = cls(samples, steps, period, samples * period + last)
+        check_memory(run_bytes(net, sched), f"running {samples} sample(s) of {steps} steps in "
+                     f"chip time ({sched.total} chip steps, {gap} of delay between samples)")
+        return sched
 
     def local(self, chip_step: int, offset: int) -> tuple[int, int]:
         """(sample index, step within the sample) of a population at a chip step."""
         rel = chip_step - offset
         return (rel // self.period, rel % self.period) if rel >= 0 else (-1, -1)
+
+
+def run_bytes(net: Netlist, sched: Schedule) -> int:
+    """float64 bytes a chip-time run holds: the input streams [total, size], the outputs
+    and spike trains [N, T, size], and the synapses' ring buffers [depth, size]."""
+    depth = 2 + max((c.extra_delay for c in net.connections), default=0)
+    inputs = sum(p.size for p in net.inputs)
+    pops = sum(p.size for p in net.populations)
+    recorded = sum(p.size for p in net.populations if p.spiking) + sum(
+        net.population(o.population).size for o in net.outputs)
+    return 8 * (sched.total * inputs + sched.samples * sched.steps * recorded + depth * pops)
 
 
 def input_stream(net: Netlist, x: Mapping[str, np.ndarray], sched: Schedule) -> dict[str, np.ndarray]:

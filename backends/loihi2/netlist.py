@@ -25,6 +25,11 @@ Timing: a population has an ``offset``: IR step t of a sample happens at chip st
 with IR delay d has ``extra_delay = offset(v) - offset(u) - 1 + d >= 0``. Offsets are the
 smallest that satisfy every connection; a loop whose IR delay is shorter than its number
 of synapse hops cannot be deployed and is refused.
+
+Lowering is iterative (linear nodes are composed in dependency order, so a chain of
+thousands of nodes needs no recursion), and the dense matrices and per-neuron arrays it
+would build are estimated first: above ``neuromorph.streams.MEMORY_BOUND`` the lowering is
+refused, naming the node that needs the most (:func:`estimate_lowering`).
 """
 from __future__ import annotations
 
@@ -40,11 +45,12 @@ from neuromorph.discretize import (
 from neuromorph.errors import IRError
 from neuromorph.rules import rule_for
 from neuromorph.ir import (
-    ALIF, IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Flatten, Graph, Input, Linear,
-    Neuron, Node, Output, Scale, SumPool2d,
+    ALIF, IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Edge, Flatten, Graph, Input,
+    Linear, Neuron, Node, Output, Scale, SumPool2d,
 )
 from neuromorph.simulate import conv as conv_numpy
 from neuromorph.simulate import sum_pool2d
+from neuromorph.streams import check_memory, format_bytes
 
 KINDS = ("lif", "cuba", "alif", "li", "if")
 
@@ -186,19 +192,70 @@ LINEAR_RULES: dict[type[Node], Callable[..., Matrix]] = {
 
 
 _Paths = dict[str, list[tuple[np.ndarray | None, int]]]  # source -> [(matrix or None = identity, IR delay)]
+_Memo = dict[str, tuple[_Paths, np.ndarray]]
+_Incoming = dict[str, list[Edge]]
 
 
-def _paths_into(graph: Graph, target: str, dt: float, memo: dict[str, tuple[_Paths, np.ndarray]]) -> tuple[_Paths, np.ndarray]:
+def _incoming_index(graph: Graph) -> _Incoming:
+    """Every node's incoming edges, in the graph's edge order (as ``graph.incoming``)."""
+    index: _Incoming = {n: [] for n in graph.nodes}
+    for e in graph.edges:
+        index[e.target].append(e)
+    return index
+
+
+def _input_shape(graph: Graph, incoming: _Incoming, name: str) -> tuple[int, ...] | None:
+    """``graph.input_shape(name)`` from the index (graph.incoming scans every edge)."""
+    return graph.shape(incoming[name][0].source) if incoming[name] else None
+
+
+def _is_source(node: Node) -> bool:
+    """Inputs and neuron populations end a path; every other node is composed into it."""
+    return isinstance(node, (Input, Neuron))
+
+
+def _linear_order(graph: Graph, incoming: _Incoming, targets: list[str]) -> list[str]:
+    """The non-source nodes whose maps feed ``targets``, each after the nodes it reads:
+    a depth-first post-order, iterative (a chain of thousands of nodes is fine), in the
+    order a recursion from each target's incoming edges would finish them. A loop made
+    of such nodes alone (no population in it) cannot be composed and is refused."""
+    done: set[str] = set()
+    open_: set[str] = set()  # expanded, not finished: the current path
+    order: list[str] = []
+    for target in targets:
+        stack = [(e.source, False) for e in reversed(incoming[target])
+                 if not _is_source(graph.nodes[e.source])]
+        while stack:
+            name, finished = stack.pop()
+            if finished:
+                open_.discard(name)
+                done.add(name)
+                order.append(name)
+                continue
+            if name in done:
+                continue
+            if name in open_:
+                raise IRError("a loop through linear nodes with no neuron population in it: the "
+                              "Loihi 2 lowering composes linear nodes into synapse matrices and "
+                              "cannot unroll a loop (put a population in it)", node=name)
+            open_.add(name)
+            stack.append((name, True))
+            stack.extend((e.source, False) for e in reversed(incoming[name])
+                         if not _is_source(graph.nodes[e.source]) and e.source not in done)
+    return order
+
+
+def _paths_into(graph: Graph, target: str, memo: _Memo, incoming: _Incoming) -> tuple[_Paths, np.ndarray]:
     """Linear maps from every source (population or input) to ``target``'s summed input,
-    and the constant part of that input (Affine biases)."""
+    and the constant part of that input (Affine biases). The non-source nodes it reads
+    must be in ``memo`` already (:func:`_linear_order`)."""
     paths: _Paths = {}
-    bias = np.zeros(int(np.prod(graph.input_shape(target))))  # type: ignore[arg-type]
-    for e in graph.incoming(target):
-        src = graph.nodes[e.source]
-        if isinstance(src, (Input, Neuron)):
+    bias = np.zeros(int(np.prod(_input_shape(graph, incoming, target))))  # type: ignore[arg-type]
+    for e in incoming[target]:
+        if _is_source(graph.nodes[e.source]):
             paths.setdefault(e.source, []).append((None, e.delay))  # identity, built only if needed
             continue
-        up_paths, up_bias = _through(graph, e.source, dt, memo)
+        up_paths, up_bias = memo[e.source]
         if e.delay and np.any(up_bias):
             raise IRError(f"a bias reaches it through the delayed edge {e}: not supported by "
                           "the compiler (move the bias after the delay)", node=target)
@@ -208,12 +265,11 @@ def _paths_into(graph: Graph, target: str, dt: float, memo: dict[str, tuple[_Pat
     return paths, bias
 
 
-def _through(graph: Graph, name: str, dt: float, memo: dict[str, tuple[_Paths, np.ndarray]]) -> tuple[_Paths, np.ndarray]:
-    """Paths from sources to the output of linear node ``name``."""
-    if name in memo:
-        return memo[name]
+def _through(graph: Graph, name: str, dt: float, memo: _Memo, incoming: _Incoming) -> tuple[_Paths, np.ndarray]:
+    """Paths from sources to the output of linear node ``name`` (the nodes it reads are in
+    ``memo``); stored in ``memo``."""
     node = graph.nodes[name]
-    inner, bias_in = _paths_into(graph, name, dt, memo)
+    inner, bias_in = _paths_into(graph, name, memo, incoming)
     if isinstance(node, Delay):
         steps = np.unique(np.round(node.delay / dt).astype(int))
         if len(steps) != 1:
@@ -225,11 +281,84 @@ def _through(graph: Graph, name: str, dt: float, memo: dict[str, tuple[_Paths, n
         raise IRError("an Output cannot feed other nodes", node=name)
     else:
         rule = rule_for(LINEAR_RULES, node, name, "the Loihi 2 lowering")
-        m, c = rule(node, graph.input_shape(name), graph.shape(name))
+        m, c = rule(node, _input_shape(graph, incoming, name), graph.shape(name))
         result = ({s: [(m if a is None else m @ a, d) for a, d in ps] for s, ps in inner.items()},
                   m @ bias_in + c)
     memo[name] = result
     return result
+
+
+# ---------------------------------------------------------------- memory estimate
+
+
+POPULATION_ARRAYS = 16
+"""float64 arrays of one value per neuron that lowering a population holds at its peak
+(its parameters, its input gain and their temporaries)."""
+
+
+def _size(shape: Any) -> int:
+    return int(np.prod(shape, dtype=object)) if shape is not None else 0
+
+
+def _rule_bytes(node: Node, n_in: int, n_out: int) -> int:
+    """Bytes of the matrix a linear rule builds (LINEAR_RULES)."""
+    if isinstance(node, (Affine, Linear)):
+        return 8 * _size(node.weight.shape)
+    if isinstance(node, (Flatten, Scale)):
+        return 8 * n_in * n_in  # np.eye / np.diag
+    if isinstance(node, (Conv1d, Conv2d, SumPool2d)):
+        return 8 * (n_in * n_in + 2 * n_in * n_out)  # basis, its image, the transposed copy
+    return 0
+
+
+def estimate_lowering(graph: Graph, order: list[str], pops: list[str],
+                      incoming: _Incoming) -> dict[str, int]:
+    """Bytes that :func:`lower` allocates, per node, before it allocates any: each linear
+    node's own matrix and its products with the maps into it, each population's
+    parameters and its connection matrices (summed, gain-scaled, and the identity a
+    one-to-one input needs). Follows the paths as :func:`_through` builds them."""
+    # node -> source -> [paths that are still the identity (None), paths with a matrix]
+    count: dict[str, dict[str, list[int]]] = {}
+
+    def into(name: str) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for e in incoming[name]:
+            if _is_source(graph.nodes[e.source]):
+                out.setdefault(e.source, [0, 0])[0] += 1
+            else:
+                for s, (ident, mats) in count[e.source].items():
+                    c = out.setdefault(s, [0, 0])
+                    c[0] += ident
+                    c[1] += mats
+        return out
+
+    share: dict[str, int] = {}
+    for name in order:
+        node = graph.nodes[name]
+        paths = into(name)
+        n_in, n_out = _size(_input_shape(graph, incoming, name)), _size(graph.shape(name))
+        if isinstance(node, Delay):  # the same matrices, later
+            count[name], share[name] = paths, 0
+            continue
+        count[name] = {s: [0, ident + mats] for s, (ident, mats) in paths.items()}
+        products = sum(mats * n_out * _size(graph.shape(s)) for s, (_, mats) in paths.items())
+        share[name] = _rule_bytes(node, n_in, n_out) + 8 * products
+    for name in pops:
+        n = _size(graph.shape(name))
+        matrices = sum(ident * n * n + 2 * (ident + mats) * n * _size(graph.shape(s))
+                       for s, (ident, mats) in into(name).items())
+        share[name] = 8 * (POPULATION_ARRAYS * n + matrices)
+    return share
+
+
+def _check_lowering_memory(graph: Graph, order: list[str], pops: list[str], incoming: _Incoming) -> None:
+    share = estimate_lowering(graph, order, pops, incoming)
+    if not share:
+        return
+    worst = max(share, key=lambda n: share[n])
+    check_memory(sum(share.values()),
+                 f"lowering for Loihi 2 (dense synapse matrices, per-neuron parameters; "
+                 f"{format_bytes(share[worst])} of it for this node)", node=worst)
 
 
 # ---------------------------------------------------------------- populations
@@ -304,6 +433,10 @@ def lower(graph: Graph, dt: float | None = None) -> Netlist:
     for name, node in graph.nodes.items():
         if getattr(node, "plasticity", None) is not None:
             raise IRError("plasticity is carried in the IR but no backend executes it yet", node=name)
+    incoming = _incoming_index(graph)
+    neurons = [name for name, node in graph.nodes.items() if isinstance(node, Neuron)]
+    order = _linear_order(graph, incoming, neurons)
+    _check_lowering_memory(graph, order, neurons, incoming)  # before allocating anything
     inputs = [InputPort(n, graph.shape(n)) for n in graph.inputs]
     pops: dict[str, Population] = {}
     gains: dict[str, np.ndarray] = {}
@@ -311,10 +444,12 @@ def lower(graph: Graph, dt: float | None = None) -> Netlist:
         if isinstance(node, Neuron):
             pops[name], gains[name] = _population(name, node, coeffs[name], graph.shape(name))
 
-    memo: dict[str, tuple[_Paths, np.ndarray]] = {}
+    memo: _Memo = {}
+    for name in order:  # every node a population reads before it: no recursion
+        _through(graph, name, step, memo, incoming)
     connections: list[Connection] = []
     for name, pop in pops.items():
-        paths, bias = _paths_into(graph, name, step, memo)
+        paths, bias = _paths_into(graph, name, memo, incoming)
         gain = gains[name]
         by_key: dict[tuple[str, int], np.ndarray] = {}
         for src, ps in paths.items():

@@ -83,29 +83,11 @@ class Loihi2Target(Target):
 
     def decode_payload(self, data: Any, *, graph: Graph, dt: float, precision: str,
                        source: str) -> Deployment:
-        d = data["netlist"]
+        """The deployment, after every field of ``data`` is checked against the artifact's
+        model and the chip's limits (payload.py); ModelFileError (one line) otherwise."""
+        from .payload import decode
 
-        def make(cls: type, item: dict[str, Any]) -> Any:
-            values = dict(item)
-            if "shape" in values:
-                values["shape"] = tuple(int(s) for s in values["shape"])
-            return cls(**values)
-
-        net = Netlist(
-            dt=dt,
-            inputs=[make(InputPort, i) for i in d["inputs"]],
-            populations=[make(Population, p) for p in d["populations"]],
-            connections=[make(Connection, c) for c in d["connections"]],
-            outputs=[make(OutputPort, o) for o in d["outputs"]],
-            source_nodes=d.get("source_nodes") or {},
-        )
-        quantized = None
-        if precision == "fixed":
-            if not isinstance(data.get("quantized"), dict):
-                raise ModelFileError(f"{source}: a fixed-point artifact without its integer data")
-            from .quantize import QuantizedNetlist
-
-            quantized = QuantizedNetlist(net=net, **data["quantized"])
+        net, quantized = decode(data, graph=graph, dt=dt, precision=precision, source=source)
         return Deployment(net, quantized)
 
     # ------------------------------------------------------------ running

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ...documents import parse_json, shown
 from ...errors import NIRConversionError
 
 META_KEY = "neuromorph"
@@ -23,7 +24,10 @@ def encode_meta(record: Mapping[str, Any]) -> dict[str, str]:
 
 
 def decode_meta(metadata: Any, where: str) -> dict[str, Any] | None:
-    """Our record from a NIR node's or graph's metadata; None when it has none."""
+    """Our record from a NIR node's or graph's metadata; None when it has none. The JSON
+    is parsed with documents.parse_json's bounds (no NaN/Infinity, bounded nesting) and
+    every field we read is type-checked (check_record), so a malformed record is a
+    one-line NIRConversionError, never a stray exception later."""
     if not isinstance(metadata, Mapping) or META_KEY not in metadata:
         return None
     raw = metadata[META_KEY]
@@ -31,17 +35,67 @@ def decode_meta(metadata: Any, where: str) -> dict[str, Any] | None:
         raw = raw.item()
     if isinstance(raw, (bytes, np.bytes_)):
         raw = bytes(raw).decode("utf8", errors="replace")
-    try:
-        record = json.loads(raw)
-    except (TypeError, ValueError) as exc:
-        raise NIRConversionError(f"{where}: '{META_KEY}' metadata is not valid JSON ({exc})") from None
+    if not isinstance(raw, str):
+        raise NIRConversionError(f"{where}: '{META_KEY}' metadata is not a JSON string")
+    record = parse_json(raw, where, f"'{META_KEY}' metadata record", NIRConversionError)
     if not isinstance(record, dict):
         raise NIRConversionError(f"{where}: '{META_KEY}' metadata is not a JSON object")
-    if int(record.get("format", FORMAT)) > FORMAT:
+    check_record(record, where)
+    return record
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numeric_tree(value: Any) -> bool:
+    """A number or (nested) lists of numbers: what np.array turns into a float array."""
+    if isinstance(value, list):
+        return all(_numeric_tree(v) for v in value)
+    return _is_number(value)
+
+
+def _int_list(value: Any, minimum: int) -> bool:
+    return isinstance(value, list) and all(_is_int(v) and v >= minimum for v in value)
+
+
+_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "format": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    "dt": (lambda v: v is None or (_is_number(v) and v > 0), "null or a number > 0"),
+    "metadata": (lambda v: isinstance(v, dict), "an object"),
+    "nodes": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of node names"),
+    "edges": (lambda v: isinstance(v, list) and all(
+        isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) and isinstance(e[1], str)
+        and _is_int(e[2]) and e[2] >= 0 for e in v), "a list of [source, target, delay >= 0]"),
+    "edge_delay": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    "shapes": (lambda v: isinstance(v, dict) and all(_int_list(s, 0) for s in v.values()),
+               "an object of parameter shapes (lists of ints >= 0)"),
+    "shape": (lambda v: v is None or _int_list(v, 1), "null or a list of ints >= 1"),
+    "type": (lambda v: isinstance(v, str), "a node type name"),
+    "tau_adapt": (_numeric_tree, "a number or an array of numbers"),
+    "beta": (_numeric_tree, "a number or an array of numbers"),
+    "groups": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    "plasticity": (lambda v: isinstance(v, dict) and isinstance(v.get("rule"), str)
+                   and isinstance(v.get("params", {}), dict), "an object with a 'rule' name and 'params'"),
+}
+"""Every field of our metadata records that the importer reads, and what it must be."""
+
+
+def check_record(record: dict[str, Any], where: str) -> None:
+    """Refuse a record whose known fields have the wrong type (unknown ones are ignored:
+    they may come from a newer neuromorph, whose records are refused by 'format')."""
+    for key, (ok, what) in _FIELDS.items():
+        if key in record and not ok(record[key]):
+            raise NIRConversionError(
+                f"{where}: '{META_KEY}' metadata field '{key}' must be {what}, got {shown(record[key])}")
+    if record.get("format", FORMAT) > FORMAT:
         raise NIRConversionError(
             f"{where}: written by a newer neuromorph (metadata format {record['format']}); upgrade"
         )
-    return record
 
 
 def recurrence_edges(edges: Sequence[tuple[str, str]], inputs: Iterable[str]) -> set[tuple[str, str]]:

@@ -57,8 +57,10 @@ def import_graph(g: Any, dt: float | None, convention: str) -> Graph:
     for name, node in leaves.items():
         try:
             made, entry[name], exit_[name] = _import_node(name, node, convention, step, leaves)
-        except (ValueError, TypeError, KeyError) as exc:  # IRError is a ValueError
-            raise NIRConversionError(f"node '{name}': {exc}") from None
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
+            # IRError is a ValueError; the others come from parameters of the wrong kind
+            # (a foreign or damaged file): one line, naming the node.
+            raise NIRConversionError(f"node '{name}': {' '.join(str(exc).split())[:160]}") from None
         for new_name, ir_node in made:
             nodes[new_name] = ir_node
         inner += [(a[0], b[0]) for a, b in zip(made, made[1:])]

@@ -47,7 +47,7 @@ from typing import Union
 import h5py
 import nir
 
-from ...documents import write_atomic
+from ...documents import MAX_FILE_BYTES, check_regular, display_path, shown, write_atomic
 from ...errors import ModelFileError, NIRConversionError
 from ...ir import Graph
 from ._common import one_line
@@ -108,44 +108,150 @@ def from_nir(g: nir.NIRGraph, *, dt: float | None = None, convention: str = "nir
 
 
 def read_nir(path: PathLike, *, dt: float | None = None, convention: str = "nir") -> Graph:
-    """Read a NIR file into an IR graph; bad files raise NIRConversionError (one line)."""
+    """Read a NIR file into an IR graph; bad files raise NIRConversionError (one line).
+
+    The HDF5 file is walked before nir.read touches its data (``check_file``): only a
+    regular file of at most MAX_FILE_BYTES, only groups and datasets reached by hard
+    links (no external or soft links, nothing linked twice), no external storage, no
+    virtual datasets, no filters but HDF5's built-in ones, numeric or string data only,
+    and at most MAX_NIR_DATA_BYTES of declared data. So a file can neither make us read
+    another file nor make us allocate more than that bound.
+    """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise NIRConversionError(f"NIR file '{path}' does not exist")
-    _check_file(path)
+    shown_path = display_path(path)
+    if not os.path.exists(path):
+        raise NIRConversionError(f"NIR file '{shown_path}' does not exist")
+    check_file(path)
     try:
         # Our own checks are stricter and name the node; nir's type check would refuse
         # files that we can repair (a batch dim in Input, as Norse writes).
         g = nir.read(path, type_check=False)
     except Exception as exc:  # h5py, nir: OSError, KeyError, ValueError, AssertionError, ...
-        raise NIRConversionError(f"cannot read NIR file '{path}': {one_line(exc)}") from None
+        raise NIRConversionError(f"cannot read NIR file '{shown_path}': {one_line(exc)}") from None
     return from_nir(g, dt=dt, convention=convention)
 
 
-def _check_file(path: str) -> None:
-    """Refuse non-HDF5, non-NIR and truncated files, and name unknown node types, before
-    nir.read turns them into a bare KeyError or AssertionError."""
+MAX_NIR_DEPTH = 64
+"""Deepest nesting of HDF5 groups accepted (a subgraph adds two levels: nodes/<name>)."""
+
+MAX_NIR_DATA_BYTES = MAX_FILE_BYTES
+"""Upper bound on the data a NIR file may declare, all datasets together; it may also
+declare at most NIR_EXPANSION times its own size (plus NIR_SLACK_BYTES), which allows
+compressed datasets but not a tiny file that claims terabytes of fill value."""
+NIR_EXPANSION = 64
+NIR_SLACK_BYTES = 16 * 2**20
+
+BUILTIN_FILTERS = {
+    h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32,
+    h5py.h5z.FILTER_SZIP, h5py.h5z.FILTER_NBIT, h5py.h5z.FILTER_SCALEOFFSET,
+}
+"""HDF5's own filters; any other id would make HDF5 search its plugin path and load a
+shared library to decode the data."""
+
+
+def check_file(path: str) -> None:
+    """Refuse, before any dataset is read, what a NIR file must not do (see read_nir);
+    also non-HDF5, non-NIR and truncated files, and unknown node types (named), which
+    nir.read would turn into a bare KeyError or AssertionError."""
+    shown_path = display_path(path)
+    try:
+        size = check_regular(path, NIRConversionError).st_size
+    except NIRConversionError as exc:
+        raise NIRConversionError(f"NIR file {exc}") from None
+    budget = min(MAX_NIR_DATA_BYTES, NIR_EXPANSION * size + NIR_SLACK_BYTES)
     try:
         with h5py.File(path, "r") as f:
+            _walk(f, shown_path, budget)
             if "node" not in f or not isinstance(f["node"], h5py.Group) or "type" not in f["node"]:
-                raise NIRConversionError(f"'{path}' is an HDF5 file but not a NIR graph (no 'node')")
+                raise NIRConversionError(f"'{shown_path}' is an HDF5 file but not a NIR graph (no 'node')")
             _check_types(f["node"], "")
     except NIRConversionError:
         raise
     except Exception as exc:
         raise NIRConversionError(
-            f"cannot read NIR file '{path}' (not HDF5, truncated or corrupted): {one_line(exc)}"
+            f"cannot read NIR file '{shown_path}' (not HDF5, truncated or corrupted): {one_line(exc)}"
         ) from None
 
 
-def _check_types(group: h5py.Group, name: str) -> None:
-    raw = group["type"][()]
-    kind = raw.decode("utf8") if isinstance(raw, bytes) else str(raw)
-    try:
-        nir.str2NIRNode(kind)
-    except (AssertionError, KeyError):
-        where = f"node '{name}'" if name else "the file's root node"
-        raise NIRConversionError(f"{where}: unknown NIR node type '{kind}'") from None
-    if kind == "NIRGraph":
-        for key, child in group["nodes"].items():
-            _check_types(child, f"{name}.{key}" if name else key)
+def _walk(root: h5py.Group, shown_path: str, budget: int) -> None:
+    """Every object of the file, iteratively (no recursion), checking links and datasets
+    from their metadata only."""
+    seen: set[int] = {h5py.h5o.get_info(root.id).addr}
+    total = 0
+    stack: list[tuple[h5py.Group, str, int]] = [(root, "", 0)]
+    while stack:
+        group, where, depth = stack.pop()
+        if depth >= MAX_NIR_DEPTH:
+            raise NIRConversionError(f"'{shown_path}': groups nested deeper than {MAX_NIR_DEPTH} levels "
+                                     f"at '{where}'")
+        for key in group.keys():
+            name = key.decode("utf8", errors="backslashreplace") if isinstance(key, bytes) else str(key)
+            here = f"{where}/{name}"
+            if not name.isprintable():
+                raise NIRConversionError(f"'{shown_path}': the name {shown(here)} contains control characters")
+            link = group.get(key, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise NIRConversionError(f"'{shown_path}': '{here}' is an external link (to "
+                                         f"{shown(link.filename)}); a NIR file must be self-contained")
+            if not isinstance(link, h5py.HardLink):
+                raise NIRConversionError(f"'{shown_path}': '{here}' is a {type(link).__name__}, not an "
+                                         "object of its own (NIR files hold plain groups and datasets)")
+            obj = group[key]
+            addr = h5py.h5o.get_info(obj.id).addr
+            if addr in seen:
+                raise NIRConversionError(f"'{shown_path}': '{here}' is linked a second time (a NIR file is a tree)")
+            seen.add(addr)
+            if isinstance(obj, h5py.Group):
+                stack.append((obj, here, depth + 1))
+            elif isinstance(obj, h5py.Dataset):
+                total += _dataset_bytes(obj, shown_path, here)
+                if total > budget:
+                    raise NIRConversionError(
+                        f"'{shown_path}': its datasets declare more than {budget} bytes (the bound for a "
+                        f"file of its size); '{here}' has shape {obj.shape}")
+            else:
+                raise NIRConversionError(f"'{shown_path}': '{here}' is neither a group nor a dataset")
+
+
+def _dataset_bytes(ds: h5py.Dataset, shown_path: str, here: str) -> int:
+    """The bytes a dataset declares, after refusing external storage, virtual datasets,
+    non-built-in filters and data that is neither numeric nor a string."""
+    if ds.external:
+        files = sorted({display_path(e[0]) for e in ds.external})
+        raise NIRConversionError(f"'{shown_path}': '{here}' keeps its data in another file "
+                                 f"({shown(', '.join(files))}); a NIR file must be self-contained")
+    if ds.is_virtual:
+        raise NIRConversionError(f"'{shown_path}': '{here}' is a virtual dataset (its data lives in "
+                                 "other files); a NIR file must be self-contained")
+    plist = ds.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code = plist.get_filter(i)[0]
+        if code not in BUILTIN_FILTERS:
+            raise NIRConversionError(f"'{shown_path}': '{here}' needs the HDF5 filter plugin {code}, "
+                                     "which neuromorph does not load")
+    dtype = ds.dtype
+    if dtype.kind not in "biuf" and h5py.check_string_dtype(dtype) is None:
+        raise NIRConversionError(f"'{shown_path}': '{here}' holds {dtype} data (NIR files hold "
+                                 "numbers and strings)")
+    shape = ds.shape or ()
+    count = 1
+    for s in shape:
+        count *= int(s)
+    return count * max(int(dtype.itemsize), 1)
+
+
+def _check_types(root: h5py.Group, name: str) -> None:
+    """Every node's type is one nir knows (iteratively through subgraphs)."""
+    stack = [(root, name)]
+    while stack:
+        group, name = stack.pop()
+        raw = group["type"][()]
+        kind = raw.decode("utf8", errors="backslashreplace") if isinstance(raw, bytes) else str(raw)
+        try:
+            nir.str2NIRNode(kind)
+        except (AssertionError, KeyError):
+            where = f"node '{name}'" if name else "the file's root node"
+            raise NIRConversionError(f"{where}: unknown NIR node type {shown(kind)}") from None
+        if kind == "NIRGraph":
+            children = [(child, f"{name}.{key}" if name else key) for key, child in group["nodes"].items()]
+            stack.extend(reversed(children))  # depth first, in the file's order

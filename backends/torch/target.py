@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from neuromorph.discretize import discretize_graph, resolve_dt
+from neuromorph.errors import NeuromorphError
 from neuromorph.ir import Graph
 from neuromorph.rules import RuleTable
 from neuromorph.streams import Probe, Recording, spiking_nodes
@@ -54,7 +55,10 @@ class TorchTarget(Target):
         net = GraphNetwork(graph, dt=artifact.dt, dtype=torch.float64).eval()
         spiking = spiking_nodes(graph)
         record = [*spiking, *(p.text for p in probes)]
-        n = len(next(iter(inputs.values())))
+        first = next(iter(inputs.values()))
+        n, steps = int(first.shape[0]), int(first.shape[1])
+        if n == 0 or steps == 0:  # nothing to concatenate; streams.check_streams refuses it first
+            raise NeuromorphError("nothing to run: the input has no samples or no time steps")
         parts: dict[str, list[np.ndarray]] = {}
         with torch.no_grad():
             for i in range(0, n, BATCH):

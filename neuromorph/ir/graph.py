@@ -8,6 +8,7 @@ one step). The exact discrete semantics are in docs/semantics.md.
 """
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import deque
@@ -17,9 +18,19 @@ from typing import Any, Iterable, Mapping, NamedTuple
 import numpy as np
 
 from ..errors import IRError
-from .nodes import Input, Node, Output, Shape
+from .nodes import MAX_ELEMENTS, Input, Node, Output, Shape
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")  # the whole name: re.fullmatch
+NAME_RULE = "letters, digits, '_', '.', '-'; not starting with '.' or '-'"
+
+
+def check_name(name: object) -> str:
+    """A node name, or IRError: letters, digits, '_', '.' and '-', not starting with '.'
+    or '-' (so no control character, not even a trailing newline)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+        raise IRError(f"invalid node name {shown} ({NAME_RULE})")
+    return name
 
 
 class Edge(NamedTuple):
@@ -63,6 +74,13 @@ class Graph:
         object.__setattr__(self, "metadata", dict(self.metadata))
         if self.dt is not None:
             object.__setattr__(self, "dt", check_dt(self.dt))
+        incoming: dict[str, list[Edge]] = {n: [] for n in self.nodes}
+        outgoing: dict[str, list[Edge]] = {n: [] for n in self.nodes}
+        for e in self.edges:
+            incoming.setdefault(e.target, []).append(e)
+            outgoing.setdefault(e.source, []).append(e)
+        object.__setattr__(self, "_in", incoming)
+        object.__setattr__(self, "_out", outgoing)
         self._validate_structure()
         object.__setattr__(self, "_order", self._zero_delay_order())
         object.__setattr__(self, "_shapes", self._infer_shapes())
@@ -86,10 +104,12 @@ class Graph:
         return self.shape(incoming[0].source) if incoming else None
 
     def incoming(self, name: str) -> list[Edge]:
-        return [e for e in self.edges if e.target == name]
+        """Edges into ``name``, in edge order."""
+        return list(self._in.get(name, ()))  # type: ignore[attr-defined]
 
     def outgoing(self, name: str) -> list[Edge]:
-        return [e for e in self.edges if e.source == name]
+        """Edges out of ``name``, in edge order."""
+        return list(self._out.get(name, ()))  # type: ignore[attr-defined]
 
     def order(self) -> list[str]:
         """Evaluation order within one time step (topological over delay-0 edges)."""
@@ -137,18 +157,15 @@ class Graph:
         if not self.nodes:
             raise IRError("graph has no nodes")
         for name, node in self.nodes.items():
-            if not isinstance(name, str) or not _NAME.match(name):
-                raise IRError(
-                    "invalid node name (letters, digits, '_', '.', '-'; not starting with '.' or '-')",
-                    node=str(name),
-                )
+            check_name(name)
             if not isinstance(node, Node) or type(node) is Node:
                 raise IRError(f"unknown node type {type(node).__name__}", node=name)
         seen: set[tuple[str, str]] = set()
         for e in self.edges:
             for end in (e.source, e.target):
                 if end not in self.nodes:
-                    raise IRError(f"edge {e} refers to a node that does not exist", node=end)
+                    raise IRError(f"edge {_label(e.source)} -> {_label(e.target)}{_delay_text(e)} "
+                                  "refers to a node that does not exist", node=_label(end))
             if (e.source, e.target) in seen:
                 raise IRError(f"duplicate edge {e.source} -> {e.target}", node=e.target)
             seen.add((e.source, e.target))
@@ -157,7 +174,7 @@ class Graph:
         if not self.outputs:
             raise IRError("graph has no Output node")
         for name, node in self.nodes.items():
-            n_in, n_out = len(self.incoming(name)), len(self.outgoing(name))
+            n_in, n_out = len(self._in[name]), len(self._out[name])  # type: ignore[attr-defined]
             if isinstance(node, Input) and n_in:
                 raise IRError("an Input node cannot have incoming edges", node=name)
             if isinstance(node, Output) and n_out:
@@ -168,24 +185,27 @@ class Graph:
                 raise IRError("dangling node: its output goes nowhere", node=name)
 
     def _zero_delay_order(self) -> list[str]:
+        """Kahn's algorithm over the delay-0 edges: O(nodes + edges)."""
+        out: dict[str, list[Edge]] = self._out  # type: ignore[attr-defined]
         indegree = {n: 0 for n in self.nodes}
         for e in self.edges:
             if e.delay == 0:
                 indegree[e.target] += 1
-        ready = [n for n in self.nodes if indegree[n] == 0]
+        ready = deque(n for n in self.nodes if indegree[n] == 0)
         order: list[str] = []
         while ready:
-            n = ready.pop(0)
+            n = ready.popleft()
             order.append(n)
-            for e in self.outgoing(n):
+            for e in out[n]:
                 if e.delay == 0:
                     indegree[e.target] -= 1
                     if indegree[e.target] == 0:
                         ready.append(e.target)
         if len(order) != len(self.nodes):
-            stuck = [n for n in self.nodes if n not in order]
+            placed = set(order)
+            stuck = [n for n in self.nodes if n not in placed]
             zero = tuple(e for e in self.edges if e.delay == 0)
-            loop = _cycles({n: None for n in stuck}, zero, restrict=set(stuck))[0]
+            loop = _cycles(stuck, zero, restrict=set(stuck))[0]
             raise IRError(
                 f"cycle with no delay: {' -> '.join(loop + [loop[0]])}; "
                 "give one of its edges a delay of at least 1 step",
@@ -194,31 +214,39 @@ class Graph:
         return order
 
     def _infer_shapes(self) -> dict[str, Shape]:
+        """Shapes from the Inputs along the edges, in O((nodes + edges) log nodes).
+
+        The result is that of sweeping the evaluation order until nothing changes (a node
+        takes the shape its first incoming edge, in edge order, with a known source gives
+        it; delayed edges may come from later in the order), computed without repeating
+        the sweeps: a node is visited once, at the (sweep, position) where the sweep
+        would first find one of its sources known.
+        """
+        incoming: dict[str, list[Edge]] = self._in  # type: ignore[attr-defined]
+        out: dict[str, list[Edge]] = self._out  # type: ignore[attr-defined]
+        position = {n: i for i, n in enumerate(self._order)}  # type: ignore[attr-defined]
         shapes: dict[str, Shape] = {}
-        # Delayed (recurrent) edges may come from nodes later in the order, so iterate
-        # until nothing changes; each pass settles at least one node or stops.
-        for _ in range(len(self.nodes) + 1):
-            changed = False
-            for name in self._order:  # type: ignore[attr-defined]
-                if name in shapes:
-                    continue
-                node = self.nodes[name]
-                if isinstance(node, Input):
-                    shapes[name] = node.output_shape(())
-                    changed = True
-                    continue
-                known = [e for e in self.incoming(name) if e.source in shapes]
-                if not known:
-                    continue
-                shapes[name] = self._node_output(name, shapes[known[0].source])
-                changed = True
-            if not changed:
-                break
+        queue = [(0, position[n], n) for n, node in self.nodes.items() if isinstance(node, Input)]
+        heapq.heapify(queue)
+        while queue:
+            sweep, pos, name = heapq.heappop(queue)
+            if name in shapes:
+                continue
+            node = self.nodes[name]
+            if isinstance(node, Input):
+                shapes[name] = self._node_output(name, ())
+            else:
+                first = next(e for e in incoming[name] if e.source in shapes)
+                shapes[name] = self._node_output(name, shapes[first.source])
+            for e in out[name]:
+                if e.target not in shapes:
+                    later = position[e.target] > pos
+                    heapq.heappush(queue, (sweep if later else sweep + 1, position[e.target], e.target))
         for name in self.nodes:
             if name not in shapes:
                 raise IRError("cannot infer shape: not reachable from any Input", node=name)
         for name in self.nodes:
-            sources = {e.source: shapes[e.source] for e in self.incoming(name)}
+            sources = {e.source: shapes[e.source] for e in incoming[name]}
             if len(set(sources.values())) > 1:
                 desc = ", ".join(f"{s} {shape}" for s, shape in sources.items())
                 raise IRError(f"inputs have different shapes: {desc}", node=name)
@@ -226,11 +254,30 @@ class Graph:
 
     def _node_output(self, name: str, input_shape: Shape) -> Shape:
         try:
-            return tuple(self.nodes[name].output_shape(tuple(input_shape)))
+            shape = tuple(self.nodes[name].output_shape(tuple(input_shape)))
         except IRError as exc:
             if exc.node is None:
                 raise IRError(str(exc), node=name) from None
             raise
+        if any(s < 1 for s in shape):
+            raise IRError(f"output shape {shape} has an empty dimension", node=name)
+        if math.prod(shape) > MAX_ELEMENTS:
+            raise IRError(f"output shape {shape} has more than {MAX_ELEMENTS} elements", node=name)
+        return shape
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _label(name: str) -> str:
+    """A node name for a message: as it is if valid, else its (short, one-line) repr."""
+    return name if isinstance(name, str) and _NAME.fullmatch(name) else _short(name)
+
+
+def _delay_text(e: Edge) -> str:
+    return f" (delay {e.delay})" if e.delay else ""
 
 
 def _as_edge(e: Any) -> Edge:
@@ -238,12 +285,17 @@ def _as_edge(e: Any) -> Edge:
         edge = e
     else:
         try:
+            if not isinstance(e, (tuple, list)):
+                raise TypeError
             edge = Edge(*e)
         except TypeError:
-            raise IRError(f"an edge must be (source, target[, delay]), got {e!r}") from None
+            raise IRError(f"an edge must be (source, target[, delay]), got {_short(e)}") from None
+    if not isinstance(edge.source, str) or not isinstance(edge.target, str):
+        raise IRError(f"an edge must join two node names, got {_short(tuple(edge))}")
     delay = edge.delay
-    if not isinstance(delay, (int, np.integer)) or isinstance(delay, bool) or delay < 0:
-        raise IRError(f"edge {edge.source} -> {edge.target}: delay must be an int >= 0 steps, got {delay!r}")
+    if not isinstance(delay, (int, np.integer)) or isinstance(delay, (bool, np.bool_)) or delay < 0:
+        raise IRError(f"edge {_label(edge.source)} -> {_label(edge.target)}: delay must be an int "
+                      f">= 0 steps, got {_short(delay)}")
     return Edge(str(edge.source), str(edge.target), int(edge.delay))
 
 
@@ -262,33 +314,42 @@ def _cycles(
     stack: list[str] = []
     on_stack: set[str] = set()
     comps: list[list[str]] = []
-    counter = [0]
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on_stack.add(v)
-        for w in succ[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                comp.append(w)
-                if w == v:
+    # Tarjan's algorithm with an explicit stack of (node, next successor to look at), so
+    # a long chain cannot exhaust Python's recursion limit.
+    for root in names:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            v, i = work.pop()
+            if i == 0:
+                index[v] = low[v] = len(index)
+                stack.append(v)
+                on_stack.add(v)
+            successors = succ[v]
+            while i < len(successors):
+                w = successors[i]
+                i += 1
+                if w not in index:
+                    work.append((v, i))
+                    work.append((w, 0))
                     break
-            if len(comp) > 1 or v in succ[v]:
-                comps.append(_loop_through(comp, succ))
-
-    for n in names:
-        if n not in index:
-            visit(n)
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1 or v in succ[v]:
+                        comps.append(_loop_through(comp, succ))
+                if work:  # back in the caller: take the child's low link
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[v])
     return comps
 
 

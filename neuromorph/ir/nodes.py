@@ -23,13 +23,22 @@ from ..errors import IRError
 
 Shape = tuple[int, ...]
 
+MAX_ELEMENTS = 2**31 - 1
+"""The most elements a node's shape may have (a stated bound: it keeps every size an
+exact int64 and refuses the absurd shapes a corrupted file could declare)."""
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 def as_param(value: Any, name: str) -> np.ndarray:
     """Copy a parameter into a read-only float64 array, refusing NaN and inf."""
     try:
         arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise IRError(f"parameter '{name}' is not numeric ({exc})") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise IRError(f"parameter '{name}' is not numeric ({' '.join(str(exc).split())[:80]})") from None
     if not np.all(np.isfinite(arr)):
         bad = "NaN" if np.any(np.isnan(arr)) else "inf"
         raise IRError(f"parameter '{name}' contains {bad}")
@@ -37,17 +46,40 @@ def as_param(value: Any, name: str) -> np.ndarray:
     return arr
 
 
+def integral(value: Any) -> int | None:
+    """``value`` as an int if it is one (an int, or a float with an integral value, as
+    NIR files may store them); None for anything else (bools, strings, NaN, ...)."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return None
+
+
+def _int_items(value: Any) -> list[int | None] | None:
+    """The items of an int or a (nested) sequence of ints, or None if it is not one."""
+    if integral(value) is not None:
+        return [integral(value)]
+    try:
+        items = np.asarray(value, dtype=object).reshape(-1)
+    except (TypeError, ValueError):
+        return None
+    return [integral(v) for v in items]
+
+
 def as_int_tuple(value: Any, name: str, length: int, minimum: int) -> tuple[int, ...]:
     """Normalise an int or a sequence of ints (stride, padding, ...) to a tuple."""
-    if isinstance(value, (int, np.integer)):
-        items = [value] * length
-    else:
-        items = list(np.asarray(value).reshape(-1))
-    if len(items) != length or any(isinstance(v, (bool, np.bool_)) or int(v) != v for v in items):
-        raise IRError(f"'{name}' must be an int or {length} ints, got {value!r}")
-    out = tuple(int(v) for v in items)
+    single = integral(value)
+    items = [single] * length if single is not None else _int_items(value)
+    if items is None or len(items) != length or any(v is None for v in items):
+        raise IRError(f"'{name}' must be an int or {length} ints, got {_short(value)}")
+    out = tuple(int(v) for v in items)  # type: ignore[arg-type]
     if any(v < minimum for v in out):
-        raise IRError(f"'{name}' must be >= {minimum}, got {out}")
+        raise IRError(f"'{name}' must be >= {minimum}, got {_short(out)}")
+    if any(v > MAX_ELEMENTS for v in out):
+        raise IRError(f"'{name}' must be <= {MAX_ELEMENTS}, got {_short(out)}")
     return out
 
 
@@ -136,10 +168,12 @@ def param(default: Any = dataclasses.MISSING) -> Any:
 
 
 def _shape(value: Any, kind: str) -> Shape:
-    items = [value] if isinstance(value, (int, np.integer)) else list(np.asarray(value).reshape(-1))
-    if not items or any(isinstance(v, (bool, np.bool_)) or int(v) != v or v <= 0 for v in items):
-        raise IRError(f"{kind} shape must be non-empty positive ints, got {value!r}")
-    return tuple(int(v) for v in items)
+    items = _int_items(value)
+    if not items or len(items) > 32 or any(v is None or v <= 0 for v in items):
+        raise IRError(f"{kind} shape must be non-empty positive ints, got {_short(value)}")
+    if math.prod(items) > MAX_ELEMENTS:  # type: ignore[arg-type]
+        raise IRError(f"{kind} shape {_short(tuple(items))} has more than {MAX_ELEMENTS} elements")
+    return tuple(int(v) for v in items)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -191,14 +225,22 @@ class Plasticity:
     params: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.rule not in PLASTICITY_RULES:
+        if not isinstance(self.rule, str) or self.rule not in PLASTICITY_RULES:
             raise IRError(
-                f"unknown plasticity rule '{self.rule}' (known: {', '.join(PLASTICITY_RULES)})"
+                f"unknown plasticity rule {_short(self.rule)} (known: {', '.join(PLASTICITY_RULES)})"
             )
+        if not isinstance(self.params, Mapping):
+            raise IRError(f"plasticity '{self.rule}': params must be a mapping name -> number, "
+                          f"got {_short(self.params)}")
         clean = {}
         for k, v in dict(self.params).items():
-            if not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
-                raise IRError(f"plasticity '{self.rule}': parameter '{k}' must be a finite number")
+            try:
+                ok = (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                      and math.isfinite(float(v)))
+            except OverflowError:
+                ok = False
+            if not ok:
+                raise IRError(f"plasticity '{self.rule}': parameter {_short(k)} must be a finite number")
             clean[str(k)] = float(v)
         object.__setattr__(self, "params", types.MappingProxyType(clean))
 
@@ -305,9 +347,10 @@ class _ConvNd(Node):
         object.__setattr__(self, "stride", as_int_tuple(self.stride, "stride", n, 1))
         object.__setattr__(self, "padding", as_int_tuple(self.padding, "padding", n, 0))
         object.__setattr__(self, "dilation", as_int_tuple(self.dilation, "dilation", n, 1))
-        if int(self.groups) != self.groups or self.groups < 1:
-            raise IRError(f"{name} groups must be a positive int, got {self.groups!r}")
-        object.__setattr__(self, "groups", int(self.groups))
+        groups = integral(self.groups)
+        if groups is None or not 1 <= groups <= MAX_ELEMENTS:
+            raise IRError(f"{name} groups must be a positive int, got {_short(self.groups)}")
+        object.__setattr__(self, "groups", groups)
         c_out = self.weight.shape[0]
         if c_out % self.groups:
             raise IRError(f"{name}: {c_out} output channels not divisible by groups={self.groups}")
@@ -383,6 +426,13 @@ class Flatten(Node):
     start_dim: int = 0
     end_dim: int = -1
     type_name: ClassVar[str] = "Flatten"
+
+    def __post_init__(self) -> None:
+        for key in ("start_dim", "end_dim"):
+            value = integral(getattr(self, key))
+            if value is None or abs(value) > 32:
+                raise IRError(f"Flatten {key} must be an int (a dimension), got {_short(getattr(self, key))}")
+            object.__setattr__(self, key, value)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         n = len(input_shape)

@@ -27,6 +27,12 @@ paths). Reading a Var back through Lava (``Var.get()``, and so Lava's ``Monitor`
 one message per element, about 30 us each: longer than the run itself for a hidden
 layer, hence the files.
 
+Progress: with ``status`` (the path of an int64 ``.npy`` file of shape ``[groups, 2]``)
+the group writes, after every time step, ``(time step, spike count)`` into row
+``status_row``. The host reads the time steps while the run is in progress (a run whose
+steps stop advancing is stuck: the runner's stall watchdog) and the spike counts at the
+end, without a message to Lava's runtime (which a stuck worker would never answer).
+
 Note: Lava finds ProcessModels by executing every module of this package as a top-level
 module; every module here must therefore import cleanly on its own (absolute imports,
 no dataclasses with postponed annotations).
@@ -66,6 +72,8 @@ class NeuronGroup(AbstractProcess):
     LI (no threshold). ``offset``, ``steps`` (T), ``period`` (P), ``samples`` (N): the
     window schedule. ``record_spikes`` / ``record_v``: paths of existing float64 ``.npy``
     files of shape ``[N * T, size]`` that receive the spikes / membrane of each window step.
+    ``status`` / ``status_row``: an existing int64 ``.npy`` file ``[groups, 2]`` and this
+    group's row, receiving ``(time step, spike count)`` after every step.
     """
 
     def __init__(
@@ -81,6 +89,8 @@ class NeuronGroup(AbstractProcess):
         samples: int,
         record_spikes: str | None = None,
         record_v: str | None = None,
+        status: str | None = None,
+        status_row: int = 0,
         name: str | None = None,
     ) -> None:
         if precision not in PARAMS:
@@ -91,7 +101,7 @@ class NeuronGroup(AbstractProcess):
         super().__init__(
             size=size, precision=precision, spiking=spiking, offset=offset, steps=steps,
             period=period, samples=samples, record_spikes=record_spikes, record_v=record_v,
-            population=name or "", name=name,
+            status=status, status_row=int(status_row), population=name or "", name=name,
         )
         shape = (size,)
         self.a_in = InPort(shape=shape)
@@ -121,6 +131,9 @@ class _NeuronGroupModel(PyLoihiProcessModel):
         self.samples: int = int(proc_params["samples"])
         self._paths = {"spikes": proc_params["record_spikes"], "v": proc_params["record_v"]}
         self._records: dict[str, np.ndarray] = {}
+        self._status_path: str | None = proc_params["status"]
+        self._status_row: int = int(proc_params["status_row"])
+        self._status: np.ndarray | None = None
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv()  # drain the channel every step, also when idle
@@ -128,6 +141,7 @@ class _NeuronGroupModel(PyLoihiProcessModel):
         j, k = divmod(rel, self.period)
         if rel < 0 or j >= self.samples or k >= self.steps:
             self.s_out.send(np.zeros_like(self.v))
+            self._report()
             return
         try:
             s = self._update(a_in, k)
@@ -141,6 +155,16 @@ class _NeuronGroupModel(PyLoihiProcessModel):
             raise RuntimeError(f"population '{self.population}', chip step {self.time_step - 1}: "
                                f"{type(exc).__name__}: {exc}") from None
         self.s_out.send(s)
+        self._report()
+
+    def _report(self) -> None:
+        """(time step, spike count) into this group's row of the status file."""
+        if self._status_path is None:
+            return
+        if self._status is None:  # mapped on first use, inside Lava's worker process
+            self._status = np.load(self._status_path, mmap_mode="r+")[self._status_row]
+        self._status[1] = self.spike_count[0]
+        self._status[0] = self.time_step  # last: a step the host sees has its count
 
     def _update(self, a_in: np.ndarray, k: int) -> np.ndarray:
         params = {key: getattr(self, key) for key in self.params}

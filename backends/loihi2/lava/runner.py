@@ -17,11 +17,18 @@ fails or is interrupted. Lava 0.10.0 hangs when a process raises before sending 
 ports (the processes downstream wait for that message forever), so the run is started
 non-blocking and watched: a Lava worker that dies ends the run with a one-line
 :class:`NeuromorphError` naming its error, and the remaining workers are terminated.
+A run whose chip steps stop advancing (a worker stuck or stopped) ends the same way
+after ``stall_timeout`` seconds without progress (``NEUROMORPH_LAVA_STALL_S``, default
+60): each NeuronGroup writes its time step into a status file the host polls.
+
+Whatever ends the process that started a run -- an error, Ctrl-C, SIGTERM, SIGHUP or
+SIGKILL, to it or to its process group -- none of the run's processes, shared-memory
+segments or temp files outlives it for more than a moment: see ``lifecycle.py``.
+Delays that Lava could not hold in memory are refused here, before any Lava process
+exists.
 """
 import os
-import signal
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -34,10 +41,11 @@ import_lava()
 
 from lava.magma.core.run_conditions import RunSteps  # noqa: E402
 from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: E402
-from lava.magma.runtime.mgmt_token_enums import MGMT_RESPONSE, enum_equal  # noqa: E402
+from lava.magma.runtime.mgmt_token_enums import MGMT_COMMAND, MGMT_RESPONSE, enum_equal  # noqa: E402
 from lava.proc.dense.process import DelayDense, Dense  # noqa: E402
 from lava.proc.io.source import RingBuffer  # noqa: E402
 
+from neuromorph.backends.loihi2.lava import lifecycle  # noqa: E402
 from neuromorph.backends.loihi2.lava.process import NeuronGroup  # noqa: E402
 from neuromorph.backends.loihi2.netlist import Netlist  # noqa: E402
 from neuromorph.backends.loihi2.chip_model import Schedule, check_inputs, float_params, input_stream  # noqa: E402
@@ -49,7 +57,15 @@ FLOAT_MESSAGE_BITS = 24
 ``weights.dot(s_in)``, the numpy simulator's arithmetic; with 0 it sums the columns of
 the spiking inputs, a different floating-point summation order."""
 MAX_DELAY = 63  # Loihi 2 synaptic delays are 6 bits (Lava's fixed DelayDense refuses more)
+MAX_DELAY_MATRIX_BYTES = 1 << 30
+"""Lava's DelayDense builds a ``[(delay + 1) * out, in]`` float64 matrix every step: float
+delays are refused where it would exceed this (fixed point: ``MAX_DELAY``)."""
 POLL_S = 0.001
+STALL_ENV = "NEUROMORPH_LAVA_STALL_S"
+STALL_TIMEOUT_S = 60.0
+"""Seconds without a finished chip step after which a run is declared stuck."""
+STOP_TIMEOUT_S = 10.0
+"""Seconds Lava's runtime services get to stop after a completed run before they are killed."""
 
 Progress = Callable[[int, int], None]
 """``progress(chip steps done, total chip steps)``, called between chunks of the run."""
@@ -86,6 +102,7 @@ def run_lava(
     probes: Sequence[tuple[str, str]] = (),
     progress: Optional[Progress] = None,
     chunk: int = 0,
+    stall_timeout: Optional[float] = None,
 ) -> "tuple[dict[str, np.ndarray], dict[str, int], LavaInfo]":
     """Run ``x`` ({input: [N, T, *shape]}, or one array for a single input) through
     ``net`` in Lava's CPU simulator.
@@ -96,6 +113,8 @@ def run_lava(
     ``info.probes`` under the same key as [N, T, *shape] (the membrane in IR units).
     ``progress``: called as ``progress(done, total)`` after every ``chunk`` chip steps
     (default chunk: a twentieth of the run); without it the run is one ``RunSteps``.
+    ``stall_timeout``: seconds without a finished chip step after which the run fails
+    (default: ``$NEUROMORPH_LAVA_STALL_S``, else 60).
 
     Returns ({output: [N, T, *shape]}, {population: spikes inside sample windows}, info),
     the outputs aligned to IR time steps as ``simulate_netlist`` returns them.
@@ -113,16 +132,23 @@ def run_lava(
         raise NeuromorphError("nothing to run: the input has no samples or no time steps")
     probe_sel = _check_probes(net, probes)
     _check_connected(net)
+    _check_delays(net, precision)
+    stall_s = _stall_timeout(stall_timeout)
     sched = Schedule.of(net, n, t)
 
-    with tempfile.TemporaryDirectory(prefix="neuromorph-lava-") as workdir:
+    # Exits in reverse order: the temp folder is removed, the guardian ends (removing
+    # whatever a failure left), then a signal that arrived is acted upon.
+    with lifecycle.Interrupts() as interrupts, lifecycle.RunGuard() as guard, \
+            tempfile.TemporaryDirectory(prefix="neuromorph-lava-") as workdir:
+        guard.folder(workdir)
         t0 = time.perf_counter()
-        groups, others, files = _build(net, inputs, sched, precision, quantized,
-                                       {(o.population, o.signal) for o in net.outputs} | set(probe_sel),
-                                       workdir)
+        with interrupts.armed():
+            groups, others, files, status = _build(
+                net, inputs, sched, precision, quantized,
+                {(o.population, o.signal) for o in net.outputs} | set(probe_sel), workdir)
         t1 = time.perf_counter()
         chunk = (chunk if chunk > 0 else max(1, -(-sched.total // 20))) if progress else sched.total
-        counts = _execute(groups, sched.total, TAGS[precision], chunk, progress)
+        counts = _execute(groups, status, sched.total, TAGS[precision], chunk, progress, interrupts, stall_s)
         t2 = time.perf_counter()
 
         def read(pop_name: str, signal_: str) -> np.ndarray:
@@ -145,9 +171,9 @@ def run_lava(
 
 
 def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, precision: str,
-           quantized: Any, wanted: set, workdir: str) -> tuple[dict, list, dict]:
+           quantized: Any, wanted: set, workdir: str) -> tuple[dict, list, dict, str]:
     """Lava processes for the netlist: ({population: NeuronGroup}, [sources and
-    synapses], {(population, signal): record file})."""
+    synapses], {(population, signal): record file}, the groups' status file)."""
     fixed = precision == "fixed"
     n, t = sched.samples, sched.steps
     streams = input_stream(net, inputs, sched)
@@ -156,18 +182,15 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
 
         # Integer payloads, converted once; out-of-range input is refused here, before Lava.
         streams = {name: input_payload(quantized, name, s) for name, s in streams.items()}
-        for c in net.connections:
-            if c.extra_delay > MAX_DELAY:
-                raise NeuromorphError(
-                    f"connection {c.source}->{c.target} needs a synaptic delay of {c.extra_delay} "
-                    f"chip steps; Loihi 2 delays are at most {MAX_DELAY}")
+    status = os.path.join(workdir, "status.npy")  # per group: (time step, spike count)
+    np.lib.format.open_memmap(status, mode="w+", dtype=np.int64, shape=(len(net.populations), 2)).flush()
     try:
         sources = {port.name: RingBuffer(data=np.ascontiguousarray(streams[port.name].T))
                    for port in net.inputs}
 
         files: dict[tuple[str, str], str] = {}
         groups: dict[str, NeuronGroup] = {}
-        for pop in net.populations:
+        for row, pop in enumerate(net.populations):
             for signal_ in ("spikes", "v"):
                 if (pop.name, signal_) in wanted:
                     path = os.path.join(workdir, f"{len(files)}.npy")
@@ -178,7 +201,7 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
                 size=pop.size, params=quantized.populations[pop.name] if fixed else float_params(pop),
                 precision=precision, spiking=pop.spiking, offset=pop.offset, steps=t,
                 period=sched.period, samples=n, record_spikes=files.get((pop.name, "spikes")),
-                record_v=files.get((pop.name, "v")), name=pop.name,
+                record_v=files.get((pop.name, "v")), status=status, status_row=row, name=pop.name,
             )
 
         synapses = []
@@ -199,7 +222,7 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
         raise
     except Exception as exc:
         raise NeuromorphError(f"cannot build the Lava network: {_one_line(exc)}") from exc
-    return groups, [*sources.values(), *synapses], files
+    return groups, [*sources.values(), *synapses], files, status
 
 
 def _check_probes(net: Netlist, probes: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -210,6 +233,44 @@ def _check_probes(net: Netlist, probes: Sequence[tuple[str, str]]) -> list[tuple
                 f"unknown probe {(pop, signal_)}: use (population, 'spikes' or 'v') "
                 f"(populations: {', '.join(sorted(names))})")
     return list(dict.fromkeys(probes))
+
+
+def _check_delays(net: Netlist, precision: str) -> None:
+    """Refuse, before any Lava process exists, delays Lava cannot run: above Loihi 2's
+    6 bits in fixed point; in float, delays whose DelayDense matrix would not fit
+    ``MAX_DELAY_MATRIX_BYTES`` (a worker would otherwise try to allocate it)."""
+    for c in net.connections:
+        delay = int(c.extra_delay)
+        where = f"connection {c.source}->{c.target}"
+        if delay < 0:
+            raise NeuromorphError(f"{where} has a negative synaptic delay ({delay}); the netlist is corrupt")
+        if precision == "fixed":
+            if delay > MAX_DELAY:
+                raise NeuromorphError(f"{where} needs a synaptic delay of {delay} chip steps; "
+                                      f"Loihi 2 delays are at most {MAX_DELAY}")
+            continue
+        per_delay = 8 * int(np.prod(np.shape(c.weight)))
+        if delay > 0 and (delay + 1) * per_delay > MAX_DELAY_MATRIX_BYTES:
+            raise NeuromorphError(
+                f"{where} needs a synaptic delay of {delay} chip steps; Lava's DelayDense would "
+                f"build a {(delay + 1) * per_delay / 2**30:.3g} GiB matrix every step (this "
+                f"connection allows delays up to {max(0, MAX_DELAY_MATRIX_BYTES // max(per_delay, 1) - 1)})")
+
+
+def _stall_timeout(value: Optional[float]) -> float:
+    source = "stall_timeout"
+    if value is None:
+        text = os.environ.get(STALL_ENV, "").strip()
+        if not text:
+            return STALL_TIMEOUT_S
+        source = STALL_ENV
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+    if not value > 0:  # also NaN
+        raise NeuromorphError(f"{source} must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 def _check_connected(net: Netlist) -> None:
@@ -233,24 +294,29 @@ def _check_connected(net: Netlist) -> None:
 # ---------------------------------------------------------------- running it
 
 
-def _execute(groups: dict[str, NeuronGroup], total: int, tag: str, chunk: int,
-             progress: Optional[Progress]) -> dict[str, int]:
+def _execute(groups: dict[str, NeuronGroup], status_path: str, total: int, tag: str, chunk: int,
+             progress: Optional[Progress], interrupts: lifecycle.Interrupts,
+             stall_s: float) -> dict[str, int]:
     """Run ``total`` chip steps (in chunks), read the spike counts, always stop Lava."""
     anchor = next(iter(groups.values()))
     cfg = Loihi2SimCfg(select_tag=tag)
+    status = np.load(status_path, mmap_mode="r")
     in_flight = True  # until a RunSteps has come back complete, Lava's state is unknown
     try:
-        done = 0
-        while done < total:
-            steps = min(chunk, total - done)
-            in_flight = True
-            _lava(_start, anchor, steps, cfg)
-            _lava(_wait, anchor.runtime)
-            in_flight = False
-            done += steps
-            if progress is not None:
-                progress(done, total)  # its exceptions (and Ctrl-C) pass through unchanged
-        return {name: int(round(float(_lava(g.spike_count.get)[0]))) for name, g in groups.items()}
+        with interrupts.armed():  # signals raise here, not during the shutdown below
+            done = 0
+            while done < total:
+                steps = min(chunk, total - done)
+                in_flight = True
+                # The first call compiles and forks Lava's workers (lifecycle.RunGuard
+                # makes them ignore Ctrl-C and die with this process).
+                _lava(anchor.run, RunSteps(num_steps=steps, blocking=False), cfg)
+                _lava(_wait, anchor.runtime, status, stall_s, total)
+                in_flight = False
+                done += steps
+                if progress is not None:
+                    progress(done, total)  # its exceptions (and Ctrl-C) pass through unchanged
+        return {name: int(status[row, 1]) for row, name in enumerate(groups)}
     finally:
         _shutdown(anchor, graceful=not in_flight)
 
@@ -265,26 +331,13 @@ def _lava(fn: Callable[..., Any], *args: Any) -> Any:
         raise NeuromorphError(f"Lava run failed: {_one_line(exc)}") from exc
 
 
-def _start(anchor: NeuronGroup, steps: int, cfg: Loihi2SimCfg) -> None:
-    """Start ``steps`` chip steps without blocking. The first call compiles and forks
-    Lava's workers; they ignore Ctrl-C (SIGINT goes to the whole process group), so an
-    interrupt reaches only this process, which then terminates them cleanly."""
-    condition = RunSteps(num_steps=steps, blocking=False)
-    if anchor.runtime is None and threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            anchor.run(condition=condition, run_cfg=cfg)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-    else:
-        anchor.run(condition=condition, run_cfg=cfg)
-
-
-def _wait(runtime: Any) -> None:
+def _wait(runtime: Any, status: np.ndarray, stall_s: float, total: int) -> None:
     """Wait for the runtime services to report the end of the run; fail as soon as one
-    reports an error or a Lava worker exits (Lava itself would wait forever)."""
+    reports an error or a Lava worker exits (Lava itself would wait forever), or when no
+    chip step finishes for ``stall_s`` seconds."""
     ports = runtime.service_to_runtime
     actors = runtime._messaging_infrastructure.actors
+    steps, since = int(status[:, 0].sum()), time.monotonic()
     while True:
         ready = [p.probe() for p in ports]
         if any(r and enum_equal(p.peek(), MGMT_RESPONSE.ERROR) for r, p in zip(ready, ports)):
@@ -294,6 +347,14 @@ def _wait(runtime: Any) -> None:
             return
         if any(a.exitcode is not None for a in actors):
             raise _failure(actors)
+        now = int(status[:, 0].sum())
+        if now != steps:
+            steps, since = now, time.monotonic()
+        elif time.monotonic() - since > stall_s:
+            raise NeuromorphError(
+                f"Lava run stalled: no chip step finished in {stall_s:g} s (at chip step "
+                f"{int(status[:, 0].min())} of {total}); a Lava worker is stuck or stopped "
+                f"(the limit is {STALL_ENV})")
         time.sleep(POLL_S)
 
 
@@ -310,32 +371,123 @@ def _failure(actors: list, timeout_s: float = 5.0) -> NeuromorphError:
 
 
 def _shutdown(anchor: NeuronGroup, graceful: bool) -> None:
-    """Stop Lava. Gracefully (Lava's ``stop()``) when the last run completed; otherwise
-    terminate Lava's worker processes ourselves, since ``stop()`` waits for answers that
-    a dead or blocked worker never sends."""
+    """Stop Lava, in bounded time, whatever state it is in (also half initialized).
+
+    When the last run completed, the runtime services are asked to stop (Lava's own
+    STOP/TERMINATED exchange, with a deadline instead of Lava's unbounded wait);
+    otherwise, or when they do not answer, the workers are killed: a dead, stuck or
+    stopped worker never answers. Lava's shared-memory server is then killed and the
+    segments unlinked here (it would unlink them itself, but could hang doing so)."""
     runtime = anchor.runtime
-    if runtime is None:  # failed before Lava started anything
+    if runtime is None:  # failed before Lava forked anything
         return
-    if graceful:
-        try:
-            anchor.stop()
-            return
-        except Exception:  # noqa: BLE001 - fall back to terminating the workers
-            pass
     infra = runtime._messaging_infrastructure
-    for actor in infra.actors:
-        try:
-            if actor.exitcode is None:
-                actor.terminate()
-        except ValueError:  # already joined and closed by a partial stop()
-            pass
-    for actor in infra.actors:
-        actor.join()  # Lava's SystemProcess.join: a no-op once joined
+    actors = list(infra.actors) if infra is not None else []
+    if graceful and runtime._is_started:
+        graceful = _stop_services(runtime, STOP_TIMEOUT_S)
+    _end(actors, grace_s=STOP_TIMEOUT_S if graceful else 0.0)
+    try:
+        runtime.join()  # the host's channel ports: wakes their threads so that they end
+    except Exception:  # noqa: BLE001 - best effort; the processes are gone either way
+        pass
     # Lava's stop() (also called from the processes' __del__) must not wait for them now.
     runtime._is_running = runtime._is_started = False
-    infra.stop()  # shuts down Lava's shared-memory manager process
+    if infra is not None and infra.smm is not None:
+        _release_shared_memory(infra.smm)
     if runtime._watchdog_manager is not None:
-        runtime._watchdog_manager.stop()
+        try:
+            runtime._watchdog_manager.stop()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _stop_services(runtime: Any, timeout_s: float) -> bool:
+    """Lava's Runtime.stop() handshake with a deadline: True if every service answered."""
+    try:
+        for port in runtime.runtime_to_service:
+            port.send(MGMT_COMMAND.STOP)
+        deadline = time.monotonic() + timeout_s
+        ports = runtime.service_to_runtime
+        while not all(p.probe() for p in ports):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(POLL_S)
+        return all([enum_equal(p.recv(), MGMT_RESPONSE.TERMINATED) for p in ports])
+    except Exception:  # noqa: BLE001 - fall back to killing the workers
+        return False
+
+
+def _gone(process: Any) -> bool:
+    try:
+        return process.exitcode is not None
+    except ValueError:  # already joined and closed
+        return True
+
+
+def _end(actors: list, grace_s: float) -> None:
+    """Let the workers exit for ``grace_s`` seconds, kill those left (SIGKILL also ends
+    a stopped process), reap them all."""
+    deadline = time.monotonic() + grace_s
+    for actor in actors:
+        while not _gone(actor) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+    for actor in actors:
+        if not _gone(actor):
+            try:
+                actor.kill()
+            except (OSError, ValueError, AttributeError):
+                pass
+    for actor in actors:
+        try:
+            if actor._popen is not None and not actor._is_done:
+                actor._popen.wait(5.0)
+            if _gone(actor):
+                actor.join()  # Lava's SystemProcess.join: collects its exception, closes it
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def _release_shared_memory(smm: Any) -> None:
+    """Kill Lava's shared-memory server, close the host's mappings, unlink the segments."""
+    handles = list(smm._shared_memory_handles)
+    manager = smm._manager
+    server = getattr(manager, "_process", None)
+    if server is not None and not _gone(server):
+        try:
+            server.kill()
+            server.join(5.0)
+        except (OSError, ValueError, AttributeError):
+            pass
+    for handle in handles:
+        try:
+            handle.close()
+        except Exception:  # noqa: BLE001 - a mapping still in use stays mapped; it is unlinked below
+            pass
+    smm._shared_memory_handles.clear()
+    if manager is not None:
+        try:
+            manager.shutdown()  # the server is gone: only marks the manager shut down
+        except Exception:  # noqa: BLE001 - e.g. interrupted while starting: no shutdown yet
+            pass
+        smm._manager = None
+    for handle in handles:
+        _unlink(handle.name)
+
+
+def _unlink(name: str) -> None:
+    """Unlink a shared-memory segment if it still exists, and tell multiprocessing's
+    resource tracker (which registered it on creation) that it is gone."""
+    try:
+        import _posixshmem
+        from multiprocessing import resource_tracker
+
+        _posixshmem.shm_unlink("/" + name)
+    except Exception:  # noqa: BLE001 - gone already, or not POSIX
+        return
+    try:
+        resource_tracker.unregister("/" + name, "shared_memory")
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _one_line(exc: BaseException, limit: int = 400) -> str:

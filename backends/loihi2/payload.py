@@ -1,0 +1,333 @@
+"""Reading a Loihi 2 artifact's payload: every field checked before anything uses it.
+
+An artifact's checksum only catches accidents (anyone can recompute it), so the payload
+is untrusted data. ``decode`` rebuilds the :class:`~.netlist.Netlist` (and for fixed point
+the :class:`~.quantize.QuantizedNetlist`) only after checking, field by field, what the
+compiler guarantees and the chip can hold; anything else is a one-line ModelFileError
+naming the field:
+
+- structure: each record has exactly its fields; names are strings; lists and objects
+  where they belong;
+- consistency with the artifact's own model: one input port per Input node, one
+  population per neuron node (of its kind: netlist.KINDS), one output port per Output
+  node read from the population that feeds it, every shape the model's; every
+  connection joins an existing source (input or population) to a population with a
+  ``[target size, source size]`` matrix; so no size in the payload can exceed what the
+  model (and the file's own data) declares;
+- timing: offsets within ``0..number of populations`` (the compiler's offsets are
+  longest paths of at most one step per population), IR delays at most the model's
+  total delay, and ``extra_delay = offset(target) - offset(source) - 1 + ir_delay``
+  exactly; for fixed point at most :data:`LOIHI_MAX_DELAY` (Loihi 2's 6-bit delays);
+- float values: finite (a non-spiking LI population's threshold is +inf), decays in
+  ``[0, 1]`` (up to discretize.DECAY_TOLERANCE), adaptation strengths >= 0;
+- fixed-point integers within the bit widths of quantize.py / neuron_step.py
+  (:data:`FIXED_RANGES`), weight mantissas that Lava's clip/truncate leaves unchanged
+  (8-bit), weight exponents in ``WEIGHT_EXP_MIN..WEIGHT_EXP_MAX``, message bits in
+  0/8/16/24, positive finite scales.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import Any, NoReturn
+
+import numpy as np
+
+from neuromorph.discretize import DECAY_TOLERANCE
+from neuromorph.documents import shown
+from neuromorph.errors import ModelFileError
+from neuromorph.ir import Delay, Graph, Neuron
+
+from . import neuron_step
+from .netlist import KINDS, Connection, InputPort, Netlist, OutputPort, Population
+from .quantize import (
+    BETA_MANT_MAX, BIAS_EXP_MAX, BIAS_MANT_MAX, PAYLOAD_BITS, UV_LIMIT, VTH_MAX, WEIGHT_EXP_MAX,
+    WEIGHT_EXP_MIN, QuantizedNetlist, lava_weights,
+)
+
+KIND_OF = {"IF": "if", "LIF": "lif", "CubaLIF": "cuba", "ALIF": "alif", "LI": "li"}
+"""The population kind the lowering gives each neuron node type."""
+assert set(KIND_OF.values()) == set(KINDS)
+
+LOIHI_MAX_DELAY = 63
+"""Loihi 2 synaptic delays are 6 bits (lava/runner.py MAX_DELAY; Lava's fixed DelayDense
+refuses more)."""
+
+BETA_SHIFT_RANGE = (-27, 62)
+"""beta_shift: (beta_mant * a) >> beta_shift, a left shift when negative. |beta_mant * a|
+< 2**35, so a left shift of at most 27 keeps the int64 threshold exact, and a right
+shift of at most 62 is defined for int64."""
+
+FIXED_RANGES: dict[str, tuple[int, int]] = {
+    "du": (0, 4095), "dv": (0, 4095), "da": (0, 4095),  # 12-bit decays
+    "bias_u": (-UV_LIMIT, UV_LIMIT),  # 24-bit signed
+    "bias_mant": (-BIAS_MANT_MAX - 1, BIAS_MANT_MAX), "bias_exp": (0, BIAS_EXP_MAX),  # 13-bit << 0..7
+    "vth": (0, VTH_MAX),  # 17-bit unsigned
+    "v_init": (-UV_LIMIT, UV_LIMIT),  # 24-bit signed
+    "a_inc": (0, UV_LIMIT),  # the trace saturates at 24 bits
+    "beta_mant": (-BETA_MANT_MAX - 1, BETA_MANT_MAX), "beta_shift": BETA_SHIFT_RANGE,
+}
+"""Inclusive range of every fixed-point population parameter (neuron_step.FIXED_PARAMS)."""
+assert set(FIXED_RANGES) == set(neuron_step.FIXED_PARAMS)
+
+V_SCALE_MAX = 2.0**30  # quantize._v_scale's cap
+
+_FLOAT_ARRAYS = ("du", "dv", "bias_u", "bias_v", "vth", "v_init", "v_shift", "da", "beta")
+_DECAYS = ("du", "dv", "da")
+_QUANTIZED_KEYS = tuple(f.name for f in fields(QuantizedNetlist) if f.name != "net")
+
+
+def _keys(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+class _Reader:
+    """Field checks that raise one-line ModelFileErrors naming the field."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, what: str) -> NoReturn:
+        raise ModelFileError(f"{self.source}: artifact payload: {where}: {what}")
+
+    def record(self, value: Any, where: str, keys: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(where, f"must be an object, got {shown(value)}")
+        missing = [k for k in keys if k not in value]
+        extra = [k for k in value if k not in keys]
+        if missing:
+            self.fail(where, f"missing {', '.join(missing)}")
+        if extra:
+            self.fail(where, f"unknown field(s) {shown(extra)}")
+        return value
+
+    def list(self, value: Any, where: str, length: int | None = None) -> list[Any]:
+        if not isinstance(value, list):
+            self.fail(where, f"must be a list, got {shown(value)}")
+        if length is not None and len(value) != length:
+            self.fail(where, f"has {len(value)} entries, expected {length}")
+        return value
+
+    def mapping(self, value: Any, where: str, keys: list[str]) -> dict[str, Any]:
+        """An object whose keys are exactly ``keys`` (in any order)."""
+        if not isinstance(value, dict):
+            self.fail(where, f"must be an object, got {shown(value)}")
+        if set(value) != set(keys):
+            self.fail(where, f"has keys {shown(sorted(value))}, expected {shown(sorted(keys))}")
+        return value
+
+    def name(self, value: Any, where: str, allowed: Any, what: str) -> str:
+        if not isinstance(value, str) or value not in allowed:
+            self.fail(where, f"{shown(value)} is not {what}")
+        return value
+
+    def integer(self, value: Any, where: str, lo: int, hi: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(where, f"must be an int, got {shown(value)}")
+        if not lo <= value <= hi:
+            self.fail(where, f"{value} is outside {lo}..{hi}")
+        return value
+
+    def number(self, value: Any, where: str, lo: float, hi: float) -> float:
+        """A finite number in ``(lo, hi]``."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(where, f"must be a number, got {shown(value)}")
+        x = float(value)
+        if not math.isfinite(x) or not lo < x <= hi:
+            self.fail(where, f"{shown(value)} is outside ({lo:g}, {hi:g}]")
+        return x
+
+    def shape(self, value: Any, where: str, expected: tuple[int, ...]) -> tuple[int, ...]:
+        if (not isinstance(value, list) or tuple(value) != expected
+                or any(isinstance(s, bool) or not isinstance(s, int) for s in value)):
+            self.fail(where, f"shape {shown(value)} is not the model's {list(expected)}")
+        return expected
+
+    def array(self, value: Any, where: str, shape: tuple[int, ...], kind: str) -> np.ndarray:
+        """A decoded array of float64 (kind "f") or int64 (kind "i") of exactly ``shape``."""
+        if not isinstance(value, np.ndarray):
+            self.fail(where, f"must be an array, got {shown(value)}")
+        if value.dtype.kind != kind:
+            self.fail(where, f"must be {'float64' if kind == 'f' else 'int64'}, got {value.dtype}")
+        if value.shape != shape:
+            self.fail(where, f"has shape {list(value.shape)}, expected {list(shape)}")
+        return value
+
+    def finite(self, arr: np.ndarray, where: str) -> None:
+        if not np.all(np.isfinite(arr)):
+            self.fail(where, f"contains {'NaN' if np.any(np.isnan(arr)) else 'an infinity'}")
+
+    def within(self, arr: np.ndarray, where: str, lo: float, hi: float) -> None:
+        if arr.size and (np.min(arr) < lo or np.max(arr) > hi):
+            bad = arr[(arr < lo) | (arr > hi)].flat[0]
+            self.fail(where, f"value {bad:g} is outside {lo:g}..{hi:g}")
+
+
+def delay_bound(graph: Graph, dt: float) -> int:
+    """The longest delay (steps) any path of the model can have: the sum of its edge
+    delays and of its Delay nodes' largest delays. An IR delay in the payload above it
+    cannot have come from this model."""
+    total = sum(e.delay for e in graph.edges)
+    for node in graph.nodes.values():
+        if isinstance(node, Delay) and node.delay.size:
+            steps = float(np.max(node.delay)) / dt
+            total += int(math.ceil(min(steps, 2.0**62)))
+    return total
+
+
+def decode(data: Any, *, graph: Graph, dt: float, precision: str,
+           source: str) -> tuple[Netlist, QuantizedNetlist | None]:
+    """The payload's netlist (and its integers for fixed point), checked against the
+    artifact's model and the chip's limits; ModelFileError (one line) otherwise."""
+    r = _Reader(source)
+    top = r.record(data, "payload", ("netlist", "quantized"))
+    net = _netlist(r, top["netlist"], graph, dt, fixed=precision == "fixed")
+    if precision != "fixed":
+        if top["quantized"] is not None:
+            r.fail("quantized", "a float artifact carries no integer data")
+        return net, None
+    if not isinstance(top["quantized"], dict):
+        raise ModelFileError(f"{source}: a fixed-point artifact without its integer data")
+    return net, _quantized(r, top["quantized"], net)
+
+
+def _netlist(r: _Reader, data: Any, graph: Graph, dt: float, fixed: bool) -> Netlist:
+    d = r.record(data, "netlist", ("inputs", "populations", "connections", "outputs", "source_nodes"))
+
+    inputs: list[InputPort] = []
+    for i, item in enumerate(r.list(d["inputs"], "netlist.inputs", len(graph.inputs))):
+        where = f"netlist.inputs[{i}]"
+        rec = r.record(item, where, _keys(InputPort))
+        name = r.name(rec["name"], f"{where}.name", graph.inputs, "an Input node of the model")
+        if any(p.name == name for p in inputs):
+            r.fail(where, f"input '{name}' appears twice")
+        inputs.append(InputPort(name, r.shape(rec["shape"], f"input '{name}'", graph.shape(name))))
+
+    neurons = {n: node for n, node in graph.nodes.items() if isinstance(node, Neuron)}
+    pops: dict[str, Population] = {}
+    for i, item in enumerate(r.list(d["populations"], "netlist.populations", len(neurons))):
+        rec = r.record(item, f"netlist.populations[{i}]", _keys(Population))
+        name = r.name(rec["name"], f"netlist.populations[{i}].name", neurons, "a neuron node of the model")
+        if name in pops:
+            r.fail(f"netlist.populations[{i}]", f"population '{name}' appears twice")
+        pops[name] = _population(r, rec, name, neurons[name].type_name, graph.shape(name), len(neurons))
+
+    sizes = {**{p.name: p.size for p in inputs}, **{p.name: p.size for p in pops.values()}}
+    offsets = {**{p.name: 0 for p in inputs}, **{p.name: p.offset for p in pops.values()}}
+    longest = delay_bound(graph, dt)
+    connections: list[Connection] = []
+    for i, item in enumerate(r.list(d["connections"], "netlist.connections")):
+        where = f"netlist.connections[{i}]"
+        rec = r.record(item, where, _keys(Connection))
+        src = r.name(rec["source"], f"{where}.source", sizes, "an input port or population")
+        dst = r.name(rec["target"], f"{where}.target", pops, "a population")
+        where = f"connection {src}->{dst}"
+        weight = r.array(rec["weight"], f"{where}: weight", (sizes[dst], sizes[src]), "f")
+        r.finite(weight, f"{where}: weight")
+        ir_delay = r.integer(rec["ir_delay"], f"{where}: ir_delay", 0, longest)
+        extra = offsets[dst] - offsets[src] - 1 + ir_delay
+        if rec["extra_delay"] != extra or isinstance(rec["extra_delay"], bool):
+            r.fail(f"{where}: extra_delay", f"{shown(rec['extra_delay'])} does not match the offsets and the "
+                   f"IR delay (offset {offsets[dst]} - offset {offsets[src]} - 1 + {ir_delay} = {extra})")
+        if extra < 0:
+            r.fail(where, f"arrives {-extra} step(s) before its target runs (offsets {offsets[src]} -> "
+                   f"{offsets[dst]}, IR delay {ir_delay})")
+        if fixed and extra > LOIHI_MAX_DELAY:
+            r.fail(f"{where}: extra_delay", f"{extra} chip steps; Loihi 2 delays are at most {LOIHI_MAX_DELAY}")
+        connections.append(Connection(src, dst, weight, ir_delay, extra))
+
+    outputs: list[OutputPort] = []
+    for i, item in enumerate(r.list(d["outputs"], "netlist.outputs", len(graph.outputs))):
+        where = f"netlist.outputs[{i}]"
+        rec = r.record(item, where, _keys(OutputPort))
+        name = r.name(rec["name"], f"{where}.name", graph.outputs, "an Output node of the model")
+        if any(o.name == name for o in outputs):
+            r.fail(where, f"output '{name}' appears twice")
+        feeds = {e.source for e in graph.incoming(name)}
+        pop = r.name(rec["population"], f"output '{name}': population", pops.keys() & feeds,
+                     f"the population that feeds Output '{name}'")
+        signal = "v" if pops[pop].kind == "li" else "spikes"
+        if rec["signal"] != signal:
+            r.fail(f"output '{name}': signal", f"{shown(rec['signal'])}, but a '{pops[pop].kind}' "
+                   f"population's output is '{signal}'")
+        outputs.append(OutputPort(name, pop, signal, r.shape(rec["shape"], f"output '{name}'", graph.shape(name))))
+
+    source_nodes = d["source_nodes"]
+    if not isinstance(source_nodes, dict) or not all(
+            k in pops and isinstance(v, list) and all(isinstance(n, str) and n in graph.nodes for n in v)
+            for k, v in source_nodes.items()):
+        r.fail("netlist.source_nodes", "must map populations to lists of the model's node names")
+    return Netlist(dt, inputs, list(pops.values()), connections, outputs,
+                   {k: list(v) for k, v in source_nodes.items()})
+
+
+def _population(r: _Reader, rec: dict[str, Any], name: str, type_name: str, shape: tuple[int, ...],
+                count: int) -> Population:
+    where = f"population '{name}'"
+    kind = rec["kind"]
+    if not isinstance(kind, str) or kind not in KINDS:
+        r.fail(f"{where}: kind", f"{shown(kind)} is not one of {', '.join(KINDS)}")
+    if kind != KIND_OF.get(type_name):
+        r.fail(f"{where}: kind", f"'{kind}', but the model's node is a {type_name}")
+    r.shape(rec["shape"], where, shape)
+    n = math.prod(shape)
+    arrays = {}
+    for key in _FLOAT_ARRAYS:
+        arr = r.array(rec[key], f"{where}: {key}", (n,), "f")
+        if key == "vth" and kind == "li":
+            if not np.all(arr == np.inf):
+                r.fail(f"{where}: vth", "an LI population has no threshold (+inf)")
+        else:
+            r.finite(arr, f"{where}: {key}")
+        arrays[key] = arr
+    for key in _DECAYS:
+        r.within(arrays[key], f"{where}: {key}", 0.0, 1.0 + DECAY_TOLERANCE)
+    r.within(arrays["beta"], f"{where}: beta", 0.0, np.inf)
+    offset = r.integer(rec["offset"], f"{where}: offset", 0, count)
+    return Population(name=name, kind=kind, shape=shape, offset=offset, **arrays)
+
+
+def _quantized(r: _Reader, data: dict[str, Any], net: Netlist) -> QuantizedNetlist:
+    q = r.record(data, "quantized", _QUANTIZED_KEYS)
+    pops = {p.name: p for p in net.populations}
+    ins = [p.name for p in net.inputs]
+
+    populations: dict[str, dict[str, np.ndarray]] = {}
+    for name, params in r.mapping(q["populations"], "quantized.populations", list(pops)).items():
+        where = f"quantized population '{name}'"
+        r.mapping(params, where, list(FIXED_RANGES))
+        populations[name] = {}
+        for key, (lo, hi) in FIXED_RANGES.items():
+            arr = r.array(params[key], f"{where}: {key}", (pops[name].size,), "i")
+            r.within(arr, f"{where}: {key}", lo, hi)
+            populations[name][key] = arr
+
+    n = len(net.connections)
+    weights, exps = [], []
+    for i, (c, w, e) in enumerate(zip(net.connections,
+                                      r.list(q["weights"], "quantized.weights", n),
+                                      r.list(q["weight_exps"], "quantized.weight_exps", n))):
+        where = f"quantized connection {c.source}->{c.target}"
+        w = r.array(w, f"{where}: weights", c.weight.shape, "i")
+        r.within(w, f"{where}: weights", -256, 255)
+        if not np.array_equal(lava_weights(w), w):
+            r.fail(f"{where}: weights", "not 8-bit mantissas that Lava's clip and truncate leave "
+                   "unchanged (0..255, -255..0, or even -256..254 for mixed signs)")
+        weights.append(w)
+        exps.append(r.integer(e, f"{where}: weight_exp", WEIGHT_EXP_MIN, WEIGHT_EXP_MAX))
+
+    input_scale = {k: r.number(v, f"quantized input '{k}': input_scale", 0.0, math.inf)
+                   for k, v in r.mapping(q["input_scale"], "quantized.input_scale", ins).items()}
+    bits = {}
+    for k, v in r.mapping(q["num_message_bits"], "quantized.num_message_bits", ins).items():
+        if isinstance(v, bool) or v not in (0, *PAYLOAD_BITS) or not isinstance(v, int):
+            r.fail(f"quantized input '{k}': num_message_bits", f"{shown(v)} is not one of 0, "
+                   f"{', '.join(map(str, PAYLOAD_BITS))}")
+        bits[k] = v
+    v_scale = {k: r.number(v, f"quantized population '{k}': v_scale", 0.0, V_SCALE_MAX)
+               for k, v in r.mapping(q["v_scale"], "quantized.v_scale", list(pops)).items()}
+    if not isinstance(q["report"], dict):
+        r.fail("quantized.report", "must be an object")
+    return QuantizedNetlist(net=net, populations=populations, weights=weights, weight_exps=exps,
+                            input_scale=input_scale, num_message_bits=bits, v_scale=v_scale,
+                            report=q["report"])

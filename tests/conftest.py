@@ -1,0 +1,169 @@
+"""Test tiers (markers) and skips for optional packages that are not installed.
+
+Markers (registered in pyproject.toml, [tool.pytest.ini_options]):
+
+* ``lava``  -- the test starts a Lava run or calls Lava's API (needs lava-nc);
+* ``torch`` -- the test needs torch (or Norse / snnTorch / nirtorch, which need torch);
+* ``slow``  -- the test takes more than ~3 s on the 2-core development machine.
+
+``make test`` runs everything (that is what CI runs); ``make test-fast`` runs
+``-m "not slow and not lava"``. The markers are given here, from the tables below,
+rather than by decorators in the test files, so that the tiers live in one place.
+
+A missing optional package never makes collection error out:
+
+* a module whose every test needs a package (MODULE_MARKERS) is skipped, without being
+  imported, when that package is not installed;
+* any other test module that fails to import because an optional package is missing
+  (say test_quantize.py, which imports lava at module level although most of its tests
+  only use the numpy fixed-point model) is skipped with the name of that package;
+* a marked test is skipped when its package is not installed, and an unmarked test that
+  fails only because an optional package is missing is reported as skipped too, with a
+  reason that says the marker table below lacks it.
+
+So ``pytest -m "not lava and not torch"`` runs on a machine with only the core
+dependencies (numpy, scipy, nir, ...).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+
+import pytest
+
+# Optional top-level packages -> the marker whose requirement they are part of.
+OPTIONAL = {"lava": "lava", "torch": "torch", "norse": "torch", "snntorch": "torch", "nirtorch": "torch"}
+# The package whose absence skips a marked test.
+MARKER_PACKAGE = {"lava": "lava", "torch": "torch"}
+INSTALL_HINT = "run `make setup` (scripts/setup.sh), see requirements/"
+
+# Test module (file stem) -> markers of every test in it.
+MODULE_MARKERS: dict[str, tuple[str, ...]] = {
+    "test_lava_backend": ("lava",),
+    "test_lava_compat": ("lava",),
+    "test_nir": ("torch",),  # snnTorch / Norse files and behaviour; imports torch at module level
+    "test_simulate": ("torch",),  # checks the numpy simulator against torch's conv/pool
+    "test_torch_backend": ("torch",),
+    "test_training": ("torch",),
+}
+
+# Tests in mixed modules (file stem, function name: all its parametrisations) -> markers.
+# Found by running the suite in scratch environments made from .venv without lava-nc
+# (and, separately, without torch/Norse/snnTorch/nirtorch): what failed there is listed.
+TEST_MARKERS: dict[tuple[str, str], tuple[str, ...]] = {
+    # Real Lava processes against the numpy integer model (the module imports lava, so
+    # without Lava it is skipped whole; its other tests are the fast tier's fixed-point model).
+    ("test_quantize", "test_dense_fixed_equals_lava_dense"): ("lava",),
+    ("test_quantize", "test_quantized_mantissas_survive_lavas_clip_and_truncate"): ("lava",),
+    ("test_quantize", "test_step_fixed_equals_lava_lif"): ("lava",),
+    ("test_quantize", "test_simulate_fixed_equals_a_stock_lava_chain_with_graded_inputs"): ("lava",),
+    ("test_resources", "test_limits_agree_with_lavas_own_constants"): ("lava",),
+    # Deployment runs in Lava (through the CLI or in process).
+    ("test_deploy", "test_float_deployment_agrees_with_the_ir_semantics_spike_for_spike"): ("lava",),
+    ("test_deploy", "test_fixed_deployment_equals_the_bit_exact_model"): ("lava",),
+    ("test_deploy", "test_run_artifact_on_a_task_matches_the_bit_exact_model"): ("lava",),
+    ("test_deploy", "test_run_artifact_on_a_user_stream_is_aligned_with_the_reference"): ("lava",),
+    ("test_deploy", "test_verify_command_prints_the_agreements"): ("lava",),
+    ("test_deploy", "test_a_model_file_runs_on_any_target_compiled_in_memory"): ("lava",),
+    ("test_deploy", "test_norse_network_imported_from_nir_deploys_and_matches_norse"): ("lava", "torch"),
+    ("test_deploy", "test_snntorch_recurrent_export_with_dotted_names_deploys_and_verifies"): ("lava", "torch"),
+    ("test_examples", "test_main_job_trains_compiles_and_runs_in_lava"): ("lava", "torch"),
+    ("test_examples", "test_snntorch_nir_file_deploys_and_matches_snntorch"): ("lava", "torch"),
+    # `neuromorph backends` loads every registered target and method, bptt included.
+    ("test_cli", "test_backends_lists_what_the_registry_holds"): ("torch",),
+    ("test_cli", "test_unknown_backend_and_method_name_the_registered_ones"): ("torch",),
+    ("test_plugin", "test_a_plugin_target_compiles_runs_and_verifies_through_the_cli"): ("torch",),
+}
+
+# Slow tests (> ~3 s). Measured on the 2-core development machine with
+#   .venv/bin/python -m pytest --durations=0 -q -p no:randomly
+# (call + setup time; the numbers are from that run and vary by ~50% with load).
+SLOW_TESTS = {
+    "tests/test_training.py::test_two_gloo_processes_train_the_same_model_as_one",  # 24-28 s
+    "tests/test_training.py::test_training_lowers_the_loss_and_beats_chance",  # 8-14 s
+    "tests/test_training.py::test_training_is_reproducible_for_a_seed",  # 6-11 s
+    "tests/test_training.py::test_cli_train_prints_the_promised_json",  # 7-9 s
+    "tests/test_examples.py::test_main_job_trains_compiles_and_runs_in_lava",  # 8-10 s
+    "tests/test_tasks.py::test_randman_alpha_sets_smoothness",  # 2-4 s
+    "tests/test_lava_backend.py::test_ctrl_c_during_a_run_leaves_no_lava_processes",  # 3-4 s
+}
+# Tests that use one of these fixtures (file stem, fixture name) get its markers. A
+# module-scoped fixture costs whichever of its tests runs first, so all of them are slow.
+FIXTURE_MARKERS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("test_deploy", "trained"): ("slow", "torch"),  # trains a model with BPTT: ~12 s of setup
+}
+
+
+@functools.cache
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def _needs(marker: str) -> str:
+    package = MARKER_PACKAGE[marker]
+    return f"needs {package}, which is not installed ({INSTALL_HINT})"
+
+
+def missing_optional(exc: BaseException | None) -> str | None:
+    """The optional package whose absence caused ``exc`` (followed through its causes)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            top = exc.name.partition(".")[0]
+            if top in OPTIONAL and not installed(top):
+                return top
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+class OptionalDepsModule(pytest.Module):
+    """A test module that is skipped, not a collection error, when an optional package is missing."""
+
+    def collect(self):
+        for marker in MODULE_MARKERS.get(self.path.stem, ()):
+            if marker in MARKER_PACKAGE and not installed(MARKER_PACKAGE[marker]):
+                raise pytest.skip.Exception(f"{self.path.name}: {_needs(marker)}", allow_module_level=True)
+        try:
+            self.obj  # imports the module
+        except self.CollectError as exc:
+            package = missing_optional(exc)
+            if package is None:
+                raise
+            raise pytest.skip.Exception(
+                f"{self.path.name} imports {package}, which is not installed ({INSTALL_HINT})", allow_module_level=True
+            ) from None
+        return super().collect()
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    return OptionalDepsModule.from_parent(parent, path=module_path)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        stem = item.path.stem
+        name = getattr(item, "originalname", item.name)
+        markers = set(MODULE_MARKERS.get(stem, ())) | set(TEST_MARKERS.get((stem, name), ()))
+        for fixture in getattr(item, "fixturenames", ()):
+            markers.update(FIXTURE_MARKERS.get((stem, fixture), ()))
+        if item.nodeid.split("[")[0] in SLOW_TESTS:
+            markers.add("slow")
+        for marker in sorted(markers):
+            item.add_marker(marker)
+            if marker in MARKER_PACKAGE and not installed(MARKER_PACKAGE[marker]):
+                item.add_marker(pytest.mark.skip(reason=_needs(marker)))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """An unmarked test that fails only because an optional package is missing is skipped."""
+    report = yield
+    if report.failed and call.excinfo is not None:
+        package = missing_optional(call.excinfo.value)
+        if package is not None:
+            report.outcome = "skipped"
+            report.longrepr = (str(item.path), (item.location[1] or 0) + 1,
+                               f"Skipped: needs {package}, which is not installed; mark this test "
+                               f"'{OPTIONAL[package]}' in tests/conftest.py")
+    return report
