@@ -154,14 +154,17 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 
 
 def json_depth(text: str) -> int:
     """The deepest nesting of arrays/objects in JSON text (strings skipped), without
-    parsing it: a linear scan, so it is safe on any input."""
-    marks = "".join(_BRACKET.findall(_STRING.sub("", text)))
+    parsing it: a linear scan, so it is safe on any input. Escaped backslashes and
+    quotes are dropped first; then every other piece between quotes is outside strings."""
+    if "\\" in text:
+        text = text.replace("\\\\", "").replace('\\"', "")
+    outside = "".join(text.split('"')[0::2])
+    marks = "".join(_BRACKET.findall(outside))
     if not marks:
         return 0
     codes = np.frombuffer(marks.encode("ascii"), dtype=np.uint8)
@@ -284,12 +287,13 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[str], Non
     """
     p = Path(path)
     directory = p.parent if str(p.parent) else Path(".")
-    if not directory.is_dir():
-        raise ModelFileError(f"{p}: folder {directory} does not exist")
-    if p.is_dir():
-        raise ModelFileError(f"{p}: is a directory")
     tmp = None
     try:
+        if not directory.is_dir():
+            raise ModelFileError(f"{p}: folder {directory} does not exist")
+        if p.exists() and not p.is_file():  # a rename would replace a folder, a FIFO, /dev/null
+            raise ModelFileError(f"{p}: is a directory" if p.is_dir() else
+                                 f"{p}: is not a regular file (a FIFO or a device)")
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name[:64]}.", suffix=".tmp", dir=directory)
         umask = os.umask(0)
         os.umask(umask)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -249,7 +250,7 @@ def read_npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
                 raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
     except NeuromorphError:
         raise
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, tokenize.TokenError) as exc:
         text = str(exc).strip()
         reason = getattr(exc, "strerror", None) or (text.splitlines()[0] if text else type(exc).__name__)
         raise NeuromorphError(f"{shown}: not a .npy array file ({reason})") from None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -41,13 +42,15 @@ INSTALL_HINT = "run `make setup` (scripts/setup.sh), see requirements/"
 MODULE_MARKERS: dict[str, tuple[str, ...]] = {
     "test_lava_backend": ("lava",),
     "test_lava_compat": ("lava",),
+    "test_lava_lifecycle": ("lava",),
     "test_nir": ("torch",),  # snnTorch / Norse files and behaviour; imports torch at module level
-    "test_simulate": ("torch",),  # checks the numpy simulator against torch's conv/pool
+    "test_simulate": ("torch",),  # torch's conv/pool are the references; imported at module level
     "test_torch_backend": ("torch",),
     "test_training": ("torch",),
 }
 
-# Tests in mixed modules (file stem, function name: all its parametrisations) -> markers.
+# Tests in mixed modules (file stem, function name: all its parametrisations, or
+# name[id]: that one) -> markers.
 # Found by running the suite in scratch environments made from .venv without lava-nc
 # (and, separately, without torch/Norse/snnTorch/nirtorch): what failed there is listed.
 TEST_MARKERS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -73,24 +76,44 @@ TEST_MARKERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("test_cli", "test_backends_lists_what_the_registry_holds"): ("torch",),
     ("test_cli", "test_unknown_backend_and_method_name_the_registered_ones"): ("torch",),
     ("test_plugin", "test_a_plugin_target_compiles_runs_and_verifies_through_the_cli"): ("torch",),
+    # `neuromorph run` of a model file runs it on the torch target (the default) after its checks.
+    ("test_cli_safety", "test_raster_of_a_model_without_spikes_is_refused_before_the_run"): ("torch",),
+    ("test_cli_safety", "test_an_npy_header_declaring_a_huge_array_is_refused_unread"): ("torch",),
+    ("test_cli_safety", "test_huge_steps_are_refused_with_an_estimate"): ("torch",),
+    ("test_cli_safety", "test_an_npz_input_asks_for_an_npy"): ("torch",),
+    ("test_cli_safety", "test_empty_inputs_are_refused_on_every_path"): ("torch",),
+    ("test_cli_safety", "test_complex_input_is_refused"): ("torch",),
+    ("test_cli_safety", "test_dt_for_an_artifact_is_refused_through_the_cli"): ("torch",),
+    ("test_cli_safety", "test_no_command_opens_a_fifo_or_a_device[run --input]"): ("torch",),
 }
 
-# Slow tests (> ~3 s). Measured on the 2-core development machine with
-#   .venv/bin/python -m pytest --durations=0 -q -p no:randomly
-# (call + setup time; the numbers are from that run and vary by ~50% with load).
+# Slow tests: more than ~3 s of setup + call. Measured on the 2-core development machine
+# with `.venv/bin/python -m pytest --durations=0 -q -p no:randomly`, twice: once nearly idle
+# and once while other test runs shared it (load ~4, which stretches times ~1.5-2x); slow
+# means >= 3 s idle or >= 5 s loaded. The numbers are idle / loaded seconds.
+# With --durations, the run ends by listing unmarked tests that took longer (see below).
+SLOW_SECONDS = 3.0
 SLOW_TESTS = {
-    "tests/test_training.py::test_two_gloo_processes_train_the_same_model_as_one",  # 24-28 s
-    "tests/test_training.py::test_training_lowers_the_loss_and_beats_chance",  # 8-14 s
-    "tests/test_training.py::test_training_is_reproducible_for_a_seed",  # 6-11 s
-    "tests/test_training.py::test_cli_train_prints_the_promised_json",  # 7-9 s
-    "tests/test_examples.py::test_main_job_trains_compiles_and_runs_in_lava",  # 8-10 s
-    "tests/test_tasks.py::test_randman_alpha_sets_smoothness",  # 2-4 s
-    "tests/test_lava_backend.py::test_ctrl_c_during_a_run_leaves_no_lava_processes",  # 3-4 s
+    "tests/test_training.py::test_two_gloo_processes_train_the_same_model_as_one",  # 24-28 / 32
+    "tests/test_training.py::test_training_lowers_the_loss_and_beats_chance",  # 8-14 / 21
+    "tests/test_training.py::test_training_is_reproducible_for_a_seed",  # 6-11 / 7
+    "tests/test_training.py::test_cli_train_prints_the_promised_json",  # 7-9 / 9
+    "tests/test_examples.py::test_main_job_trains_compiles_and_runs_in_lava",  # 8-10 / 27
+    "tests/test_examples.py::test_snntorch_nir_file_deploys_and_matches_snntorch",  # - / 6
+    "tests/test_tasks.py::test_randman_alpha_sets_smoothness",  # 2-4 / 4
+    "tests/test_lava_backend.py::test_ctrl_c_during_a_run_leaves_no_lava_processes",  # 3-4 / 5
+    "tests/test_deploy.py::test_snntorch_recurrent_export_with_dotted_names_deploys_and_verifies",  # - / 12
+    "tests/test_deploy.py::test_run_artifact_on_a_task_matches_the_bit_exact_model",  # - / 4 (+ fixture)
+    "tests/test_deploy.py::test_a_model_file_runs_on_any_target_compiled_in_memory",  # - / 4
+    "tests/test_deploy.py::test_run_artifact_on_a_user_stream_is_aligned_with_the_reference",  # - / 4
+    "tests/test_plugin.py::test_a_plugin_target_compiles_runs_and_verifies_through_the_cli",  # - / 11-21
+    "tests/test_file_safety.py::test_loading_16000_nodes_is_near_linear",  # - / 9
+    "tests/test_fuzz.py::test_fuzzed_files_load_or_are_refused_with_one_line",  # - / 22 (2500 cases)
 }
-# Tests that use one of these fixtures (file stem, fixture name) get its markers. A
-# module-scoped fixture costs whichever of its tests runs first, so all of them are slow.
+# Tests that use one of these fixtures (file stem, fixture name) get its markers.
 FIXTURE_MARKERS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("test_deploy", "trained"): ("slow", "torch"),  # trains a model with BPTT: ~12 s of setup
+    ("test_deploy", "trained"): ("torch",),  # trains a model with BPTT
+    ("test_lava_lifecycle", "run_digits"): ("slow",),  # a real `neuromorph run` in Lava: 7-15 s
 }
 
 
@@ -130,9 +153,8 @@ class OptionalDepsModule(pytest.Module):
             package = missing_optional(exc)
             if package is None:
                 raise
-            raise pytest.skip.Exception(
-                f"{self.path.name} imports {package}, which is not installed ({INSTALL_HINT})", allow_module_level=True
-            ) from None
+            reason = f"{self.path.name} imports {package}, which is not installed ({INSTALL_HINT})"
+            raise pytest.skip.Exception(reason, allow_module_level=True) from None
         return super().collect()
 
 
@@ -140,11 +162,28 @@ def pytest_pycollect_makemodule(module_path, parent):
     return OptionalDepsModule.from_parent(parent, path=module_path)
 
 
+_stale: list[str] = []
+
+
+def _stale_entries(items) -> list[str]:
+    """Table entries naming a test that a whole-module collection did not find (renamed?)."""
+    names: dict[str, set[str]] = {}
+    for item in items:
+        names.setdefault(item.path.stem, set()).update(
+            {item.name, getattr(item, "originalname", item.name), item.nodeid.split("[")[0]})
+    entries = [(stem, test) for stem, test in TEST_MARKERS]
+    entries += [(Path(nodeid.split("::")[0]).stem, nodeid) for nodeid in SLOW_TESTS]
+    return sorted(f"{stem}: {test}" for stem, test in entries if stem in names and test not in names[stem])
+
+
 def pytest_collection_modifyitems(config, items):
+    if not any("::" in arg for arg in config.args):  # whole modules collected
+        _stale[:] = _stale_entries(items)
     for item in items:
         stem = item.path.stem
         name = getattr(item, "originalname", item.name)
-        markers = set(MODULE_MARKERS.get(stem, ())) | set(TEST_MARKERS.get((stem, name), ()))
+        markers = {*MODULE_MARKERS.get(stem, ()), *TEST_MARKERS.get((stem, name), ()),
+                   *TEST_MARKERS.get((stem, item.name), ())}
         for fixture in getattr(item, "fixturenames", ()):
             markers.update(FIXTURE_MARKERS.get((stem, fixture), ()))
         if item.nodeid.split("[")[0] in SLOW_TESTS:
@@ -167,3 +206,26 @@ def pytest_runtest_makereport(item, call):
                                f"Skipped: needs {package}, which is not installed; mark this test "
                                f"'{OPTIONAL[package]}' in tests/conftest.py")
     return report
+
+
+_durations: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    if report.when in ("setup", "call") and "slow" not in report.keywords:
+        _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Table entries that name no test; with --durations, unmarked tests over SLOW_SECONDS."""
+    if _stale:
+        terminalreporter.section("tests/conftest.py: marker table entries that match no test")
+        for name in _stale:
+            terminalreporter.write_line(name)
+    if config.getoption("durations", None) is None:
+        return
+    late = sorted(((t, n) for n, t in _durations.items() if t > SLOW_SECONDS), reverse=True)
+    if late:
+        terminalreporter.section(f"not marked slow but over {SLOW_SECONDS:g} s (tests/conftest.py)")
+        for t, n in late:
+            terminalreporter.write_line(f"{t:6.2f}s {n}")

@@ -3,7 +3,7 @@ ends (backends/loihi2/lava/lifecycle.py): SIGTERM / SIGHUP (stopped cleanly, one
 exit 128 + signum), SIGKILL (the workers die with it, the guardian removes the rest), to
 the process or to its whole process group; a frozen worker ends the run after the stall
 timeout, and Ctrl-C still ends it while it hangs. Delays Lava cannot hold are refused
-before any Lava process exists.
+before any Lava process exists. (The last tests run ``run_lava`` in this process.)
 
 These are real runs in subprocesses. Only this test's own processes are ever signalled:
 the run's processes are found by their parent chain while it is alive (other Lava runs may
@@ -198,22 +198,34 @@ class Run:
         return lines[-1].rstrip("\n") if lines else ""
 
     def cleanup(self) -> None:
-        """Whatever the test did: nothing of this run (only of this run) stays."""
+        """Whatever the test did: nothing of this run (only of this run) stays. The run's
+        guardian is spared at first: once the others are dead it removes the segments and
+        the temp folder."""
         if self.proc.poll() is None:
+            self.procs.update(descendants(self.proc.pid))
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: only the run
             except ProcessLookupError:
                 pass
-        self.procs.update(descendants(self.proc.pid) if self.proc.poll() is None else {})
+        guardians = {p for p in self.procs if "_posixshmem" in _cmdline(p)}
+        for pid in alive(self.procs):
+            if pid not in guardians:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + 5
+        while alive({p: self.procs[p] for p in guardians}) and time.monotonic() < deadline:
+            time.sleep(0.05)
         for pid in alive(self.procs):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
         for stream in (self.proc.stdout, self.proc.stderr):
             stream.close()
 
@@ -340,3 +352,42 @@ def test_a_huge_delay_is_refused_before_any_lava_process_exists(monkeypatch, pre
     monkeypatch.setattr(runner.lifecycle, "RunGuard", no_lava)
     with pytest.raises(NeuromorphError, match=message):
         runner.run_lava(net, x, precision=precision, quantized=q)
+
+
+@pytest.mark.lava
+def test_a_stuck_neuron_model_ends_the_run_after_stall_timeout_seconds(monkeypatch):
+    import multiprocessing
+
+    from neuromorph.backends.loihi2.lava import process as lava_process
+    from neuromorph.backends.loihi2.lava.runner import run_lava
+    from neuromorph.backends.loihi2.netlist import lower
+    from neuromorph.errors import NeuromorphError
+    from neuromorph.models import get
+
+    run_spk = lava_process._NeuronGroupModel.run_spk
+
+    def stuck(self):  # Lava forks its workers, which inherit the patched model
+        if self.population == "lif1" and self.time_step == 5:
+            time.sleep(3600)
+        run_spk(self)
+
+    monkeypatch.setattr(lava_process._NeuronGroupModel, "run_spk", stuck)
+    start = time.monotonic()
+    with pytest.raises(NeuromorphError, match=r"^Lava run stalled: no chip step finished in 1.5 s "
+                                              r"\(at chip step 4 of \d+\); a Lava worker is stuck"):
+        run_lava(lower(get("randman-mlp")), np.ones((3, 20, 20)), stall_timeout=1.5)
+    assert time.monotonic() - start < 20
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_a_bad_stall_timeout_is_a_one_line_error(monkeypatch, value):
+    from neuromorph.backends.loihi2.lava.runner import run_lava
+    from neuromorph.backends.loihi2.netlist import lower
+    from neuromorph.errors import NeuromorphError
+    from neuromorph.models import get
+
+    monkeypatch.setenv("NEUROMORPH_LAVA_STALL_S", value)
+    with pytest.raises(NeuromorphError, match="^NEUROMORPH_LAVA_STALL_S must be a positive number of seconds"):
+        run_lava(lower(get("randman-mlp")), np.ones((1, 5, 20)))

@@ -15,13 +15,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from neuromorph.errors import ModelFileError, NeuromorphError
+from neuromorph.errors import NeuromorphError
 from neuromorph.ir import Graph
 from neuromorph.rules import RuleTable
 from neuromorph.streams import Probe, Recording
 from neuromorph.target import Compiled, Progress, Reference, Target
 
-from .netlist import LOWERING_RULES, Connection, InputPort, Netlist, OutputPort, Population, lower
+from .netlist import LOWERING_RULES, Netlist, lower
 from .resources import map_netlist
 
 FLOAT_AGREEMENT = 0.999

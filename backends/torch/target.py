@@ -13,6 +13,7 @@ import numpy as np
 
 from neuromorph.discretize import discretize_graph, resolve_dt
 from neuromorph.errors import NeuromorphError
+from neuromorph.errors import ModelFileError
 from neuromorph.ir import Graph
 from neuromorph.rules import RuleTable
 from neuromorph.streams import Probe, Recording, spiking_nodes
@@ -43,6 +44,8 @@ class TorchTarget(Target):
 
     def decode_payload(self, data: Any, *, graph: Graph, dt: float, precision: str,
                        source: str) -> None:
+        if data != {}:
+            raise ModelFileError(f"{source}: a torch artifact carries no payload, this one does")
         return None
 
     def run(self, artifact: Any, inputs: Mapping[str, np.ndarray], *,

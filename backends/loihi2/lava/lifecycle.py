@@ -200,15 +200,18 @@ for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGPIPE"):
 pids, segments, folders, tracker = [], [], [], None
 for raw in sys.stdin.buffer:  # until EOF: the parent closed the pipe or died
     kind, _, arg = raw.decode("ascii", "replace").strip().partition(" ")
-    if kind == "pid":
-        pid, _, start = arg.partition(" ")
-        pids.append((int(pid), start))
-    elif kind == "shm":
-        segments.append(arg)
-    elif kind == "dir":
-        folders.append(os.fsdecode(bytes.fromhex(arg)))
-    elif kind == "tracker":
-        tracker = int(arg)
+    try:
+        if kind == "pid":
+            pid, _, start = arg.partition(" ")
+            pids.append((int(pid), start))
+        elif kind == "shm":
+            segments.append(arg)
+        elif kind == "dir":
+            folders.append(os.fsdecode(bytes.fromhex(arg)))
+        elif kind == "tracker":
+            tracker = int(arg)
+    except ValueError:
+        pass
 
 def start_time(pid):
     try:
