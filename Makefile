@@ -15,11 +15,11 @@ $(STAMP): pyproject.toml requirements/runtime.txt requirements/test.txt requirem
 	./scripts/setup.sh
 	@touch $(STAMP)
 
-test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
-
 # One torch/OpenMP thread unless OMP_NUM_THREADS says otherwise: the models are tiny, and on
-# a shared 2-core machine two spinning threads per process made this tier 2x slower.
+# a shared 2-core machine two spinning threads per process made the tests 2x slower.
+test: $(STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest $(PYTEST_ARGS)
+
 test-fast: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 

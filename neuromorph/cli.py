@@ -185,7 +185,7 @@ def _summary_text(s: dict[str, Any]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     t = s["totals"]
     lines.append("")
-    lines.append(f"edges: " + ", ".join(
+    lines.append("edges: " + ", ".join(
         f"{e['source']}->{e['target']}" + (f" (delay {e['delay']})" if e["delay"] else "")
         for e in s["edges"]))
     lines.append("cycles: " + ("; ".join(" -> ".join(c + [c[0]]) for c in s["cycles"]) or "none"))
@@ -483,29 +483,38 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from .registry import DEFAULT_TARGET, MODEL_TARGET, methods, targets
+    from .registry import DEFAULT_TARGET, METHODS, MODEL_TARGET, methods, targets, unavailable
     from .rules import supported
 
-    found = targets()
+    def node_types(t: Any) -> list[str] | None:
+        try:
+            return supported(t.rules)
+        except NeuromorphError:  # its rules live with a package that is not installed
+            return None
+
     listing = {
         name: {"description": t.description, "precisions": list(t.precisions),
                "options": {k: help_ for k, (_, help_) in t.options.items()},
-               "node_types": supported(t.rules),
+               "node_types": node_types(t),
                "default_for": [role for role, who in (("compile", DEFAULT_TARGET), ("run MODEL", MODEL_TARGET))
                                if who == name]}
-        for name, t in found.items()
+        for name, t in targets().items()
     }
-    data = {"targets": listing, "methods": sorted(methods())}
+    data = {"targets": listing, "methods": sorted(methods()),
+            "unavailable": {**unavailable(), **{f"method {k}": v for k, v in unavailable(METHODS).items()}}}
 
     def text() -> str:
         lines = []
         for name, t in listing.items():
             default = f" (default for {', '.join(t['default_for'])})" if t["default_for"] else ""
+            nodes = ", ".join(t["node_types"]) if t["node_types"] is not None else "(needs a package not installed)"
             lines.append(f"{name}{default}: {t['description']}")
-            lines.append(f"  precisions: {', '.join(t['precisions'])}; nodes: {', '.join(t['node_types'])}")
+            lines.append(f"  precisions: {', '.join(t['precisions'])}; nodes: {nodes}")
             for opt, help_ in t["options"].items():
                 lines.append(f"  --{opt}: {help_}")
-        lines.append(f"training methods: {', '.join(data['methods'])}")
+        lines.append(f"training methods: {', '.join(data['methods']) or 'none'}")
+        for name, why in data["unavailable"].items():
+            lines.append(f"unavailable: {name}: {why}")
         return "\n".join(lines)
 
     emit(args, data, text)

@@ -28,15 +28,38 @@ torch simulator."""
 DEFAULT_METHOD = "bptt"
 
 
+_UNAVAILABLE: dict[tuple[str, str], str] = {}
+"""(group, name) -> why an entry point could not be loaded (a missing package)."""
+
+
 def _load(group: str) -> dict[str, Any]:
+    """Load a group's entry points. One whose package needs a module that is not
+    installed (say torch on a machine without it) is *unavailable*: listed with the
+    reason, refused when used; any other failure is a broken plugin, a one-line error."""
     found: dict[str, Any] = {}
     for ep in entry_points(group=group):
         try:
             found[ep.name] = ep.load()
+        except ModuleNotFoundError as exc:
+            _UNAVAILABLE[(group, ep.name)] = f"needs the module '{exc.name}', which is not installed"
         except Exception as exc:  # a broken plugin gets a clear line, not a traceback
             raise NeuromorphError(f"entry point '{ep.name}' ({ep.value}) in {group} failed to "
                                   f"load: {type(exc).__name__}: {exc}") from None
     return found
+
+
+def unavailable(group: str = TARGETS) -> dict[str, str]:
+    """Registered entry points of ``group`` that cannot load here, with the reason."""
+    _load(group)
+    return {name: why for (g, name), why in sorted(_UNAVAILABLE.items()) if g == group}
+
+
+def _unknown(kind: str, name: str, group: str, available: dict[str, Any]) -> NeuromorphError:
+    missing = unavailable(group)
+    if name in missing:
+        return NeuromorphError(f"{kind} '{name}' is not available here: it {missing[name]} "
+                               "(run `make setup`)")
+    return NeuromorphError(f"unknown {kind} '{name}' (registered: {', '.join(available) or 'none'})")
 
 
 def targets() -> dict[str, Target]:
@@ -53,7 +76,7 @@ def targets() -> dict[str, Target]:
 def target(name: str) -> Target:
     available = targets()
     if name not in available:
-        raise NeuromorphError(f"unknown backend '{name}' (registered: {', '.join(available) or 'none'})")
+        raise _unknown("backend", name, TARGETS, available)
     return available[name]
 
 
@@ -68,6 +91,5 @@ def methods() -> dict[str, Callable[..., Any]]:
 def method(name: str) -> Callable[..., Any]:
     available = methods()
     if name not in available:
-        raise NeuromorphError(f"unknown training method '{name}' (registered: "
-                              f"{', '.join(available) or 'none'})")
+        raise _unknown("training method", name, METHODS, available)
     return available[name]

@@ -130,14 +130,31 @@ def test_an_artifact_of_an_unregistered_target_is_refused(plugin_env, tmp_path):
     assert "unknown backend 'numpy'" in err and err.count("\n") == 1
 
 
-def test_a_broken_plugin_is_one_line(tmp_path):
+def _plugin_site(tmp_path, module_text):
     site = tmp_path / "site"
     info = site / "broken-0.1.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[neuromorph.targets]\nbroken = no_such_module:X\n")
-    err = cli({**os.environ, "PYTHONPATH": str(site)}, "backends", rc=2).stderr
-    assert err.count("\n") == 1 and "entry point 'broken'" in err and "Traceback" not in err
+    (info / "entry_points.txt").write_text("[neuromorph.targets]\nbroken = nm_broken:X\n")
+    (site / "nm_broken.py").write_text(module_text)
+    return {**os.environ, "PYTHONPATH": str(site)}
+
+
+def test_a_broken_plugin_is_one_line(tmp_path):
+    env = _plugin_site(tmp_path, "raise RuntimeError('half-installed')\n")
+    err = cli(env, "backends", rc=2).stderr
+    assert err.count("\n") == 1 and "entry point 'broken'" in err and "half-installed" in err
+    assert "Traceback" not in err
+
+
+def test_a_plugin_whose_package_is_missing_is_listed_unavailable_and_refused_when_used(tmp_path):
+    env = _plugin_site(tmp_path, "import no_such_package_xyz\n")
+    listed = json.loads(cli(env, "backends", "--json").stdout)
+    assert listed["unavailable"] == {"broken": "needs the module 'no_such_package_xyz', which is not installed"}
+    assert {"lava", "torch"} <= set(listed["targets"])
+    err = cli(env, "compile", "digits-mlp", "--backend", "broken", "-o", tmp_path / "a.art", rc=2).stderr
+    assert err.strip() == ("neuromorph: error: backend 'broken' is not available here: it needs the module "
+                           "'no_such_package_xyz', which is not installed (run `make setup`)")
 
 
 def _core_mentions() -> list[str]:

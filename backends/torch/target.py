@@ -12,8 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from neuromorph.discretize import discretize_graph, resolve_dt
-from neuromorph.errors import NeuromorphError
-from neuromorph.errors import ModelFileError
+from neuromorph.errors import ModelFileError, NeuromorphError
 from neuromorph.ir import Graph
 from neuromorph.rules import RuleTable
 from neuromorph.streams import Probe, Recording, spiking_nodes
@@ -29,8 +28,11 @@ class TorchTarget(Target):
 
     @property
     def rules(self) -> RuleTable:
-        from .network import NODE_RULES  # imports torch: only when a graph is checked
-
+        try:
+            from .network import NODE_RULES  # imports torch: only when a graph is checked
+        except ModuleNotFoundError as exc:
+            raise NeuromorphError(f"target 'torch' needs the module '{exc.name}', which is not "
+                                  "installed (run `make setup`)") from None
         return NODE_RULES
 
     def compile(self, graph: Graph, *, precision: str, dt: float | None,
