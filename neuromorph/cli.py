@@ -280,32 +280,12 @@ def _task_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
-def _check_task_memory(name: str, seed: int, options: dict[str, Any]) -> None:
-    """A task's data grows with its steps: above the task's default, estimate it from the
-    default's size (a cheap build) and refuse above MEMORY_BOUND before building it."""
-    from . import tasks
-
-    info = tasks.TASKS.get(name)
-    steps = options.get("steps")
-    if info is None or "steps" not in info.defaults or isinstance(steps, bool) or not isinstance(steps, int):
-        return
-    default = info.defaults["steps"]
-    if steps <= default:
-        return
-    probe = tasks.load(name, seed=seed, **{**options, "steps": default})
-    per_step = (probe.x_train.nbytes + probe.x_test.nbytes) / max(1, probe.steps)
-    check_memory(int(per_step * steps), f"task '{name}' with {steps} steps per sample: its data "
-                 f"({len(probe.x_train) + len(probe.x_test)} samples)")
-
-
 def _load_task(args: argparse.Namespace, graph: Graph) -> Any:
     from . import tasks
 
     inputs = graph.inputs
     shape = graph.shape(inputs[0]) if len(inputs) == 1 else None
-    options = _task_options(args)
-    _check_task_memory(args.task, args.seed, options)
-    return tasks.load(args.task, seed=args.seed, input_shape=shape, **options)
+    return tasks.load(args.task, seed=args.seed, input_shape=shape, **_task_options(args))
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -390,3 +390,15 @@ def test_dataset_rejects_inconsistent_arrays():
         Dataset("bad", np.zeros((3, 1, 1), np.float32), np.zeros(2, np.int64),
                 np.zeros((1, 1, 1), np.float32), np.zeros(1, np.int64), 2, 1e-3,
                 slice(0, 1), "bad")
+
+
+@pytest.mark.parametrize("name, options", [
+    ("cue-accumulation", {"delay_steps": 10**9}),
+    ("cue-accumulation", {"n_train": 10**8}),
+    ("randman", {"samples_per_class": 10**9}),
+    ("digits", {"steps": 10**9}),
+])
+def test_a_data_set_beyond_the_memory_bound_is_refused_before_it_is_built(name, options):
+    with pytest.raises(NeuromorphError, match=r"would need about .* more than the bound") as err:
+        load(name, **options)
+    assert "\n" not in str(err.value) and f"task {name!r}" in str(err.value)

@@ -27,6 +27,11 @@ _MAKERS: dict[str, Callable[[int, dict[str, Any]], Dataset]] = {
     randman.NAME: randman.make,
     cue.NAME: cue.make,
 }
+_FOOTPRINTS = {m.NAME: m.footprint for m in (digits, randman, cue)}
+
+BYTES_PER_VALUE = 4 * 3
+"""float32 data, and room for the generators' intermediate arrays (random draws in
+float64, masks): what one value of a task's data costs while it is built, at most."""
 
 TASKS: dict[str, TaskInfo] = {
     m.NAME: m.INFO._replace(defaults=MappingProxyType(dict(m.INFO.defaults)))
@@ -53,13 +58,31 @@ def load(name: str, *, seed: int = 0, input_shape: Sequence[int] | None = None,
             f"task {name!r}: unknown option(s) {', '.join(unknown)}; valid options: {valid}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise NeuromorphError(f"task {name!r}: seed must be an integer >= 0, got {seed!r}")
-    ds = _MAKERS[name](int(seed), {**info.defaults, **options})
+    merged = {**info.defaults, **options}
+    _check_size(name, merged)
+    ds = _MAKERS[name](int(seed), merged)
     if input_shape is None:
         return ds
     shape = _check_shape(name, input_shape, ds.input_shape)
     n, steps = ds.x_train.shape[:2]
     return replace(ds, x_train=ds.x_train.reshape(n, steps, *shape),
                    x_test=ds.x_test.reshape(len(ds.x_test), steps, *shape))
+
+
+def _check_size(name: str, options: dict[str, Any]) -> None:
+    """Refuse, before building it, a data set bigger than streams.MEMORY_BOUND. Options that
+    are not positive integers are left to the task's own one-line checks."""
+    from ..streams import check_memory
+
+    try:
+        dims = [int(d) for d in _FOOTPRINTS[name](options)]
+    except (TypeError, ValueError, KeyError):
+        return
+    if any(d < 1 for d in dims):
+        return
+    samples, steps, values = dims
+    check_memory(samples * steps * values * BYTES_PER_VALUE,
+                 f"task {name!r}: {samples} samples x {steps} steps x {values} values")
 
 
 def _check_shape(name: str, shape: Any, own: tuple[int, ...]) -> tuple[int, ...]:

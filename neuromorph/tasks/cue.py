@@ -73,6 +73,13 @@ def _trials(rng: np.random.Generator, n: int, o: dict[str, Any]) -> tuple[np.nda
     return x, labels
 
 
+def footprint(options: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(samples, steps, values per step) that ``make`` would allocate."""
+    o = options
+    steps = o["n_cues"] * (o["gap_steps"] + o["cue_steps"]) + o["delay_steps"] + o["recall_steps"]
+    return o["n_train"] + o["n_test"], steps, 4 * GROUP
+
+
 def make(seed: int, options: dict[str, Any]) -> Dataset:
     """Generate ``n_train`` then ``n_test`` independent trials from ``seed``."""
     o = dict(options)

@@ -67,6 +67,11 @@ def _encode(p: np.ndarray, steps: int, encoding: str, max_prob: float,
     return x
 
 
+def footprint(options: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(samples, steps, values per step) that ``make`` would allocate."""
+    return 1797, options["steps"], 64
+
+
 def make(seed: int, options: dict[str, Any]) -> Dataset:
     """Build the digits dataset; ``seed`` only matters for the ``rate`` encoding."""
     steps = check_int(NAME, "steps", options["steps"], 1)

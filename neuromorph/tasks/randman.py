@@ -60,6 +60,12 @@ def manifold_values(rng: np.random.Generator, z: np.ndarray, n_units: int,
     return (values - low) / np.maximum(high - low, 1e-12)
 
 
+def footprint(options: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(samples, steps, values per step) that ``make`` would allocate."""
+    o = options
+    return o["n_classes"] * o["samples_per_class"], o["steps"], o["n_units"]
+
+
 def make(seed: int, options: dict[str, Any]) -> Dataset:
     """Generate the classes from ``seed`` and split each 80/20."""
     n_classes = check_int(NAME, "n_classes", options["n_classes"], 2)
