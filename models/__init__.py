@@ -1,6 +1,7 @@
 """The model zoo: models defined once against the IR API, each made for a task.
 
-``get(name, seed=0)`` builds a fresh Graph; ``ZOO`` lists the entries.
+``get(name, seed=0)`` builds a fresh Graph; ``ZOO`` lists the entries; ``resolve(spec)``
+reads a model file or builds a zoo model, as every command's MODEL argument does.
 """
 from __future__ import annotations
 
@@ -44,6 +45,17 @@ def get(name: str, seed: int = 0) -> Graph:
     if entry is None:
         raise NeuromorphError(f"unknown zoo model '{name}' (known: {', '.join(ZOO)})")
     return entry.build(seed)
+
+
+def resolve(spec: str) -> Graph:
+    """A model file path, or the name of a zoo model (a file of that name wins). Only a
+    regular file is read: a FIFO or a device is refused unopened (streams.file_kind)."""
+    from ..model_file import load
+    from ..streams import file_kind
+
+    if file_kind(spec) == "missing" and spec in ZOO:
+        return get(spec)
+    return load(spec)
 
 
 def default_for_task(task: str) -> str:

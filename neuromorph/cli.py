@@ -34,13 +34,9 @@ VERIFY_STEPS = 50  # verify without --task or --input: random spikes of this man
 
 
 def load_model(spec: str) -> Graph:
-    """A model file path, or the name of a zoo model (a file of that name wins). Only a
-    regular file is read: a FIFO or a device is refused unopened (streams.file_kind)."""
-    from .models import ZOO, get
+    from .models import resolve
 
-    if file_kind(spec) == "missing" and spec in ZOO:  # file_kind refuses a FIFO, a device
-        return get(spec)
-    return model_file.load(spec)
+    return resolve(spec)
 
 
 # ------------------------------------------------------------------ checks before the work
@@ -345,7 +341,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise NeuromorphError("give either --task TASK or --input X.npy (with --output Y.npz)")
     if args.input is not None and args.output is None:
         raise NeuromorphError("--input needs --output Y.npz")
-    artifact = load_deployment(args.model, args.backend, args.dt, load_model)
+    artifact = load_deployment(args.model, args.backend, args.dt)
     if args.raster:
         _raster_nodes(artifact)  # refuse before the run, not after it
     progress = _progress(args, artifact.target)

@@ -39,13 +39,14 @@ def deployment(model: Graph | Artifact, backend: str | None = None, dt: float | 
     return compile_graph(model, backend=backend or MODEL_TARGET, precision="float", dt=dt)
 
 
-def load_deployment(path: str, backend: str | None = None, dt: float | None = None,
-                    load_model: Any = None) -> Artifact:
-    """A path to an artifact, or a model file / zoo name (``load_model`` reads those).
-    Only a regular file is opened to sniff it (a FIFO or a device is refused, unread)."""
+def load_deployment(path: str, backend: str | None = None, dt: float | None = None) -> Artifact:
+    """A path to an artifact, or a model file / zoo name (models.resolve). Only a regular
+    file is opened to sniff it (a FIFO or a device is refused, unread)."""
+    from .models import resolve
+
     if file_kind(path) == "file" and is_artifact(path):
         return deployment(load_artifact(path), backend, dt)
-    return deployment(load_model(path), backend, dt)
+    return deployment(resolve(path), backend, dt)
 
 
 RECORD_COPIES = 2

@@ -468,7 +468,7 @@ def test_a_resaved_artifact_is_still_recognised(tmp_path, artifacts, style):
     path = tmp_path / "a.loihi"
     path.write_text(json.dumps(artifacts["float"], **style))
     assert artifact.is_artifact(path)
-    a = load_deployment(str(path), load_model=model_file.load)
+    a = load_deployment(str(path))
     assert isinstance(a, artifact.Artifact) and a.precision == "float"
 
 
