@@ -51,7 +51,7 @@ def resolve(spec: str) -> Graph:
     """A model file path, or the name of a zoo model (a file of that name wins). Only a
     regular file is read: a FIFO or a device is refused unopened (streams.file_kind)."""
     from ..model_file import load
-    from ..streams import file_kind
+    from ..documents import file_kind
 
     if file_kind(spec) == "missing" and spec in ZOO:
         return get(spec)

@@ -22,7 +22,8 @@ import numpy as np
 from . import __version__, model_file
 from .errors import NeuromorphError
 from .ir import Graph, Neuron
-from .streams import check_memory, file_kind, show_path
+from .documents import display_path, file_kind
+from .streams import check_memory
 
 EXIT_BAD_INPUT = 2
 EXIT_MISMATCH = 1  # verify: the deployment disagrees with its reference
@@ -57,11 +58,11 @@ def check_output(path: str, flag: str) -> None:
     there), a target that is a directory or not a regular file (a FIFO, /dev/null: a
     rename would replace it). A full disk can still fail the write itself: that is one
     line too, and the old file stays."""
-    shown = f"{flag} {show_path(path)}"
+    shown = f"{flag} {display_path(path)}"
     if not path:
         raise NeuromorphError(f"{flag}: the file name is empty")
     if "\0" in path:
-        raise NeuromorphError(f"{flag} {show_path(path)!r}: not a valid file name (a NUL character)")
+        raise NeuromorphError(f"{flag} {display_path(path)!r}: not a valid file name (a NUL character)")
     path_max = _system_limit("/", "PC_PATH_MAX", 4096)
     if len(os.fsencode(path)) >= path_max:
         raise NeuromorphError(f"{shown}: the path is too long ({len(os.fsencode(path))} bytes; "
@@ -71,12 +72,12 @@ def check_output(path: str, flag: str) -> None:
     try:
         folder_mode = os.stat(folder).st_mode
     except (FileNotFoundError, NotADirectoryError):
-        raise NeuromorphError(f"{shown}: folder {show_path(folder)} does not exist") from None
+        raise NeuromorphError(f"{shown}: folder {display_path(folder)} does not exist") from None
     except OSError as exc:
-        raise NeuromorphError(f"{shown}: cannot use folder {show_path(folder)} "
+        raise NeuromorphError(f"{shown}: cannot use folder {display_path(folder)} "
                               f"({exc.strerror or exc})") from None
     if not stat.S_ISDIR(folder_mode):
-        raise NeuromorphError(f"{shown}: {show_path(folder)} is not a folder")
+        raise NeuromorphError(f"{shown}: {display_path(folder)} is not a folder")
     name_max = _system_limit(folder, "PC_NAME_MAX", 255)
     if len(os.fsencode(target.name)) > name_max:
         raise NeuromorphError(f"{shown}: the file name is too long ({len(os.fsencode(target.name))} "
@@ -97,7 +98,7 @@ def check_output(path: str, flag: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise NeuromorphError(f"{shown}: cannot write in folder {show_path(folder)} "
+        raise NeuromorphError(f"{shown}: cannot write in folder {display_path(folder)} "
                               f"({exc.strerror or exc})") from None
 
 
@@ -128,7 +129,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         check_output(path, flag)
         key = os.path.realpath(path)
         if key in seen:
-            raise NeuromorphError(f"{seen[key]} and {flag} name the same file {show_path(path)}")
+            raise NeuromorphError(f"{seen[key]} and {flag} name the same file {display_path(path)}")
         seen[key] = flag
 
 
@@ -623,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _system_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
-        where = f"{show_path(exc.filename)}: " if exc.filename is not None else ""
+        where = f"{display_path(exc.filename)}: " if exc.filename is not None else ""
         return f"{where}{exc.strerror}"
     text = " ".join(str(exc).split())
     return text or ("out of memory" if isinstance(exc, MemoryError) else type(exc).__name__)

@@ -48,14 +48,17 @@ def shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def display_path(path: Any) -> str:
-    """A path for a message: one line (control characters escaped)."""
+def display_path(path: Any, limit: int = 120) -> str:
+    """A path for a one-line message: control characters escaped, a very long one cut in
+    the middle."""
     text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path)
     if isinstance(text, bytes):
         text = text.decode("utf8", errors="backslashreplace")
-    if text.isprintable():
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) <= limit:
         return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return f"{text[: limit // 2]}...{text[-limit // 4:]} ({len(text)} characters)"
 
 
 def encode_array(value: np.ndarray) -> dict[str, Any]:
@@ -221,6 +224,26 @@ def _kind(mode: int) -> str:
         if test(mode):
             return name
     return "not a regular file"
+
+
+def file_kind(path: str | os.PathLike[str], error: type[NeuromorphError] = NeuromorphError) -> str:
+    """``"file"`` (a regular file), ``"missing"`` or ``"directory"``, without opening it.
+    Anything else (a FIFO, /dev/zero, a socket) and paths the system refuses (too long,
+    no permission) are a one-line ``error``: reading them would block, never end or fail
+    later."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except ValueError:  # an embedded NUL character
+        raise error(f"{display_path(path)!r}: not a valid file name") from None
+    except OSError as exc:
+        raise error(f"{display_path(path)}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    raise error(f"{display_path(path)}: is {_kind(mode)}, not a regular file")
 
 
 def check_regular(path: str | os.PathLike[str], error: type[NeuromorphError] = ModelFileError) -> os.stat_result:

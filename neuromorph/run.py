@@ -16,11 +16,12 @@ import numpy as np
 
 from .artifact import Artifact, is_artifact, load_artifact
 from .compile import compile_graph
+from .documents import file_kind
 from .errors import NeuromorphError
 from .ir import Graph
 from .registry import MODEL_TARGET, target
 from .streams import (
-    Probe, Recording, check_memory, check_streams, file_kind, input_shapes, load_stream,
+    Probe, Recording, check_memory, check_streams, input_shapes, load_stream,
     parse_probes, predict, readout_membranes, save_streams, spiking_nodes,
 )
 from .target import Progress

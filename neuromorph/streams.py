@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .documents import write_atomic
+from .documents import display_path, file_kind, write_atomic
 from .errors import NeuromorphError
 from .ir import ALIF, IF, LI, LIF, CubaLIF, Graph, Neuron, Node
 
@@ -80,43 +79,6 @@ def check_memory(nbytes: int, what: str, *, node: str | None = None) -> None:
 
 
 # ------------------------------------------------------------------ input files
-
-_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def show_path(path: str | os.PathLike[str], limit: int = 120) -> str:
-    """A path for a one-line message: control characters escaped, very long ones cut in
-    the middle."""
-    text = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else str(path)
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    if len(text) <= limit:
-        return text
-    return f"{text[: limit // 2]}...{text[-limit // 4:]} ({len(text)} characters)"
-
-
-def file_kind(path: str | os.PathLike[str]) -> str:
-    """``"file"`` (a regular file), ``"missing"`` or ``"directory"``, without opening it.
-    Anything else (a FIFO, /dev/zero, a socket) and paths the system refuses (too long,
-    no permission) are a one-line NeuromorphError: reading them would block, never end
-    or fail later."""
-    shown = show_path(path)
-    try:
-        mode = os.stat(path).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return "missing"
-    except ValueError:  # an embedded NUL character
-        raise NeuromorphError(f"{shown!r}: not a valid file name") from None
-    except OSError as exc:
-        raise NeuromorphError(f"{shown}: cannot read ({exc.strerror or exc})") from None
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    kind = next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
-    raise NeuromorphError(f"{shown}: is {kind}, not a regular file")
-
 
 # ------------------------------------------------------------------ input streams
 
@@ -229,7 +191,7 @@ def read_npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of a ``.npy`` file from its header, without reading the data.
     Refuses (one line) .npz archives, other files, and non-numeric, complex or Python-object
     data."""
-    shown = show_path(path)
+    shown = display_path(path)
     kind = file_kind(path)
     if kind == "missing":
         raise NeuromorphError(f"{shown}: no such file")
@@ -268,7 +230,7 @@ def load_stream(path: str | Path, graph: Graph) -> tuple[dict[str, np.ndarray], 
     and converted to float64) is refused before it is loaded."""
     if len(graph.inputs) != 1:
         raise NeuromorphError("--input needs a model with exactly one Input node")
-    shown = show_path(path)
+    shown = display_path(path)
     shape, dtype = read_npy_header(path)
     count = int(np.prod(shape, dtype=object))
     check_memory(count * (dtype.itemsize + 8), f"{shown}: reading its {list(shape)} array "
