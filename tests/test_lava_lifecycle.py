@@ -116,6 +116,14 @@ def artifact(tmp_path_factory) -> Path:
     return path
 
 
+def _default_signals() -> None:
+    """As a user's shell starts a command: SIGINT and SIGHUP at their defaults. A test runner
+    started in the background (`cmd &` ignores SIGINT) or under nohup (ignores SIGHUP)
+    would otherwise hand the ignored signals down, and the run could not see them."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 class Run:
     """``neuromorph run`` on the digits training split (long enough to be interrupted),
     in its own session, its output read through pipes."""
@@ -124,7 +132,7 @@ class Run:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "neuromorph", "run", str(artifact), "--task", "digits", "--split", "train"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            env={**os.environ, **(env or {})})
+            env={**os.environ, **(env or {})}, preexec_fn=_default_signals)
         self.lines: "queue.Queue[tuple[str, bytes | None]]" = queue.Queue()
         self.out: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self.eof: dict[str, float] = {}
