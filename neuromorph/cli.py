@@ -597,7 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dt", type=float, default=None, help="time step in seconds (default: the model's)")
     task_args(p)
 
-    p = add("verify", cmd_verify, "run a deployment beside its reference and compare spike for spike")
+    p = add("verify", cmd_verify, "run a deployment beside its reference and compare spike for spike "
+            "(exit 1 when the agreement is below what the target promises)")
     p.add_argument("artifact", help="compiled artifact")
     p.add_argument("--task", help="compare on this task's test data (default: random spike input)")
     p.add_argument("--input", help="compare on your input stream: .npy of [T, *input] or [batch, T, *input]")
