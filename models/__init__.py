@@ -49,7 +49,7 @@ def get(name: str, seed: int = 0) -> Graph:
 
 def resolve(spec: str) -> Graph:
     """A model file path, or the name of a zoo model (a file of that name wins). Only a
-    regular file is read: a FIFO or a device is refused unopened (streams.file_kind)."""
+    regular file is read: a FIFO or a device is refused unopened (documents.file_kind)."""
     from ..model_file import load
     from ..documents import file_kind
 

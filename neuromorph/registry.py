@@ -11,6 +11,7 @@ The default list below is the only place core names the backends it ships with.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
@@ -32,8 +33,9 @@ _UNAVAILABLE: dict[tuple[str, str], str] = {}
 """(group, name) -> why an entry point could not be loaded (a missing package)."""
 
 
+@lru_cache(maxsize=None)
 def _load(group: str) -> dict[str, Any]:
-    """Load a group's entry points. One whose package needs a module that is not
+    """Load a group's entry points (once per process). One whose package needs a module that is not
     installed (say torch on a machine without it) is *unavailable*: listed with the
     reason, refused when used; any other failure is a broken plugin, a one-line error."""
     found: dict[str, Any] = {}
@@ -63,7 +65,7 @@ def _unknown(kind: str, name: str, group: str, available: dict[str, Any]) -> Neu
 
 
 def targets() -> dict[str, Target]:
-    found = _load(TARGETS)
+    found = dict(_load(TARGETS))
     for name, target in found.items():
         if not isinstance(target, Target):
             raise NeuromorphError(f"entry point '{name}' in {TARGETS} is not a neuromorph Target")
@@ -81,7 +83,7 @@ def target(name: str) -> Target:
 
 
 def methods() -> dict[str, Callable[..., Any]]:
-    found = _load(METHODS)
+    found = dict(_load(METHODS))
     for name, fn in found.items():
         if not callable(fn):
             raise NeuromorphError(f"entry point '{name}' in {METHODS} is not callable")

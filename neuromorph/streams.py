@@ -15,7 +15,7 @@ predictions and writes result files through this module, so they cannot disagree
   units (:func:`class_scores`, :func:`predict`), the same for training and running.
 - **Memory**: what a run, a lowering or an input file would allocate is estimated first
   and refused above :data:`MEMORY_BOUND` (:func:`check_memory`), naming what and how much.
-- **Input files**: a path is a regular file, nothing, or a folder (:func:`file_kind`); a
+- **Input files**: a path is a regular file, nothing, or a folder (``documents.file_kind``); a
   FIFO or a device is refused before anything opens it.
 """
 from __future__ import annotations
@@ -177,7 +177,7 @@ def _numeric(arr: Any, name: str, prefix: str) -> np.ndarray:
         raise NeuromorphError(f"{prefix}{label} is not a numeric array (dtype {a.dtype})")
     if np.issubdtype(a.dtype, np.complexfloating):
         raise NeuromorphError(f"{prefix}{label} is complex (dtype {a.dtype}): inputs are real numbers")
-    return a.astype(np.float64)
+    return a.astype(np.float64, copy=False)  # checked again downstream: no copy then
 
 
 def input_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import NeuromorphError
+from .errors import IRError, NeuromorphError
 from .ir import Graph
 from .rules import RuleTable, check_graph
 from .streams import Probe, Recording
@@ -69,6 +69,8 @@ class Target(ABC):
     name: str = ""
     description: str = ""
     precisions: tuple[str, ...] = ("float",)
+    plasticity: frozenset[str] = frozenset()
+    """Plasticity rules (ir.PLASTICITY_RULES) this target executes; others are refused."""
     options: Mapping[str, tuple[type, str]] = {}
     """Extra compile options this target takes: name -> (type, help). Each becomes a
     ``neuromorph compile --NAME`` flag and a keyword argument of ``compile``."""
@@ -84,6 +86,12 @@ class Target(ABC):
             raise NeuromorphError(f"target '{self.name}' has no precision '{precision}' "
                                   f"(it has {', '.join(self.precisions)})")
         check_graph(self.rules, graph, f"target '{self.name}'")
+        for name, node in graph.nodes.items():
+            rule = getattr(node, "plasticity", None)
+            if rule is not None and rule.rule not in self.plasticity:
+                raise IRError(f"target '{self.name}' cannot run plasticity rule '{rule.rule}' "
+                              f"(it runs: {', '.join(sorted(self.plasticity)) or 'none'}); the "
+                              "weights would silently stay fixed", node=name)
 
     @abstractmethod
     def compile(self, graph: Graph, *, precision: str, dt: float | None,

@@ -101,6 +101,17 @@ def test_plasticity_is_refused_until_a_backend_executes_it():
         lower(g)
 
 
+@pytest.mark.parametrize("backend", ["lava", "torch"])
+def test_every_target_refuses_plasticity_it_does_not_run(backend):
+    from neuromorph.compile import compile_graph
+
+    g = Graph({"x": Input((3,)), "w": Linear(np.ones((2, 3)), plasticity=Plasticity("stdp")),
+               "h": LIF(tau=5e-3), "y": Output()}, [("x", "w"), ("w", "h"), ("h", "y")])
+    with pytest.raises(IRError, match=rf"node 'w': target '{backend}' cannot run plasticity rule 'stdp' "
+                                      r"\(it runs: none\); the weights would silently stay fixed"):
+        compile_graph(g, backend=backend)
+
+
 def test_loop_with_less_delay_than_synapse_hops_is_refused():
     g = Graph({"x": Input((2,)), "w": Linear(np.eye(2)), "a": LIF(tau=5e-3), "ab": Linear(np.eye(2)),
                "b": LIF(tau=5e-3), "ba": Linear(np.eye(2)), "y": Output()},

@@ -1,4 +1,4 @@
-"""The Norse backend: spike-for-spike with the numpy semantics, and with Norse's own steps."""
+"""The torch backend: spike-for-spike with the numpy semantics, and with Norse's own steps."""
 import numpy as np
 import pytest
 import torch

@@ -196,19 +196,6 @@ _Memo = dict[str, tuple[_Paths, np.ndarray]]
 _Incoming = dict[str, list[Edge]]
 
 
-def _incoming_index(graph: Graph) -> _Incoming:
-    """Every node's incoming edges, in the graph's edge order (as ``graph.incoming``)."""
-    index: _Incoming = {n: [] for n in graph.nodes}
-    for e in graph.edges:
-        index[e.target].append(e)
-    return index
-
-
-def _input_shape(graph: Graph, incoming: _Incoming, name: str) -> tuple[int, ...] | None:
-    """``graph.input_shape(name)`` from the index (graph.incoming scans every edge)."""
-    return graph.shape(incoming[name][0].source) if incoming[name] else None
-
-
 def _is_source(node: Node) -> bool:
     """Inputs and neuron populations end a path; every other node is composed into it."""
     return isinstance(node, (Input, Neuron))
@@ -250,7 +237,7 @@ def _paths_into(graph: Graph, target: str, memo: _Memo, incoming: _Incoming) -> 
     and the constant part of that input (Affine biases). The non-source nodes it reads
     must be in ``memo`` already (:func:`_linear_order`)."""
     paths: _Paths = {}
-    bias = np.zeros(int(np.prod(_input_shape(graph, incoming, target))))  # type: ignore[arg-type]
+    bias = np.zeros(int(np.prod(graph.input_shape(target))))  # type: ignore[arg-type]
     for e in incoming[target]:
         if _is_source(graph.nodes[e.source]):
             paths.setdefault(e.source, []).append((None, e.delay))  # identity, built only if needed
@@ -281,7 +268,7 @@ def _through(graph: Graph, name: str, dt: float, memo: _Memo, incoming: _Incomin
         raise IRError("an Output cannot feed other nodes", node=name)
     else:
         rule = rule_for(LINEAR_RULES, node, name, "the Loihi 2 lowering")
-        m, c = rule(node, _input_shape(graph, incoming, name), graph.shape(name))
+        m, c = rule(node, graph.input_shape(name), graph.shape(name))
         result = ({s: [(m if a is None else m @ a, d) for a, d in ps] for s, ps in inner.items()},
                   m @ bias_in + c)
     memo[name] = result
@@ -336,7 +323,7 @@ def estimate_lowering(graph: Graph, order: list[str], pops: list[str],
     for name in order:
         node = graph.nodes[name]
         paths = into(name)
-        n_in, n_out = _size(_input_shape(graph, incoming, name)), _size(graph.shape(name))
+        n_in, n_out = _size(graph.input_shape(name)), _size(graph.shape(name))
         if isinstance(node, Delay):  # the same matrices, later
             count[name], share[name] = paths, 0
             continue
@@ -433,7 +420,7 @@ def lower(graph: Graph, dt: float | None = None) -> Netlist:
     for name, node in graph.nodes.items():
         if getattr(node, "plasticity", None) is not None:
             raise IRError("plasticity is carried in the IR but no backend executes it yet", node=name)
-    incoming = _incoming_index(graph)
+    incoming: _Incoming = {n: graph.incoming(n) for n in graph.nodes}
     neurons = [name for name, node in graph.nodes.items() if isinstance(node, Neuron)]
     order = _linear_order(graph, incoming, neurons)
     _check_lowering_memory(graph, order, neurons, incoming)  # before allocating anything
@@ -463,7 +450,8 @@ def lower(graph: Graph, dt: float | None = None) -> Netlist:
 
     outputs = []
     for out in graph.outputs:
-        (edge,) = graph.incoming(out) if len(graph.incoming(out)) == 1 else (None,)
+        into = graph.incoming(out)
+        (edge,) = into if len(into) == 1 else (None,)
         src = graph.nodes[edge.source] if edge else None
         if edge is None or not isinstance(src, Neuron) or edge.delay:
             raise IRError("the Lava compiler needs each Output fed directly (no delay) by one neuron "

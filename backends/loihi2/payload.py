@@ -40,6 +40,7 @@ from neuromorph.ir import Delay, Graph, Neuron
 
 from . import neuron_step
 from .netlist import KINDS, Connection, InputPort, Netlist, OutputPort, Population
+from .resources import Loihi2Limits
 from .quantize import (
     BETA_MANT_MAX, BIAS_EXP_MAX, BIAS_MANT_MAX, PAYLOAD_BITS, UV_LIMIT, VTH_MAX, WEIGHT_EXP_MAX,
     WEIGHT_EXP_MIN, QuantizedNetlist, lava_weights,
@@ -49,7 +50,7 @@ KIND_OF = {"IF": "if", "LIF": "lif", "CubaLIF": "cuba", "ALIF": "alif", "LI": "l
 """The population kind the lowering gives each neuron node type."""
 assert set(KIND_OF.values()) == set(KINDS)
 
-LOIHI_MAX_DELAY = 63
+LOIHI_MAX_DELAY = Loihi2Limits().max_delay
 """Loihi 2 synaptic delays are 6 bits (lava/runner.py MAX_DELAY; Lava's fixed DelayDense
 refuses more)."""
 

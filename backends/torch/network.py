@@ -3,7 +3,7 @@
 The neuron updates are Norse's forward-Euler dynamics (LIFBox, CuBa LIF, IAF, LIBox)
 written over the coefficients from :mod:`neuromorph.discretize`, so that dt enters in one
 place and the arithmetic follows the same order as the numpy reference; spikes use an
-owned surrogate gradient. tests/test_norse_backend.py checks each neuron rule against
+owned surrogate gradient. tests/test_torch_backend.py checks each neuron rule against
 Norse's own step functions and the whole module against :mod:`neuromorph.simulate`.
 
 Trainable: the weights and biases of Affine, Linear and convolution nodes. Neuron
@@ -52,6 +52,8 @@ class GraphNetwork(torch.nn.Module):
         self._order = graph.order()
         self._incoming = {n: [(e.source, e.delay) for e in graph.incoming(n)] for n in graph.nodes}
         self._coeffs = discretize_graph(graph, self.dt)
+        # Each node's rule, looked up once (refusals name the node here, not mid-run).
+        self._rules = {n: rule_for(NODE_RULES, node, n, "the torch backend") for n, node in graph.nodes.items()}
         self._keys: dict[str, str] = {}  # node name -> attribute prefix (names may hold '.')
         for i, (name, node) in enumerate(graph.nodes.items()):
             key = f"n{i}"
@@ -152,7 +154,7 @@ class GraphNetwork(torch.nn.Module):
         state: dict[str, dict[str, torch.Tensor]],
         delay_in: dict[str, list[torch.Tensor]],
     ) -> torch.Tensor:
-        rule = rule_for(NODE_RULES, node, name, "the torch backend")
+        rule = self._rules[name]
         if rule is _delay_rule:
             return self._delay(name, x, delay_in[name])
         if rule is _neuron_rule:
@@ -182,8 +184,7 @@ class GraphNetwork(torch.nn.Module):
     def _neuron(self, name: str, x: torch.Tensor, s: dict[str, torch.Tensor]) -> torch.Tensor:
         node = self.graph.nodes[name]
         p = lambda f: self._p(name, f)  # noqa: E731
-        step = NEURON_STEPS[type(node)]
-        z = step(p, s, x, self.surrogate)
+        z = NEURON_STEPS[type(node)](p, s, x, self.surrogate)
         if not node.spiking:
             return z
         # Reset to v_reset where a spike happened (the reset is not differentiated).

@@ -71,7 +71,8 @@ class TorchTarget(Target):
                 for key, value in net(batch, record=record).items():
                     parts.setdefault(key, []).append(value.numpy())
                 if progress is not None:
-                    progress(min(n, i + BATCH), n)
+                    steps = next(iter(inputs.values())).shape[1]
+                    progress(min(n, i + BATCH) * steps, n * steps)  # sample-steps, as the CLI says
         out = {k: np.concatenate(v) for k, v in parts.items()}
         return Recording({o: out[o] for o in graph.outputs}, {p.text: out[p.text] for p in probes},
                          {name: int(out[name].sum()) for name in spiking})

@@ -76,7 +76,7 @@ def _check_size(name: str, options: dict[str, Any]) -> None:
 
     try:
         dims = [int(d) for d in _FOOTPRINTS[name](options)]
-    except (TypeError, ValueError, KeyError):
+    except (TypeError, ValueError, KeyError, OverflowError):  # inf, NaN, text: the task refuses
         return
     if any(d < 1 for d in dims):
         return

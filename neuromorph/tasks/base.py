@@ -1,6 +1,6 @@
 """What every task returns (:class:`Dataset`) and the option checks they share.
 
-numpy only: a task must be usable by every backend (Norse/torch, Lava, plain numpy)
+numpy only: a task must be usable by every backend (torch, Lava, plain numpy)
 without importing any of them.
 """
 from __future__ import annotations

@@ -4,7 +4,9 @@
   written to site-packages);
 - ``process.py``: ``NeuronGroup``, the project-owned Lava Process of one population;
 - ``runner.py``: ``run_lava`` builds one Lava process per input, population and
-  connection, runs every chip step in one Lava run and always stops it.
+  connection, runs every chip step in one Lava run and always stops it;
+- ``lifecycle.py``: what makes "always" true when the parent is killed or a worker
+  freezes (a guardian process, a parent-death signal, a stall watchdog).
 
 Nothing is imported here, so that ``compat`` can be loaded before Lava is.
 """

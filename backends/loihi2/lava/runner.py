@@ -48,6 +48,7 @@ from lava.proc.io.source import RingBuffer  # noqa: E402
 from neuromorph.backends.loihi2.lava import lifecycle  # noqa: E402
 from neuromorph.backends.loihi2.lava.process import NeuronGroup  # noqa: E402
 from neuromorph.backends.loihi2.netlist import Netlist  # noqa: E402
+from neuromorph.backends.loihi2.resources import Loihi2Limits  # noqa: E402
 from neuromorph.backends.loihi2.chip_model import Schedule, check_inputs, float_params, input_stream  # noqa: E402
 from neuromorph.errors import NeuromorphError  # noqa: E402
 
@@ -56,7 +57,7 @@ FLOAT_MESSAGE_BITS = 24
 """num_message_bits of every float synapse. With > 0 Lava's float Dense computes
 ``weights.dot(s_in)``, the numpy simulator's arithmetic; with 0 it sums the columns of
 the spiking inputs, a different floating-point summation order."""
-MAX_DELAY = 63  # Loihi 2 synaptic delays are 6 bits (Lava's fixed DelayDense refuses more)
+MAX_DELAY = Loihi2Limits().max_delay  # 6-bit synaptic delays (Lava's fixed DelayDense refuses more)
 MAX_DELAY_MATRIX_BYTES = 1 << 30
 """Lava's DelayDense builds a ``[(delay + 1) * out, in]`` float64 matrix every step: float
 delays are refused where it would exceed this (fixed point: ``MAX_DELAY``)."""
