@@ -14,6 +14,7 @@ import os
 import stat
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -277,12 +278,31 @@ def _task_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+def _task_for(args: argparse.Namespace, graph: Graph) -> str | None:
+    """``--task``, else the task the model was trained on (its metadata), else None."""
+    from .tasks import recorded
+
+    if args.task is not None:
+        return args.task
+    record = recorded(graph)
+    return record["task"] if record else None
+
+
 def _load_task(args: argparse.Namespace, graph: Graph) -> Any:
+    """The data set for ``--task`` or, without it, for the task the model was trained on
+    (same seed and options). Flags given explicitly win over what the model recorded."""
     from . import tasks
 
+    name = _task_for(args, graph)
+    if name is None:
+        raise NeuromorphError("give --task TASK (the model does not say what it was trained on)")
+    record = tasks.recorded(graph)
+    same = record is not None and record["task"] == name
+    seed = args.seed if args.seed is not None else (record["seed"] if same else 0)
+    options = {**(record["options"] if same else {}), **_task_options(args)}
     inputs = graph.inputs
     shape = graph.shape(inputs[0]) if len(inputs) == 1 else None
-    return tasks.load(args.task, seed=args.seed, input_shape=shape, **_task_options(args))
+    return tasks.load(name, seed=seed, input_shape=shape, **options)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -304,6 +324,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(graph, data, config, method_name=args.method, progress=progress)
     if result.rank != 0:
         return 0
+    from .tasks import PROVENANCE, provenance
+
+    trained_on = provenance(args.task, args.seed, _task_options(args), data.steps)
+    result.graph = replace(result.graph, metadata={**result.graph.metadata, PROVENANCE: trained_on})
     if args.plot:  # first: should it fail, the model file is not replaced
         from .plots import training_curves
 
@@ -338,11 +362,14 @@ def _progress(args: argparse.Namespace, label: str) -> Callable[[int, int], None
 def cmd_run(args: argparse.Namespace) -> int:
     from .run import load_deployment, run_dataset, run_stream
 
-    if (args.task is None) == (args.input is None):
-        raise NeuromorphError("give either --task TASK or --input X.npy (with --output Y.npz)")
+    if args.task is not None and args.input is not None:
+        raise NeuromorphError("give either --task TASK or --input X.npy (with --output Y.npz), not both")
     if args.input is not None and args.output is None:
         raise NeuromorphError("--input needs --output Y.npz")
     artifact = load_deployment(args.model, args.backend, args.dt)
+    if args.input is None and _task_for(args, artifact.graph) is None:
+        raise NeuromorphError("give either --task TASK or --input X.npy (with --output Y.npz): the model "
+                              "does not say what it was trained on")
     if args.raster:
         _raster_nodes(artifact)  # refuse before the run, not after it
     progress = _progress(args, artifact.target)
@@ -397,8 +424,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     graph = load_model(args.model)
     calibration = None
-    if args.task is not None:
+    if _task_for(args, graph) is not None:
         data = _load_task(args, graph)
+        if args.task is None and not args.json:
+            print(f"calibrating on {data.name}, the task the model was trained on (--task overrides)",
+                  file=sys.stderr)
         # The scales need the input grid and the state's peaks; a few hundred samples
         # show both, and a float run over a long task's whole training set is slow.
         calibration = {graph.inputs[0]: data.x_train[:CALIBRATION_SAMPLES]}
@@ -431,7 +461,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     file_kind(args.artifact)  # a FIFO or a device is refused unopened
     artifact = load_artifact(args.artifact)  # --limit, --steps: checked in check_arguments
-    if args.task is not None:
+    if args.input is None and _task_for(args, artifact.graph) is not None:
         data = _load_task(args, artifact.graph)
         data.check_model(artifact.graph)
         x, decision = data.x_test[: args.limit], data.decision_steps
@@ -446,7 +476,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         values = sum(int(np.prod(artifact.graph.shape(n), dtype=object)) for n in artifact.graph.inputs)
         check_memory(17 * args.limit * steps * values,  # float64 draws, their bool, float64 spikes
                      f"random input of {args.limit} sample(s) x {steps} steps x {values} values")
-        rng = np.random.default_rng(args.seed)
+        rng = np.random.default_rng(args.seed or 0)
         x = {name: (rng.random((args.limit, steps, *artifact.graph.shape(name))) < 0.2)
              .astype(np.float64) for name in artifact.graph.inputs}
         decision = slice(None)
@@ -571,9 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="float",
                    help="one of the target's precisions (default float; see `neuromorph backends`)")
     p.add_argument("--dt", type=float, default=None, help="time step in seconds (default: the model's)")
-    p.add_argument("--task", help="calibrate fixed-point scales on this task's training data "
-                   "(the first 256 samples)")
-    p.add_argument("--seed", type=int, default=0, help="task seed")
+    p.add_argument("--task", help="calibrate fixed-point scales on the first 256 samples of this task's "
+                   "training data (default: the task the model was trained on, if it says)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="task seed (default: the one the model was trained with, else 0)")
     p.add_argument("-o", "--output", required=True, help="artifact file to write")
     for flag, (kind, help_) in target_options.items():
         p.add_argument(f"--{flag.replace('_', '-')}", dest=f"option_{flag}", metavar=flag.upper(), type=kind,
@@ -587,10 +618,12 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{MODEL_TARGET}); an artifact runs on the target it was compiled for")
     p.add_argument("--raster", help="save a spike raster of the first sample to this PNG")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.add_argument("--task", help="evaluate on this task's data")
+    p.add_argument("--task", help="evaluate on this task's data (default: the task the model was "
+                   "trained on, if it says)")
     p.add_argument("--split", choices=("train", "test"), default="test")
     p.add_argument("--limit", type=int, default=None, help="only the first N samples")
-    p.add_argument("--seed", type=int, default=0, help="task seed")
+    p.add_argument("--seed", type=int, default=None,
+                   help="task seed (default: the one the model was trained with, else 0)")
     p.add_argument("--input", help="your input stream: .npy of shape [T, *input] or [batch, T, *input]")
     p.add_argument("--output", help=".npz to write the output nodes' streams to (with --input)")
     p.add_argument("--membrane", action="store_true", help="also write membrane potentials (NAME.v)")
@@ -600,10 +633,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("verify", cmd_verify, "run a deployment beside its reference and compare spike for spike "
             "(exit 1 when the agreement is below what the target promises)")
     p.add_argument("artifact", help="compiled artifact")
-    p.add_argument("--task", help="compare on this task's test data (default: random spike input)")
+    p.add_argument("--task", help="compare on this task's test data (default: the task the model was "
+                   "trained on, else random spike input)")
     p.add_argument("--input", help="compare on your input stream: .npy of [T, *input] or [batch, T, *input]")
     p.add_argument("--limit", type=int, default=20, help="number of samples (default 20)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None,
+                   help="task seed (default: the one the model was trained with), or random input's (0)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     task_args(p, f"time steps per sample (the task's default; {VERIFY_STEPS} for random input)")
 

@@ -343,3 +343,18 @@ def test_zero_weights_cost_no_synapses_but_the_neurons_still_take_a_core():
     h = map_netlist(net).layer("h")
     assert (h.synapses, h.memory_bytes, h.max_fan_in, h.cores) == (0, 0, 0, 1)
     assert map_netlist(net).layer("x").fan_out == 0
+
+
+def test_the_table_counts_cores_in_every_row_and_lists_the_core_ids_apart():
+    rmap = map_netlist(mixed_netlist())
+    lines = rmap.table().splitlines()
+    head = lines[2].split()
+    assert head[:3] == ["layer", "kind", "cores"] and head[-2:] == ["core", "ids"]
+    body = [line.split() for line in lines[4:lines.index(lines[3], 4)]]
+    per_layer = {row[0]: row for row in body}
+    for L in rmap.layers:
+        row = per_layer[L.name]
+        assert row[2] == str(L.cores)
+        assert row[-1] == ("chip)" if L.is_input else L.core_range)
+    total = next(line for line in lines if line.startswith("TOTAL")).split()
+    assert total[1] == str(sum(L.cores for L in rmap.layers)) and total[-1] == f"0-{rmap.cores - 1}"

@@ -213,22 +213,24 @@ class ResourceMap:
     def table(self) -> str:
         """A fixed-width map: one row per layer, then the totals."""
         lim = self.limits
-        head = ("layer", "kind", "cores", "neurons", "synapses", "memory", "neur%", "mem%", "fan-out")
+        head = ("layer", "kind", "cores", "neurons", "synapses", "memory", "neur%", "mem%", "fan-out",
+                "core ids")
         rows: list[tuple[str, ...]] = []
         for L in self.layers:
             if L.is_input:
-                rows.append((L.name, "input", "-", str(L.neurons), "-", "-", "-", "-", str(L.fan_out)))
+                rows.append((L.name, "input", "0", str(L.neurons), "-", "-", "-", "-", str(L.fan_out),
+                             "(off chip)"))
             else:
-                rows.append((L.name, L.kind, L.core_range, str(L.neurons), str(L.synapses),
+                rows.append((L.name, L.kind, str(L.cores), str(L.neurons), str(L.synapses),
                              _bytes(L.memory_bytes), f"{L.neuron_utilisation:.1f}",
-                             f"{L.memory_utilisation:.1f}", str(L.fan_out)))
+                             f"{L.memory_utilisation:.1f}", str(L.fan_out), L.core_range))
         total = ("TOTAL", "", str(self.cores), str(self.neurons), str(self.synapses),
-                 _bytes(self.memory_bytes), "", "", "")
+                 _bytes(self.memory_bytes), "", "", "", f"0-{self.cores - 1}" if self.cores else "-")
         widths = [max(len(r[i]) for r in (head, *rows, total)) for i in range(len(head))]
 
         def line(r: tuple[str, ...]) -> str:
             cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])]
-            cells += [c.rjust(w) for c, w in zip(r[2:], widths[2:])]
+            cells += [c.rjust(w) for c, w in zip(r[2:-1], widths[2:-1])] + [r[-1].ljust(widths[-1])]
             return "  ".join(cells).rstrip()
 
         rule = "-" * len(line(head))

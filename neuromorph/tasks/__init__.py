@@ -69,6 +69,32 @@ def load(name: str, *, seed: int = 0, input_shape: Sequence[int] | None = None,
                    x_test=ds.x_test.reshape(len(ds.x_test), steps, *shape))
 
 
+PROVENANCE = "trained_on"
+"""The model-file metadata key under which ``train`` records the task it trained on."""
+
+
+def provenance(name: str, seed: int, options: dict[str, Any], steps: int) -> dict[str, Any]:
+    """What a trained model remembers of its data: task, seed, the options given and the
+    steps per sample, so that compile, run and verify can rebuild the same data."""
+    return {"task": name, "seed": int(seed), "options": {**options, "steps": int(steps)}}
+
+
+def recorded(graph: Any) -> dict[str, Any] | None:
+    """The task a model was trained on (``provenance``), or None. The metadata comes from
+    a file: anything malformed is a one-line error rather than a guess."""
+    record = graph.metadata.get(PROVENANCE)
+    if record is None:
+        return None
+    ok = (isinstance(record, dict) and record.get("task") in TASKS
+          and isinstance(record.get("seed"), int) and not isinstance(record.get("seed"), bool)
+          and record["seed"] >= 0 and isinstance(record.get("options"), dict)
+          and set(record["options"]) <= set(TASKS[record["task"]].defaults))
+    if not ok:
+        raise NeuromorphError(f"the model's metadata '{PROVENANCE}' is malformed (expected task, seed "
+                              "and that task's options); give --task explicitly")
+    return record
+
+
 def _check_size(name: str, options: dict[str, Any]) -> None:
     """Refuse, before building it, a data set bigger than streams.MEMORY_BOUND. Options that
     are not positive integers are left to the task's own one-line checks."""
@@ -103,4 +129,4 @@ def _check_shape(name: str, shape: Any, own: tuple[int, ...]) -> tuple[int, ...]
     return dims
 
 
-__all__ = ["DT", "Dataset", "TASKS", "TaskInfo", "load"]
+__all__ = ["DT", "Dataset", "PROVENANCE", "TASKS", "TaskInfo", "load", "provenance", "recorded"]
