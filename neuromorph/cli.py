@@ -237,7 +237,7 @@ def cmd_import_nir(args: argparse.Namespace) -> int:
     from .backends.nir import read_nir
 
     file_kind(args.file)  # a FIFO or a device is refused unopened
-    graph = read_nir(args.file, dt=args.dt, convention=args.convention)
+    graph = read_nir(args.file, dt=args.dt, convention=args.convention, reset=args.reset)
     path = model_file.save(graph, args.output)
     s = summarize(graph)
     data = {"input": args.file, "output": str(path), "dt": graph.dt,
@@ -651,6 +651,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--convention", default="nir",
                    help="how the file's parameters are to be read, by the framework that wrote it "
                         "(default nir; the README's NIR section lists the conventions)")
+    p.add_argument("--reset", default=None,
+                   help="how spiking neurons reset, which NIR cannot say: value (to v_reset) or "
+                        "subtract (v - threshold, snnTorch's reset_mechanism='subtract'); default: "
+                        "what neuromorph wrote into the file's metadata, else value")
 
     p = add("export-nir", cmd_export_nir, "write a model as a NIR file")
     p.add_argument("model", help="model file (or zoo model name)")

@@ -52,6 +52,7 @@ class IFCoefficients:
     v_threshold: np.ndarray
     v_reset: np.ndarray
     v_init: np.ndarray  # v_reset
+    reset: str = "value"  # "value" or "subtract" (docs/semantics.md, section 3)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class LIFCoefficients:
     v_threshold: np.ndarray
     v_reset: np.ndarray
     v_init: np.ndarray  # v_leak
+    reset: str = "value"  # "value" or "subtract" (docs/semantics.md, section 3)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class CubaLIFCoefficients:
     v_threshold: np.ndarray
     v_reset: np.ndarray
     v_init: np.ndarray  # v_leak
+    reset: str = "value"  # "value" or "subtract" (docs/semantics.md, section 3)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class ALIFCoefficients:
     v_threshold: np.ndarray
     v_reset: np.ndarray
     v_init: np.ndarray  # v_leak
+    reset: str = "value"  # "value" or "subtract" (docs/semantics.md, section 3)
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ def discretize_if(node: IF, dt: float, name: str | None = None) -> IFCoefficient
         v_threshold=_frozen(node.v_threshold),
         v_reset=_frozen(node.v_reset),
         v_init=_frozen(node.v_reset),
+        reset=node.reset,
     )
 
 
@@ -168,6 +173,7 @@ def discretize_lif(node: LIF, dt: float, name: str | None = None) -> LIFCoeffici
         v_threshold=_frozen(node.v_threshold),
         v_reset=_frozen(node.v_reset),
         v_init=_frozen(node.v_leak),
+        reset=node.reset,
     )
 
 
@@ -185,6 +191,7 @@ def discretize_cuba_lif(node: CubaLIF, dt: float, name: str | None = None) -> Cu
         v_threshold=_frozen(node.v_threshold),
         v_reset=_frozen(node.v_reset),
         v_init=_frozen(node.v_leak),
+        reset=node.reset,
     )
 
 
@@ -202,6 +209,7 @@ def discretize_alif(node: ALIF, dt: float, name: str | None = None) -> ALIFCoeff
         v_threshold=_frozen(node.v_threshold),
         v_reset=_frozen(node.v_reset),
         v_init=_frozen(node.v_leak),
+        reset=node.reset,
     )
 
 

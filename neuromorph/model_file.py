@@ -61,7 +61,9 @@ def graph_to_dict(graph: Graph) -> dict[str, Any]:
             {
                 "name": name,
                 "type": node.type_name,
-                "params": {k: _encode_value(v) for k, v in node.params().items()},
+                # reset "value" is the default: left out, so files of such models are unchanged
+                "params": {k: _encode_value(v) for k, v in node.params().items()
+                           if not (k == "reset" and v == "value")},
             }
             for name, node in graph.nodes.items()
         ],

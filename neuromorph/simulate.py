@@ -107,17 +107,26 @@ def _initial_state(node: Node, c: Coefficients, shape: tuple[int, ...]) -> dict[
     return state
 
 
+def reset_membrane(c: Any, v: np.ndarray, z: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """The membrane after the reset where ``z`` (docs/semantics.md, section 3):
+    ``v_reset`` ("value"), or ``v - (threshold - v_reset)`` ("subtract"), ``threshold``
+    being the one the spike test used this step (ALIF: ``v_threshold + beta*a``)."""
+    if c.reset == "subtract":
+        return np.where(z, v - (threshold - c.v_reset), v)
+    return np.where(z, c.v_reset, v)
+
+
 def _if_step(c: IFCoefficients, s: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     v = s["v"] + c.gain * x
     z = v > c.v_threshold
-    s["v"] = np.where(z, c.v_reset, v)
+    s["v"] = reset_membrane(c, v, z, c.v_threshold)
     return z.astype(np.float64)
 
 
 def _lif_step(c: LIFCoefficients, s: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     v = (1.0 - c.dv) * s["v"] + c.leak + c.gain * x
     z = v > c.v_threshold
-    s["v"] = np.where(z, c.v_reset, v)
+    s["v"] = reset_membrane(c, v, z, c.v_threshold)
     return z.astype(np.float64)
 
 
@@ -126,7 +135,7 @@ def _cuba_lif_step(c: CubaLIFCoefficients, s: dict[str, np.ndarray], x: np.ndarr
     v = (1.0 - c.dv) * s["v"] + c.leak + c.gain_v * i  # this step's (new) current
     z = v > c.v_threshold
     s["i"] = i  # the current is not reset
-    s["v"] = np.where(z, c.v_reset, v)
+    s["v"] = reset_membrane(c, v, z, c.v_threshold)
     return z.astype(np.float64)
 
 
@@ -134,7 +143,7 @@ def _alif_step(c: ALIFCoefficients, s: dict[str, np.ndarray], x: np.ndarray) -> 
     v = (1.0 - c.dv) * s["v"] + c.leak + c.gain * x
     theta = c.v_threshold + c.beta * s["a"]  # a from the previous step
     z = v > theta
-    s["v"] = np.where(z, c.v_reset, v)
+    s["v"] = reset_membrane(c, v, z, theta)
     s["a"] = (1.0 - c.da) * s["a"] + z  # each spike adds 1 after the threshold test
     return z.astype(np.float64)
 

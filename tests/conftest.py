@@ -70,8 +70,16 @@ TEST_MARKERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("test_deploy", "test_a_model_file_runs_on_any_target_compiled_in_memory"): ("lava",),
     ("test_deploy", "test_norse_network_imported_from_nir_deploys_and_matches_norse"): ("lava", "torch"),
     ("test_deploy", "test_snntorch_recurrent_export_with_dotted_names_deploys_and_verifies"): ("lava", "torch"),
+    ("test_deploy", "test_a_trained_model_remembers_its_task_for_compile_run_and_verify"): ("lava", "torch"),
+    ("test_deploy", "test_malformed_training_metadata_is_one_line"): ("torch",),
     ("test_examples", "test_main_job_trains_compiles_and_runs_in_lava"): ("lava", "torch"),
     ("test_examples", "test_snntorch_nir_file_deploys_and_matches_snntorch"): ("lava", "torch"),
+    # Reset modes: torch / snnTorch, and real Lava runs (the module imports neither at top level).
+    ("test_reset_modes", "test_torch_network_equals_simulate_spike_for_spike"): ("torch",),
+    ("test_reset_modes", "test_torch_subtract_reset_is_not_differentiated_but_passes_the_membrane_gradient"): ("torch",),
+    ("test_reset_modes", "test_snntorch_subtract_leaky_imported_with_reset_subtract_matches_snntorch"): ("torch",),
+    ("test_reset_modes", "test_lava_float_equals_the_netlist_model_and_simulate"): ("lava",),
+    ("test_reset_modes", "test_lava_fixed_point_equals_the_bit_exact_model"): ("lava",),
     # `neuromorph backends` loads every registered target and method, bptt included.
     ("test_cli", "test_backends_lists_what_the_registry_holds"): ("torch",),
     ("test_cli", "test_unknown_backend_and_method_name_the_registered_ones"): ("torch",),
@@ -106,6 +114,7 @@ SLOW_TESTS = {
     "tests/test_deploy.py::test_run_artifact_on_a_task_matches_the_bit_exact_model",  # - / 4 (+ fixture)
     "tests/test_deploy.py::test_a_model_file_runs_on_any_target_compiled_in_memory",  # - / 4
     "tests/test_deploy.py::test_run_artifact_on_a_user_stream_is_aligned_with_the_reference",  # - / 4
+    "tests/test_deploy.py::test_a_trained_model_remembers_its_task_for_compile_run_and_verify",  # 15 loaded
     "tests/test_plugin.py::test_a_plugin_target_compiles_runs_and_verifies_through_the_cli",  # - / 11-21
     "tests/test_file_safety.py::test_loading_16000_nodes_is_near_linear",  # - / 9
     "tests/test_fuzz.py::test_fuzzed_files_load_or_are_refused_with_one_line",  # - / 22 (2500 cases)

@@ -278,3 +278,29 @@ def test_snntorch_recurrent_export_with_dotted_names_deploys_and_verifies(tmp_pa
     assert sorted(out.files) == ["1.lif.v", "output"] and out["output"].shape == (40, 8)
     assert out["output"].sum() > 0
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_trained_model_remembers_its_task_for_compile_run_and_verify(tmp_path):
+    model, art = tmp_path / "m.json", tmp_path / "m.loihi"
+    cli("train", "--task", "digits", "--steps", "8", "--epochs", "1", "-o", model, "--quiet")
+    assert nm.load(model).metadata["trained_on"] == {"task": "digits", "seed": 0, "options": {"steps": 8}}
+    compiled = cli("compile", model, "--precision", "fixed", "-o", art)
+    assert "calibrating on digits" in compiled.stderr
+    assert load_artifact(art).payload.quantized.num_message_bits["input"] > 0  # graded, as trained
+    ran = json.loads(cli("run", art, "--limit", "12", "--json", "--quiet").stdout)
+    assert ran["task"] == "digits" and ran["steps"] == 8 and ran["samples"] == 12
+    wins = json.loads(cli("run", art, "--limit", "12", "--steps", "16", "--json", "--quiet").stdout)
+    assert wins["steps"] == 16  # an explicit flag wins over what the model recorded
+    checked = json.loads(cli("verify", art, "--limit", "3", "--json", "--quiet").stdout)
+    assert checked["passed"] and checked["steps"] == 8 and checked["spike_agreement"] == 1.0
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((2, 5, 64)))
+    own = json.loads(cli("verify", art, "--input", tmp_path / "x.npy", "--json", "--quiet").stdout)
+    assert own["passed"] and own["samples"] == 2 and own["steps"] == 5
+
+
+def test_malformed_training_metadata_is_one_line(tmp_path):
+    g = nm.feedforward(64, [8], 10)
+    g = Graph(g.nodes, g.edges, g.dt, {"trained_on": {"task": "digits", "seed": "zero", "options": {}}})
+    model = nm.save(g, tmp_path / "m.json")
+    err = one_line_error(cli("run", model, "--limit", "2", rc=2))
+    assert "metadata 'trained_on' is malformed" in err

@@ -11,6 +11,7 @@ import neuromorph as nm
 from neuromorph.backends.loihi2.netlist import Connection, InputPort, Netlist, OutputPort, Population, lower
 from neuromorph.backends.loihi2.resources import Loihi2Limits, map_netlist
 from neuromorph.errors import NeuromorphError
+from neuromorph.ir import LI, LIF, Graph, Input, Linear, Output
 from neuromorph.models import ZOO, get
 
 LIMITS = Loihi2Limits()
@@ -358,3 +359,15 @@ def test_the_table_counts_cores_in_every_row_and_lists_the_core_ids_apart():
         assert row[-1] == ("chip)" if L.is_input else L.core_range)
     total = next(line for line in lines if line.startswith("TOTAL")).split()
     assert total[1] == str(sum(L.cores for L in rmap.layers)) and total[-1] == f"0-{rmap.cores - 1}"
+
+
+def test_layers_are_listed_in_evaluation_order_not_name_order():
+    # snnTorch names layers by index: '1', '10', '3' sort wrongly as text
+    rng = np.random.default_rng(0)
+    nodes = {"input": Input((4,)), "0": Linear(rng.random((5, 4))), "1": LIF(tau=5e-3),
+             "2": Linear(rng.random((5, 5))), "3": LIF(tau=5e-3), "9": Linear(rng.random((3, 5))),
+             "10": LI(tau=5e-3), "output": Output()}
+    order = ["input", "0", "1", "2", "3", "9", "10", "output"]
+    g = Graph(dict(sorted(nodes.items())), list(zip(order, order[1:])), dt=1e-3)
+    rmap = map_netlist(lower(g))
+    assert [L.name for L in rmap.layers] == ["input", "1", "3", "10"]

@@ -124,7 +124,7 @@ def simulate_netlist(
                 continue
             if k == 0:
                 state[pop.name] = init(params[pop.name])
-            s = step(params[pop.name], state[pop.name], a_in, pop.spiking)
+            s = step(params[pop.name], state[pop.name], a_in, pop.spiking, pop.reset == "subtract")
             sent[pop.name] = s
             spikes[pop.name] += int(np.count_nonzero(s))
             if pop.name in trains:

@@ -13,7 +13,7 @@ reset is to 0 as on Loihi (float; the fixed-point form is in neuron_step.py)::
     u = u * (1 - du) + a_in + bias_u
     v = v * (1 - dv) + u + bias_v
     s = v > vth + beta * a            (never for LI: it has no threshold)
-    v = 0 where s
+    v = 0 where s                     (reset "value"; "subtract": v = v - (vth + beta*a) where s)
     a = a * (1 - da) + s
 
 ``a_in`` is the sum over incoming connections of ``W @ x`` where ``x`` is the source's
@@ -72,6 +72,7 @@ class Population:
     da: np.ndarray
     beta: np.ndarray
     offset: int = 0
+    reset: str = "value"  # the IR neuron's reset mode: "value" (v = 0) or "subtract"
 
     @property
     def size(self) -> int:
@@ -401,7 +402,7 @@ def _population(name: str, node: Neuron, coeff: Any, shape: tuple[int, ...]) -> 
          "da": np.zeros(n), "beta": np.zeros(n)}
     p.update(rule_for(POPULATION_RULES, node, name, "the Loihi 2 lowering")(coeff, full))
     gain = p.pop("gain")
-    return Population(name=name, shape=tuple(shape), **p), gain
+    return Population(name=name, shape=tuple(shape), reset=getattr(node, "reset", "value"), **p), gain
 
 
 LOWERING_RULES: dict[type[Node], Any] = {
@@ -421,15 +422,15 @@ def lower(graph: Graph, dt: float | None = None) -> Netlist:
         if getattr(node, "plasticity", None) is not None:
             raise IRError("plasticity is carried in the IR but no backend executes it yet", node=name)
     incoming: _Incoming = {n: graph.incoming(n) for n in graph.nodes}
-    neurons = [name for name, node in graph.nodes.items() if isinstance(node, Neuron)]
+    # Populations in evaluation order (the resource map lists them so), not file order.
+    neurons = [name for name in graph.order() if isinstance(graph.nodes[name], Neuron)]
     order = _linear_order(graph, incoming, neurons)
     _check_lowering_memory(graph, order, neurons, incoming)  # before allocating anything
     inputs = [InputPort(n, graph.shape(n)) for n in graph.inputs]
     pops: dict[str, Population] = {}
     gains: dict[str, np.ndarray] = {}
-    for name, node in graph.nodes.items():
-        if isinstance(node, Neuron):
-            pops[name], gains[name] = _population(name, node, coeffs[name], graph.shape(name))
+    for name in neurons:
+        pops[name], gains[name] = _population(name, graph.nodes[name], coeffs[name], graph.shape(name))
 
     memo: _Memo = {}
     for name in order:  # every node a population reads before it: no recursion

@@ -15,15 +15,18 @@ def init_float(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def step_float(params: dict[str, np.ndarray], state: dict[str, np.ndarray], a_in: np.ndarray,
-               spiking: bool) -> np.ndarray:
-    """Lava-float style update in shifted coordinates (see netlist.py)."""
+               spiking: bool, subtract: bool = False) -> np.ndarray:
+    """Lava-float style update in shifted coordinates (see netlist.py). The reset sets
+    ``v = 0`` where a spike happened, or with ``subtract`` ``v = v - (vth + beta*a)``
+    (the threshold of the test: the IR's reset by subtraction, shifted)."""
     state["u"] = state["u"] * (1.0 - params["du"]) + a_in + params["bias_u"]
     v = state["v"] * (1.0 - params["dv"]) + state["u"] + params["bias_v"]
     if not spiking:
         state["v"] = v
         return np.zeros_like(v)
-    s = v > params["vth"] + params["beta"] * state["a"]
-    state["v"] = np.where(s, 0.0, v)
+    threshold = params["vth"] + params["beta"] * state["a"]
+    s = v > threshold
+    state["v"] = np.where(s, v - threshold, v) if subtract else np.where(s, 0.0, v)
     state["a"] = state["a"] * (1.0 - params["da"]) + s
     return s.astype(np.float64)
 
@@ -75,8 +78,12 @@ def init_fixed(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def step_fixed(params: dict[str, np.ndarray], state: dict[str, np.ndarray], a_in: np.ndarray,
-               spiking: bool) -> np.ndarray:
+               spiking: bool, subtract: bool = False) -> np.ndarray:
     """One integer chip step; returns spikes as int32 0/1.
+
+    The reset sets ``v = 0`` where a spike happened, or with ``subtract``
+    ``v = v - ((vth << 6) + adaptation)`` (the threshold of the test), computed in int64
+    and clipped to +-(2^23 - 1) like the membrane update.
 
     ``a_in`` is the sum of the Dense outputs arriving this step. Lava's LIF port is
     declared int16, but its receive buffer starts as int16 zeros and adds the int32
@@ -103,7 +110,11 @@ def step_fixed(params: dict[str, np.ndarray], state: dict[str, np.ndarray], a_in
         return np.zeros(v.shape, np.int32)
     threshold = np.left_shift(params["vth"].astype(np.int64), VTH_SHIFT) + adaptation_fixed(params, state["a"])
     s = v > threshold
-    state["v"] = np.where(s, 0, v).astype(np.int32)
+    if subtract:
+        after = np.clip(v.astype(np.int64) - threshold, -UV_MAX + 1, UV_MAX - 1)
+        state["v"] = np.where(s, after, v).astype(np.int32)
+    else:
+        state["v"] = np.where(s, 0, v).astype(np.int32)
     if np.any(params["a_inc"]):
         a = _decay(state["a"], DECAY_UNITY - params["da"]).astype(np.int64) + params["a_inc"] * s
         state["a"] = np.clip(a, -UV_MAX + 1, UV_MAX - 1).astype(np.int32)

@@ -14,6 +14,7 @@ naming the field:
   connection joins an existing source (input or population) to a population with a
   ``[target size, source size]`` matrix; so no size in the payload can exceed what the
   model (and the file's own data) declares;
+- reset: a population's ``reset`` (absent: "value") is its model node's reset mode;
 - timing: offsets within ``0..number of populations`` (the compiler's offsets are
   longest paths of at most one step per population), IR delays at most the model's
   total delay, and ``extra_delay = offset(target) - offset(source) - 1 + ir_delay``
@@ -36,7 +37,7 @@ import numpy as np
 from neuromorph.discretize import DECAY_TOLERANCE
 from neuromorph.documents import shown
 from neuromorph.errors import ModelFileError
-from neuromorph.ir import Delay, Graph, Neuron
+from neuromorph.ir import RESET_MODES, Delay, Graph, Neuron
 
 from . import neuron_step
 from .netlist import KINDS, Connection, InputPort, Netlist, OutputPort, Population
@@ -207,11 +208,15 @@ def _netlist(r: _Reader, data: Any, graph: Graph, dt: float, fixed: bool) -> Net
     neurons = {n: node for n, node in graph.nodes.items() if isinstance(node, Neuron)}
     pops: dict[str, Population] = {}
     for i, item in enumerate(r.list(d["populations"], "netlist.populations", len(neurons))):
-        rec = r.record(item, f"netlist.populations[{i}]", _keys(Population))
+        # "reset" is written only when it is not the default "value" (target.py)
+        keys = _keys(Population)
+        if not (isinstance(item, dict) and "reset" in item):
+            keys = tuple(k for k in keys if k != "reset")
+        rec = r.record(item, f"netlist.populations[{i}]", keys)
         name = r.name(rec["name"], f"netlist.populations[{i}].name", neurons, "a neuron node of the model")
         if name in pops:
             r.fail(f"netlist.populations[{i}]", f"population '{name}' appears twice")
-        pops[name] = _population(r, rec, name, neurons[name].type_name, graph.shape(name), len(neurons))
+        pops[name] = _population(r, rec, name, neurons[name], graph.shape(name), len(neurons))
 
     sizes = {**{p.name: p.size for p in inputs}, **{p.name: p.size for p in pops.values()}}
     offsets = {**{p.name: 0 for p in inputs}, **{p.name: p.offset for p in pops.values()}}
@@ -262,9 +267,10 @@ def _netlist(r: _Reader, data: Any, graph: Graph, dt: float, fixed: bool) -> Net
                    {k: list(v) for k, v in source_nodes.items()})
 
 
-def _population(r: _Reader, rec: dict[str, Any], name: str, type_name: str, shape: tuple[int, ...],
+def _population(r: _Reader, rec: dict[str, Any], name: str, node: Neuron, shape: tuple[int, ...],
                 count: int) -> Population:
     where = f"population '{name}'"
+    type_name = node.type_name
     kind = rec["kind"]
     if not isinstance(kind, str) or kind not in KINDS:
         r.fail(f"{where}: kind", f"{shown(kind)} is not one of {', '.join(KINDS)}")
@@ -285,7 +291,12 @@ def _population(r: _Reader, rec: dict[str, Any], name: str, type_name: str, shap
         r.within(arrays[key], f"{where}: {key}", 0.0, 1.0 + DECAY_TOLERANCE)
     r.within(arrays["beta"], f"{where}: beta", 0.0, np.inf)
     offset = r.integer(rec["offset"], f"{where}: offset", 0, count)
-    return Population(name=name, kind=kind, shape=shape, offset=offset, **arrays)
+    reset = r.name(rec.get("reset", "value"), f"{where}: reset", RESET_MODES,
+                   f"a reset mode ({', '.join(RESET_MODES)})")
+    expected = getattr(node, "reset", "value")
+    if reset != expected:
+        r.fail(f"{where}: reset", f"'{reset}', but the model's node resets by '{expected}'")
+    return Population(name=name, kind=kind, shape=shape, offset=offset, reset=reset, **arrays)
 
 
 def _quantized(r: _Reader, data: dict[str, Any], net: Netlist) -> QuantizedNetlist:

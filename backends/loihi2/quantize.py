@@ -244,10 +244,11 @@ def _float_peaks(net: Netlist, calibration: Mapping[str, np.ndarray]) -> dict[st
     names = {id(v): k for k, v in params.items()}
     peaks = {p.name: {"a_in": 0.0, "u": 0.0, "v": 0.0, "a": 0.0} for p in net.populations}
 
-    def step(prm: dict[str, np.ndarray], state: dict[str, np.ndarray], a_in: np.ndarray, spiking: bool) -> np.ndarray:
+    def step(prm: dict[str, np.ndarray], state: dict[str, np.ndarray], a_in: np.ndarray, spiking: bool,
+             subtract: bool = False) -> np.ndarray:
         rec = peaks[names[id(prm)]]
         v_old = state["v"]
-        s = neuron_step.step_float(prm, state, a_in, spiking)
+        s = neuron_step.step_float(prm, state, a_in, spiking, subtract)
         v_pre = v_old * (1.0 - prm["dv"]) + state["u"] + prm["bias_v"]
         for key, val in (("a_in", a_in), ("u", state["u"]), ("v", v_pre), ("a", state["a"])):
             if val.size:
@@ -510,8 +511,8 @@ def _recorder(step: Callable[..., np.ndarray], names: dict[int, str],
               store: dict[str, list[np.ndarray]]) -> Callable[..., np.ndarray]:
     """Wrap a step function to keep every population's spikes, in call order (sample, step)."""
     def rec(params: dict[str, np.ndarray], state: dict[str, np.ndarray], a_in: np.ndarray,
-            spiking: bool) -> np.ndarray:
-        s = step(params, state, a_in, spiking)
+            spiking: bool, subtract: bool = False) -> np.ndarray:
+        s = step(params, state, a_in, spiking, subtract)
         store[names[id(params)]].append(np.asarray(s, dtype=np.float64).copy())
         return s
     return rec

@@ -69,7 +69,7 @@ class Loihi2Target(Target):
         data: dict[str, Any] = {
             "netlist": {
                 "inputs": [_record(p) for p in net.inputs],
-                "populations": [_record(p) for p in net.populations],
+                "populations": [_population_record(p) for p in net.populations],
                 "connections": [_record(c) for c in net.connections],
                 "outputs": [_record(o) for o in net.outputs],
                 "source_nodes": net.source_nodes,
@@ -136,6 +136,16 @@ class Loihi2Target(Target):
 
 def _record(obj: Any) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _population_record(pop: Any) -> dict[str, Any]:
+    """A population's payload record; the default reset "value" is left out, so that the
+    artifacts of networks without reset by subtraction are unchanged (payload.py reads
+    a record without it as "value")."""
+    rec = _record(pop)
+    if rec["reset"] == "value":
+        del rec["reset"]
+    return rec
 
 
 def _population_probes(net: Netlist, probes: Sequence[Probe]) -> dict[str, tuple[str, str]]:

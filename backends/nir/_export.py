@@ -93,8 +93,12 @@ def _ungrouped(weight: np.ndarray, groups: int) -> np.ndarray:
 
 def _meta(node: Node) -> dict[str, Any]:
     """Our metadata for a node: the IR parameters' own shapes, so the importer can undo
-    the broadcast NIR needs (see _full)."""
-    return {"shapes": {k: list(v.shape) for k, v in node.arrays().items()}}
+    the broadcast NIR needs (see _full), and a reset mode other than the default "value"
+    (NIR has no reset by subtraction; other tools will reset to v_reset)."""
+    meta: dict[str, Any] = {"shapes": {k: list(v.shape) for k, v in node.arrays().items()}}
+    if getattr(node, "reset", "value") != "value":
+        meta["reset"] = node.reset
+    return meta
 
 
 def _neuron(node: Node, names: dict[str, str], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -228,4 +232,9 @@ def _export_node(name: str, node: Node, graph: Graph, warnings: list[str]) -> ni
         rule = rule_for(EXPORT_RULES, node, name, "the NIR exporter")
     except IRError as exc:  # a refusal or a missing rule: a conversion error, naming the node
         raise NIRConversionError(str(exc)) from None
+    if getattr(node, "reset", "value") != "value":
+        warnings.append(
+            f"node '{name}': reset by subtraction has no NIR equivalent; it is kept in metadata "
+            "(neuromorph restores it), other tools will reset to v_reset"
+        )
     return rule(name, node, graph, warnings)

@@ -13,7 +13,7 @@ from ...ir import (
     ALIF, IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Edge, Flatten, Graph, Input,
     Linear, Node, Output, Plasticity, Scale, SumPool2d,
 )
-from ...ir import check_dt
+from ...ir import RESET_MODES, check_dt
 from ...ir.nodes import as_int_tuple
 from ._common import recurrence_edges, decode_meta
 
@@ -25,10 +25,14 @@ writes its taus for dt = 1e-4; Norse's to_nir and its neurons default to 1e-3.""
 Expansion = tuple[list[tuple[str, Node]], str, str]  # IR nodes, entry name, exit name
 
 
-def import_graph(g: Any, dt: float | None, convention: str) -> Graph:
+def import_graph(g: Any, dt: float | None, convention: str, reset: str | None = None) -> Graph:
     if convention not in CONVENTIONS:
         raise NIRConversionError(
             f"unknown convention '{convention}' (known: {', '.join(CONVENTIONS)})"
+        )
+    if reset is not None and (not isinstance(reset, str) or reset not in RESET_MODES):
+        raise NIRConversionError(
+            f"unknown reset mode {reset!r} (known: {', '.join(RESET_MODES)})"
         )
     if not isinstance(g, nir.NIRGraph):
         raise NIRConversionError(f"expected a nir.NIRGraph, got {type(g).__name__}")
@@ -56,7 +60,7 @@ def import_graph(g: Any, dt: float | None, convention: str) -> Graph:
     inner: list[tuple[str, str]] = []
     for name, node in leaves.items():
         try:
-            made, entry[name], exit_[name] = _import_node(name, node, convention, step, leaves)
+            made, entry[name], exit_[name] = _import_node(name, node, convention, step, leaves, reset)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
             # IRError is a ValueError; the others come from parameters of the wrong kind
             # (a foreign or damaged file): one line, naming the node.
@@ -325,6 +329,7 @@ class _Source:
     convention: str
     dt: float | None
     taken: dict[str, Any]  # names in use (for extra IR nodes an expansion adds)
+    reset: str | None = None  # the caller's reset mode for every spiking neuron (None: ours, or "value")
 
     def param(self, attr: str, ir_name: str | None = None) -> np.ndarray:
         """A NIR parameter as an array, un-broadcast to the IR parameter's own shape."""
@@ -415,16 +420,20 @@ def _neuron_rule(kind: type[Node], names: tuple[str, ...]) -> ImportRule:
     """The rule for a NIR neuron type read as the IR's ``kind`` with NIR parameters ``names``."""
 
     def rule(src: _Source) -> Expansion:
+        # The reset mode (NIR cannot say it): the caller's, else our metadata's, else "value".
+        extra: dict[str, Any] = {}
+        if kind.spiking:
+            extra["reset"] = src.reset if src.reset is not None else src.record.get("reset", "value")
         if src.record.get("type") == "ALIF" and kind is LIF:  # our ALIF, written as a NIR LIF
             p = {k: src.param(k, "tau_mem" if k == "tau" else k) for k in names}
             p["tau_mem"] = p.pop("tau")
             p["tau_adapt"] = np.array(src.record["tau_adapt"], dtype=np.float64)
             p["beta"] = np.array(src.record["beta"], dtype=np.float64)
-            return src.single(ALIF(**p))
+            return src.single(ALIF(**p, **extra))
         p = {k: src.param(k) for k in names}
         if not src.record:  # a foreign node: parameters follow the convention's meaning
             p = _convention(kind, p, src.convention, src.dt)
-        return src.single(kind(**p))
+        return src.single(kind(**p, **extra))
 
     return rule
 
@@ -468,7 +477,8 @@ def import_rule(node: Any, name: str) -> ImportRule:
 
 
 def _import_node(
-    name: str, node: Any, convention: str, dt: float | None, taken: dict[str, Any]
+    name: str, node: Any, convention: str, dt: float | None, taken: dict[str, Any],
+    reset: str | None = None,
 ) -> Expansion:
     """IR node(s) for one NIR node (IMPORT_RULES); AvgPool2d becomes SumPool2d -> Scale.
     IRError (invalid parameters) is turned into NIRConversionError by the caller."""
@@ -479,4 +489,4 @@ def _import_node(
         )
     record = decode_meta(getattr(node, "metadata", None), f"node '{name}'") or {}
     rule = import_rule(node, name)
-    return rule(_Source(name, node, record, convention, dt, taken))
+    return rule(_Source(name, node, record, convention, dt, taken, reset))

@@ -3,7 +3,7 @@
 NIR carries continuous-time parameters but no time step, no edge delays and no plasticity.
 What NIR can express maps one to one and round-trips exactly; what it cannot (scalar
 parameters that were broadcast, dt, graph metadata, edge delays, ALIF adaptation,
-plasticity) travels in a ``"neuromorph"`` metadata entry that our importer restores and
+plasticity, reset by subtraction) travels in a ``"neuromorph"`` metadata entry that our importer restores and
 other tools ignore; losses they would see are returned as warnings.
 
 Conventions (``convention=``) say what a foreign file's neuron parameters mean; the IR's
@@ -17,6 +17,11 @@ step is forward Euler of the NIR ODEs with the input held over the step:
   by dt (Norse's IAF adds the input to v unscaled but writes r = 1).
 
 Files written by neuromorph carry their own metadata and are restored exactly.
+
+Reset (``reset=``): NIR neurons reset to ``v_reset``; snnTorch's default
+``reset_mechanism="subtract"`` is not written into its files. ``reset="subtract"``
+imports every spiking neuron with the IR's reset by subtraction (docs/semantics.md);
+None (the default) keeps neuromorph's own metadata, else "value".
 
 How the imported graph's ``dt`` is chosen (the first that applies):
 
@@ -98,16 +103,22 @@ def write_nir(graph: Graph, path: PathLike) -> list[str]:
     return messages
 
 
-def from_nir(g: nir.NIRGraph, *, dt: float | None = None, convention: str = "nir") -> Graph:
+def from_nir(g: nir.NIRGraph, *, dt: float | None = None, convention: str = "nir",
+             reset: str | None = None) -> Graph:
     """The IR graph for a NIR graph (written by neuromorph, snnTorch, Norse, ...).
 
     ``convention`` says what the file's parameters mean, see the module docstring;
-    ``dt`` overrides the time step. Unsupported nodes raise NIRConversionError.
+    ``dt`` overrides the time step. ``reset`` ("value" or "subtract") is the reset mode
+    of every spiking neuron imported: NIR cannot say it, so by default (None) a neuron
+    gets the mode neuromorph wrote in its metadata, else "value" (an snnTorch model
+    trained with ``reset_mechanism="subtract"`` needs ``reset="subtract"``).
+    Unsupported nodes raise NIRConversionError.
     """
-    return import_graph(g, dt, convention)
+    return import_graph(g, dt, convention, reset)
 
 
-def read_nir(path: PathLike, *, dt: float | None = None, convention: str = "nir") -> Graph:
+def read_nir(path: PathLike, *, dt: float | None = None, convention: str = "nir",
+             reset: str | None = None) -> Graph:
     """Read a NIR file into an IR graph; bad files raise NIRConversionError (one line).
 
     The HDF5 file is walked before nir.read touches its data (``check_file``): only a
@@ -128,7 +139,7 @@ def read_nir(path: PathLike, *, dt: float | None = None, convention: str = "nir"
         g = nir.read(path, type_check=False)
     except Exception as exc:  # h5py, nir: OSError, KeyError, ValueError, AssertionError, ...
         raise NIRConversionError(f"cannot read NIR file '{shown_path}': {one_line(exc)}") from None
-    return from_nir(g, dt=dt, convention=convention)
+    return from_nir(g, dt=dt, convention=convention, reset=reset)
 
 
 MAX_NIR_DEPTH = 64

@@ -67,7 +67,8 @@ class GraphNetwork(torch.nn.Module):
             elif name in self._coeffs and not isinstance(node, Delay):
                 for f in fields(self._coeffs[name]):
                     value = getattr(self._coeffs[name], f.name)
-                    self.register_buffer(f"{key}_{f.name}", _tensor(value, dtype))
+                    if isinstance(value, np.ndarray):  # not the reset mode (a str)
+                        self.register_buffer(f"{key}_{f.name}", _tensor(value, dtype))
         # How far back each node's output must be remembered (delayed edges, Delay nodes).
         self._memory: dict[str, int] = {n: 0 for n in graph.nodes}
         for name in graph.nodes:
@@ -184,11 +185,17 @@ class GraphNetwork(torch.nn.Module):
     def _neuron(self, name: str, x: torch.Tensor, s: dict[str, torch.Tensor]) -> torch.Tensor:
         node = self.graph.nodes[name]
         p = lambda f: self._p(name, f)  # noqa: E731
-        z = NEURON_STEPS[type(node)](p, s, x, self.surrogate)
         if not node.spiking:
-            return z
-        # Reset to v_reset where a spike happened (the reset is not differentiated).
-        s["v"] = torch.where(z > 0, p("v_reset").to(s["v"].dtype).expand_as(s["v"]), s["v"])
+            return NEURON_STEPS[type(node)](p, s, x, self.surrogate)
+        threshold = _threshold(node, p, s)  # the spike test's threshold (ALIF: a before the step)
+        z = NEURON_STEPS[type(node)](p, s, x, self.surrogate)
+        # The reset where a spike happened (docs/semantics.md, section 3); it is not
+        # differentiated: neither the spike that triggers it nor the amount subtracted.
+        if node.reset == "subtract":
+            amount = (threshold - p("v_reset")).detach().to(s["v"].dtype)
+            s["v"] = s["v"] - torch.where(z > 0, amount, torch.zeros_like(amount))
+        else:
+            s["v"] = torch.where(z > 0, p("v_reset").to(s["v"].dtype).expand_as(s["v"]), s["v"])
         return z
 
     # ------------------------------------------------------------------ inputs
@@ -240,6 +247,13 @@ def _alif_step(p: P, s: dict[str, torch.Tensor], x: torch.Tensor, spike: Surroga
 def _li_step(p: P, s: dict[str, torch.Tensor], x: torch.Tensor, spike: Surrogate) -> torch.Tensor:
     s["v"] = (1.0 - p("dv")) * s["v"] + p("leak") + p("gain") * x
     return s["v"]
+
+
+def _threshold(node: Node, p: P, s: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The threshold the step's spike test uses (taken before the step updates ``a``)."""
+    if isinstance(node, ALIF):
+        return p("v_threshold") + p("beta") * s["a"]
+    return p("v_threshold")
 
 
 NEURON_STEPS: dict[type[Node], Callable[..., torch.Tensor]] = {

@@ -141,7 +141,7 @@ class Node:
         for k, v in self.params().items():
             if isinstance(v, np.ndarray):
                 parts.append(f"{k}={_fmt_array(v)}")
-            elif v is not None:
+            elif v is not None and not (k == "reset" and v == DEFAULT_RESET):
                 parts.append(f"{k}={v!r}")
         return f"{self.type_name}({', '.join(parts)})"
 
@@ -477,9 +477,23 @@ def _broadcast_check(arr: np.ndarray, name: str, shape: Shape) -> Shape:
     return tuple(shape)
 
 
+RESET_MODES = ("value", "subtract")
+"""How a spiking neuron's membrane is reset where it spikes (docs/semantics.md, section 3):
+``"value"``: ``v <- v_reset``; ``"subtract"``: ``v <- v - (threshold - v_reset)``."""
+
+DEFAULT_RESET = "value"
+
+
+def _check_reset(value: Any) -> None:
+    if not isinstance(value, str) or value not in RESET_MODES:
+        raise IRError(f"'reset' must be one of {', '.join(map(repr, RESET_MODES))}, got {_short(value)}")
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class Neuron(Node):
-    """Neurons keep the shape of their input; parameters broadcast to it."""
+    """Neurons keep the shape of their input; parameters broadcast to it.
+
+    Spiking neurons (IF, LIF, CubaLIF, ALIF) have a ``reset`` mode (RESET_MODES)."""
 
     positive: ClassVar[tuple[str, ...]] = ()
     spiking: ClassVar[bool] = True
@@ -488,6 +502,8 @@ class Neuron(Node):
         super().__post_init__()
         for name in self.positive:
             _positive(getattr(self, name), name)
+        if self.spiking:
+            _check_reset(getattr(self, "reset", None))
 
     def output_shape(self, input_shape: Shape) -> Shape:
         for name, arr in self.arrays().items():
@@ -497,24 +513,36 @@ class Neuron(Node):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class IF(Neuron):
-    """Integrate-and-fire: ``dv/dt = r I``; spike when ``v > v_threshold``, then ``v = v_reset``."""
+    """Integrate-and-fire: ``dv/dt = r I``; spike when ``v > v_threshold``, then ``v = v_reset``.
+
+    ``reset``: ``"value"`` (default) sets ``v = v_reset`` where the neuron spikes;
+    ``"subtract"`` sets ``v = v - (v_threshold - v_reset)`` instead (reset by subtraction,
+    as snnTorch's ``reset_mechanism="subtract"`` with ``v_reset = 0``).
+    """
 
     r: np.ndarray = param(1.0)
     v_threshold: np.ndarray = param(1.0)
     v_reset: np.ndarray = param(0.0)
+    reset: str = DEFAULT_RESET
     type_name: ClassVar[str] = "IF"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
 class LIF(Neuron):
     """Leaky integrate-and-fire: ``tau dv/dt = (v_leak - v) + r I``;
-    spike when ``v > v_threshold``, then ``v = v_reset``."""
+    spike when ``v > v_threshold``, then ``v = v_reset``.
+
+    ``reset``: ``"value"`` (default) sets ``v = v_reset`` where the neuron spikes;
+    ``"subtract"`` sets ``v = v - (v_threshold - v_reset)`` instead (reset by subtraction,
+    as snnTorch's ``reset_mechanism="subtract"`` with ``v_reset = 0``).
+    """
 
     tau: np.ndarray = param()
     r: np.ndarray = param(1.0)
     v_leak: np.ndarray = param(0.0)
     v_threshold: np.ndarray = param(1.0)
     v_reset: np.ndarray = param(0.0)
+    reset: str = DEFAULT_RESET
     positive: ClassVar[tuple[str, ...]] = ("tau",)
     type_name: ClassVar[str] = "LIF"
 
@@ -523,7 +551,12 @@ class LIF(Neuron):
 class CubaLIF(Neuron):
     """Current-based LIF: ``tau_syn di/dt = -i + w_in I``;
     ``tau_mem dv/dt = (v_leak - v) + r i``; spike when ``v > v_threshold``, then
-    ``v = v_reset`` (the synaptic current is not reset)."""
+    ``v = v_reset`` (the synaptic current is not reset).
+
+    ``reset``: ``"value"`` (default) sets ``v = v_reset`` where the neuron spikes;
+    ``"subtract"`` sets ``v = v - (v_threshold - v_reset)`` instead (reset by subtraction,
+    as snnTorch's ``reset_mechanism="subtract"`` with ``v_reset = 0``).
+    """
 
     tau_syn: np.ndarray = param()
     tau_mem: np.ndarray = param()
@@ -532,6 +565,7 @@ class CubaLIF(Neuron):
     v_threshold: np.ndarray = param(1.0)
     v_reset: np.ndarray = param(0.0)
     w_in: np.ndarray = param(1.0)
+    reset: str = DEFAULT_RESET
     positive: ClassVar[tuple[str, ...]] = ("tau_syn", "tau_mem")
     type_name: ClassVar[str] = "CubaLIF"
 
@@ -544,6 +578,11 @@ class ALIF(Neuron):
     (each spike adds 1 to ``a``); effective threshold ``v_threshold + beta * a``; on a
     spike ``v = v_reset``. ``beta = 0`` gives a plain LIF neuron, so one ALIF population
     with per-neuron ``beta`` holds an LSNN's LIF and adaptive neurons together.
+
+    ``reset``: ``"value"`` (default) sets ``v = v_reset`` where the neuron spikes;
+    ``"subtract"`` subtracts the effective threshold of that step instead,
+    ``v = v - (v_threshold + beta * a - v_reset)`` (``a`` before the spike's increment),
+    as in Bellec et al.'s LSNN (there ``v_reset = 0``).
     """
 
     tau_mem: np.ndarray = param()
@@ -553,6 +592,7 @@ class ALIF(Neuron):
     v_leak: np.ndarray = param(0.0)
     v_threshold: np.ndarray = param(1.0)
     v_reset: np.ndarray = param(0.0)
+    reset: str = DEFAULT_RESET
     positive: ClassVar[tuple[str, ...]] = ("tau_mem", "tau_adapt")
     type_name: ClassVar[str] = "ALIF"
 

@@ -69,7 +69,8 @@ class NeuronGroup(AbstractProcess):
 
     ``params``: ``{name: [size] array}`` for every name in ``PARAMS[precision]`` (the
     float netlist's values, or a QuantizedNetlist's integer ones). ``spiking``: False for
-    LI (no threshold). ``offset``, ``steps`` (T), ``period`` (P), ``samples`` (N): the
+    LI (no threshold). ``reset``: the population's reset mode, ``"value"`` (v = 0) or
+    ``"subtract"`` (v minus the threshold of the test; neuron_step). ``offset``, ``steps`` (T), ``period`` (P), ``samples`` (N): the
     window schedule. ``record_spikes`` / ``record_v``: paths of existing float64 ``.npy``
     files of shape ``[N * T, size]`` that receive the spikes / membrane of each window step.
     ``status`` / ``status_row``: an existing int64 ``.npy`` file ``[groups, 2]`` and this
@@ -83,6 +84,7 @@ class NeuronGroup(AbstractProcess):
         params: dict[str, np.ndarray],
         precision: str = "float",
         spiking: bool,
+        reset: str = "value",
         offset: int,
         steps: int,
         period: int,
@@ -95,11 +97,13 @@ class NeuronGroup(AbstractProcess):
     ) -> None:
         if precision not in PARAMS:
             raise ValueError(f"NeuronGroup '{name}': unknown precision '{precision}'")
+        if reset not in ("value", "subtract"):
+            raise ValueError(f"NeuronGroup '{name}': unknown reset mode {reset!r}")
         missing = [k for k in PARAMS[precision] if k not in params]
         if missing:
             raise ValueError(f"NeuronGroup '{name}': missing {precision} parameters {missing}")
         super().__init__(
-            size=size, precision=precision, spiking=spiking, offset=offset, steps=steps,
+            size=size, precision=precision, spiking=spiking, reset=reset, offset=offset, steps=steps,
             period=period, samples=samples, record_spikes=record_spikes, record_v=record_v,
             status=status, status_row=int(status_row), population=name or "", name=name,
         )
@@ -125,6 +129,7 @@ class _NeuronGroupModel(PyLoihiProcessModel):
         super().__init__(proc_params)
         self.population: str = proc_params["population"]
         self.spiking: bool = bool(proc_params["spiking"])
+        self.subtract: bool = proc_params["reset"] == "subtract"
         self.offset: int = int(proc_params["offset"])
         self.steps: int = int(proc_params["steps"])
         self.period: int = int(proc_params["period"])
@@ -169,7 +174,7 @@ class _NeuronGroupModel(PyLoihiProcessModel):
     def _update(self, a_in: np.ndarray, k: int) -> np.ndarray:
         params = {key: getattr(self, key) for key in self.params}
         state = type(self).init(params) if k == 0 else {"u": self.u, "v": self.v, "a": self.a}
-        s = type(self).step(params, state, a_in, self.spiking)
+        s = type(self).step(params, state, a_in, self.spiking, self.subtract)
         self.u[:] = state["u"]
         self.v[:] = state["v"]
         self.a[:] = state["a"]

@@ -200,7 +200,7 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
                     files[(pop.name, signal_)] = path
             groups[pop.name] = NeuronGroup(
                 size=pop.size, params=quantized.populations[pop.name] if fixed else float_params(pop),
-                precision=precision, spiking=pop.spiking, offset=pop.offset, steps=t,
+                precision=precision, spiking=pop.spiking, reset=pop.reset, offset=pop.offset, steps=t,
                 period=sched.period, samples=n, record_spikes=files.get((pop.name, "spikes")),
                 record_v=files.get((pop.name, "v")), status=status, status_row=row, name=pop.name,
             )
