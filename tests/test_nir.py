@@ -24,6 +24,7 @@ from neuromorph.ir import (
     Linear, Output, Plasticity, Scale, SumPool2d,
 )
 from neuromorph.simulate import simulate
+from snntorch_reference import snntorch_run
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # nirtorch's extract_nir_graph
 
@@ -480,22 +481,6 @@ def _synaptic(n, **kw):
                         threshold=torch.ones(n), init_hidden=True, reset_mechanism="zero", **kw)
 
 
-def _snntorch_run(net: torch.nn.Sequential, x: torch.Tensor) -> np.ndarray:
-    """snnTorch's own simulation, one step at a time: x [T, *shape] -> spikes [T, ...]."""
-    for layer in net:
-        if hasattr(layer, "reset_mem"):
-            layer.reset_mem()
-    out = []
-    with torch.no_grad():
-        for t in range(x.shape[0]):
-            h = x[t : t + 1]
-            for layer in net:
-                h = layer(h)
-                h = h[0] if isinstance(h, tuple) else h
-            out.append(h[0].numpy())
-    return np.array(out)
-
-
 def _snntorch_file(net, shape, tmp_path) -> str:
     g = export_to_nir(net, torch.zeros(1, *shape), ignore_dims=[0])
     path = str(tmp_path / "snntorch.nir")
@@ -507,7 +492,7 @@ def _assert_snntorch_matches(net, shape, tmp_path, rate=0.3, amplitude=2.0):
     graph = read_nir(_snntorch_file(net, shape, tmp_path), convention="snntorch")
     gen = torch.Generator().manual_seed(1)
     x = (torch.rand(T, *shape, generator=gen) < rate).float() * amplitude
-    expected = _snntorch_run(net, x)
+    expected = snntorch_run(net, x)
     got = simulate(graph, x.numpy())["output"]
     assert expected.sum() > 5, "the comparison needs spikes"
     np.testing.assert_array_equal(got, expected)

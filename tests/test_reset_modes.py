@@ -318,28 +318,11 @@ def _subtract_leaky(n, beta):
                      reset_mechanism="subtract", reset_delay=False)
 
 
-def _snntorch_run(net, x):
-    """snnTorch's own simulation, one step at a time: x [T, *shape] -> spikes [T, ...]."""
-    import torch
-
-    for layer in net:
-        if hasattr(layer, "reset_mem"):
-            layer.reset_mem()
-    out = []
-    with torch.no_grad():
-        for t in range(x.shape[0]):
-            h = x[t : t + 1]
-            for layer in net:
-                h = layer(h)
-                h = h[0] if isinstance(h, tuple) else h
-            out.append(h[0].numpy())
-    return np.array(out)
-
-
 def test_snntorch_subtract_leaky_imported_with_reset_subtract_matches_snntorch(tmp_path):
     import nir
     import torch
     from snntorch.export_nir import export_to_nir
+    from snntorch_reference import snntorch_run
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(5, 8), _subtract_leaky(8, 0.8),
@@ -353,7 +336,7 @@ def test_snntorch_subtract_leaky_imported_with_reset_subtract_matches_snntorch(t
     # Moderate inputs: snnTorch and the IR agree while the membrane stays below twice
     # the threshold before a reset (docs/semantics.md, section 5d).
     x = (torch.rand(200, 5, generator=gen) < 0.3).float() * 1.5
-    expected = _snntorch_run(net, x)
+    expected = snntorch_run(net, x)
     got = simulate(graph, x.numpy())["output"]
     assert expected.sum() > 5, "the comparison needs spikes"
     np.testing.assert_array_equal(got, expected)
