@@ -234,17 +234,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_import_nir(args: argparse.Namespace) -> int:
-    from .backends.nir import read_nir
+    from .backends.nir import read_nir_report
 
     file_kind(args.file)  # a FIFO or a device is refused unopened
-    graph = read_nir(args.file, dt=args.dt, convention=args.convention, reset=args.reset)
+    got = read_nir_report(args.file, dt=args.dt, convention=args.convention, reset=args.reset)
+    graph = got.graph
     path = model_file.save(graph, args.output)
+    for w in got.warnings:  # after the save: a refusal stays one line
+        if not args.json:
+            print(f"neuromorph: warning: {w}", file=sys.stderr)
     s = summarize(graph)
-    data = {"input": args.file, "output": str(path), "dt": graph.dt,
-            "convention": args.convention, "totals": s["totals"]}
-    dt_text = f"dt {graph.dt:g} s" if graph.dt is not None else "no dt"
-    emit(args, data, lambda: f"imported {args.file} ({args.convention} convention, {dt_text}): "
-         f"{s['totals']['nodes']} nodes, {s['totals']['neurons']} neurons -> {path}")
+    data = {"input": args.file, "output": str(path), "dt": graph.dt, "dt_source": got.dt_source,
+            "convention": got.convention, "convention_reason": got.reason, "reset": got.resets,
+            "warnings": got.warnings, "totals": s["totals"]}
+    dt_text = f"dt {graph.dt:g} s ({got.dt_source})" if graph.dt is not None else "no dt"
+    reset_text = f", reset {'/'.join(got.resets)}" if got.resets else ""
+    emit(args, data, lambda: f"imported {args.file} ({got.convention} convention: {got.reason}; "
+         f"{dt_text}{reset_text}): {s['totals']['nodes']} nodes, {s['totals']['neurons']} neurons -> {path}")
     return 0
 
 
@@ -305,15 +311,21 @@ def _load_task(args: argparse.Namespace, graph: Graph) -> Any:
     return tasks.load(name, seed=seed, input_shape=shape, **options)
 
 
+METHOD_OPTIONS = ("learning_signal", "rate_reg", "rate_target", "kp_decay")
+"""Training-method options the CLI offers; a method refuses those it does not take."""
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .models import default_for_task
-    from .training import TrainConfig, train
+    from .training import TrainConfig, check_options, train
 
+    options = {key: getattr(args, key) for key in METHOD_OPTIONS if getattr(args, key) is not None}
+    check_options(args.method, options)
     graph = load_model(args.model if args.model else default_for_task(args.task))
     data = _load_task(args, graph)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, device=args.device, surrogate=args.surrogate,
-                         surrogate_alpha=args.surrogate_alpha, dtype=args.dtype)
+                         surrogate_alpha=args.surrogate_alpha, dtype=args.dtype, options=options)
 
     def progress(r: dict[str, Any]) -> None:
         if not args.quiet:
@@ -575,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("backends", cmd_backends, "list the registered targets and training methods")
 
-    p = add("train", cmd_train, "train a model on a task (surrogate-gradient BPTT in PyTorch)")
+    p = add("train", cmd_train, "train a model on a task (surrogate-gradient BPTT or online e-prop, PyTorch)")
     p.add_argument("model", nargs="?", help="model file or zoo name (default: the task's zoo model)")
     p.add_argument("--task", required=True, help="digits, randman or cue-accumulation")
     p.add_argument("--method", default=DEFAULT_METHOD,
@@ -585,8 +597,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="seed for data, shuffling and sampling")
-    p.add_argument("--surrogate", default="fast_sigmoid", help="fast_sigmoid (SuperSpike) or triangle")
-    p.add_argument("--surrogate-alpha", type=float, default=10.0, help="surrogate sharpness")
+    p.add_argument("--surrogate", default=None, help="fast_sigmoid (SuperSpike) or triangle (default: "
+                   "fast_sigmoid for bptt, triangle for eprop)")
+    p.add_argument("--surrogate-alpha", type=float, default=None,
+                   help="surrogate sharpness; the triangle's height gamma (default: 10 for bptt, 0.3 for eprop)")
+    e = p.add_argument_group("e-prop options (--method eprop; docs/eprop.md)")
+    e.add_argument("--learning-signal", default=None, choices=("symmetric", "random", "broadcast", "adaptive"),
+                   help="how the readout error reaches the hidden neurons: readout weights transposed "
+                   "(symmetric, default), fixed random feedback, a sign-matched broadcast, or Kolen-Pollack "
+                   "feedback that learns (adaptive)")
+    e.add_argument("--rate-reg", type=float, default=None,
+                   help="firing-rate regularisation strength (default 0: off)")
+    e.add_argument("--rate-target", type=float, default=None, help="target firing rate in Hz (default 10)")
+    e.add_argument("--kp-decay", type=float, default=None,
+                   help="adaptive: weight decay of readout and feedback weights per update (default 1e-3)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="training precision (float64: slower, for exact comparisons)")
     p.add_argument("--plot", help="save training curves to this PNG")
@@ -649,12 +673,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time step in seconds the NIR model was made for (NIR does not store it; "
                         "default: the dt neuromorph stored on export, else the convention's default)")
     p.add_argument("--convention", default="nir",
-                   help="how the file's parameters are to be read, by the framework that wrote it "
-                        "(default nir; the README's NIR section lists the conventions)")
+                   help="how the file's parameters are to be read, by the framework that wrote it: "
+                        "nir, snntorch, norse, sinabs, rockpool, spyx, lava-dl, or auto (the "
+                        "producer recognised from the file); default nir (docs/nir-conventions.md)")
     p.add_argument("--reset", default=None,
                    help="how spiking neurons reset, which NIR cannot say: value (to v_reset) or "
                         "subtract (v - threshold, snnTorch's reset_mechanism='subtract'); default: "
-                        "what neuromorph wrote into the file's metadata, else value")
+                        "what neuromorph wrote into the file's metadata, else the convention's")
 
     p = add("export-nir", cmd_export_nir, "write a model as a NIR file")
     p.add_argument("model", help="model file (or zoo model name)")

@@ -2,8 +2,11 @@
 
 A training method is a function registered under the ``neuromorph.methods`` entry-point
 group (neuromorph/registry.py): ``train(graph, data, config, progress) -> TrainResult``.
-neuromorph ships ``bptt`` (surrogate-gradient BPTT, backends/torch/bptt.py). The trained
-parameters go back into the IR graph, so what is saved is exactly what was trained.
+neuromorph ships ``bptt`` (surrogate-gradient BPTT, backends/torch/bptt.py) and ``eprop``
+(online e-prop, backends/torch/eprop.py). A method's own options travel in
+``TrainConfig.options``; it lists them in its ``options`` attribute ({name: help}) and any
+other is refused here. The trained parameters go back into the IR graph, so what is
+saved is exactly what was trained.
 
     import neuromorph as nm
     from neuromorph import tasks
@@ -16,7 +19,7 @@ parameters go back into the IR graph, so what is saved is exactly what was train
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .errors import NeuromorphError
 from .ir import Graph
@@ -34,9 +37,10 @@ class TrainConfig:
     lr: float = 5e-3  # Adam
     seed: int = 0
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
-    surrogate: str = "fast_sigmoid"  # or "triangle"
-    surrogate_alpha: float = 10.0
+    surrogate: str | None = None  # fast_sigmoid or triangle; None: the method's default
+    surrogate_alpha: float | None = None  # None: the method's default
     dtype: str = "float32"  # float64 for reference runs and exact comparisons
+    options: Mapping[str, Any] = field(default_factory=dict)  # the method's own options
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -62,4 +66,15 @@ def train(graph: Graph, data: Dataset, config: TrainConfig = TrainConfig(), *,
           method_name: str = DEFAULT_METHOD, progress: Progress | None = None) -> TrainResult:
     """Train ``graph`` on ``data`` with a registered method (default: BPTT)."""
     data.check_model(graph)
+    check_options(method_name, config.options)
     return method(method_name)(graph, data, config, progress)
+
+
+def check_options(method_name: str, options: Mapping[str, Any]) -> None:
+    """Refuse, in one line, an option the method does not take (before any work)."""
+    known: Mapping[str, str] = getattr(method(method_name), "options", {})
+    for key in options:
+        if key not in known:
+            takes = f"its options: {', '.join(known)}" if known else "it takes none"
+            raise NeuromorphError(f"the {method_name} method has no option {key} "
+                                  f"(--{key.replace('_', '-')}; {takes})")

@@ -43,6 +43,7 @@ MODULE_MARKERS: dict[str, tuple[str, ...]] = {
     "test_lava_backend": ("lava",),
     "test_lava_compat": ("lava",),
     "test_lava_lifecycle": ("lava",),
+    "test_eprop": ("torch",),
     "test_nir": ("torch",),  # snnTorch / Norse files and behaviour; imports torch at module level
     "test_simulate": ("torch",),  # torch's conv/pool are the references; imported at module level
     "test_torch_backend": ("torch",),
@@ -118,6 +119,12 @@ SLOW_TESTS = {
     "tests/test_plugin.py::test_a_plugin_target_compiles_runs_and_verifies_through_the_cli",  # - / 11-21
     "tests/test_file_safety.py::test_loading_16000_nodes_is_near_linear",  # - / 9
     "tests/test_fuzz.py::test_fuzzed_files_load_or_are_refused_with_one_line",  # - / 22 (2500 cases)
+    "tests/test_eprop.py::test_true_learning_signal_gives_the_bptt_gradient_over_1000_steps",  # 14 (5 cases)
+    "tests/test_eprop.py::test_streaming_equals_autograd_over_2000_steps",  # 3-4
+    "tests/test_eprop.py::test_eprop_trains_digits_and_is_reproducible",  # 3-4
+    "tests/test_eprop.py::test_cli_refusals_are_one_line_with_exit_2",  # 12 (three CLI starts)
+    "tests/test_eprop.py::test_cli_trains_with_eprop_and_says_so",  # 10
+    "tests/test_eprop.py::test_two_gloo_processes_train_the_same_eprop_model_as_one",  # 23
 }
 # Tests that use one of these fixtures (file stem, fixture name) get its markers.
 FIXTURE_MARKERS: dict[tuple[str, str], tuple[str, ...]] = {

@@ -162,7 +162,8 @@ def _core_mentions() -> list[str]:
     core modules (docstrings and comments are prose, and are allowed to)."""
     from neuromorph.registry import targets
 
-    names = re.compile(r"\b(" + "|".join(map(re.escape, [*targets(), "loihi2"])) + r")\b", re.I)
+    # A hyphenated continuation is another name: "lava-dl" is a NIR producer, not the target.
+    names = re.compile(r"\b(" + "|".join(map(re.escape, [*targets(), "loihi2"])) + r")\b(?!-)", re.I)
     found = []
     for path in sorted(CORE.rglob("*.py")):
         if path.name == "registry.py":  # the default list lives there

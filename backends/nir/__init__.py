@@ -4,9 +4,11 @@ See :mod:`neuromorph.backends.nir.convert` for what round-trips, the conventions
 other tools' files and how the time step is chosen.
 """
 from .convert import (
-    CONVENTIONS, DEFAULT_DT, NIRExportWarning, from_nir, read_nir, to_nir, write_nir,
+    CONVENTIONS, DEFAULT_DT, NIRExportWarning, NIRImport, NIRImportWarning, from_nir, read_nir,
+    read_nir_report, to_nir, write_nir,
 )
 
 __all__ = [
-    "CONVENTIONS", "DEFAULT_DT", "NIRExportWarning", "from_nir", "read_nir", "to_nir", "write_nir",
+    "CONVENTIONS", "DEFAULT_DT", "NIRExportWarning", "NIRImport", "NIRImportWarning", "from_nir",
+    "read_nir", "read_nir_report", "to_nir", "write_nir",
 ]

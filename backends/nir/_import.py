@@ -1,6 +1,7 @@
 """nir.NIRGraph -> IR graph: flatten subgraphs, fold our delay nodes, apply a convention."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -16,20 +17,45 @@ from ...ir import (
 from ...ir import RESET_MODES, check_dt
 from ...ir.nodes import as_int_tuple
 from ._common import recurrence_edges, decode_meta
+from ._conventions import (
+    AUTO, CONVENTIONS, NEURON_TYPES, Convention, Recognition, get_convention,
+    reads_alike, recognise,
+)
 
-CONVENTIONS = ("nir", "snntorch", "norse")
-DEFAULT_DT = {"nir": 1e-4, "snntorch": 1e-4, "norse": 1e-3}
-"""dt (s) when neither the caller nor our metadata gives one: snnTorch's export_to_nir
-writes its taus for dt = 1e-4; Norse's to_nir and its neurons default to 1e-3."""
+DEFAULT_DT = {name: c.dt for name, c in CONVENTIONS.items()}
+"""dt (s) when neither the caller nor our metadata gives one, per convention (see
+_conventions.CONVENTIONS and docs/nir-conventions.md)."""
 
 Expansion = tuple[list[tuple[str, Node]], str, str]  # IR nodes, entry name, exit name
 
 
+class NIRImportWarning(UserWarning):
+    """Something about a foreign NIR file that may make the import differ from its writer
+    (an assumed dt, a convention that disagrees with the recognised producer)."""
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """The convention an import uses and why; the dt and where it came from."""
+
+    convention: Convention
+    reason: str
+    recognised: Recognition | None
+    dt: float | None
+    dt_source: str
+    dt_assumed: bool = False  # the convention's default, a guess (not the writer's constant)
+
+
 def import_graph(g: Any, dt: float | None, convention: str, reset: str | None = None) -> Graph:
-    if convention not in CONVENTIONS:
-        raise NIRConversionError(
-            f"unknown convention '{convention}' (known: {', '.join(CONVENTIONS)})"
-        )
+    return import_with_choice(g, dt, convention, reset)[0]
+
+
+def import_with_choice(
+    g: Any, dt: float | None, convention: str, reset: str | None = None
+) -> tuple[Graph, _Choice]:
+    """The IR graph and the convention/dt choice behind it (for reports such as the CLI's)."""
+    if convention != AUTO:
+        get_convention(convention)
     if reset is not None and (not isinstance(reset, str) or reset not in RESET_MODES):
         raise NIRConversionError(
             f"unknown reset mode {reset!r} (known: {', '.join(RESET_MODES)})"
@@ -39,19 +65,12 @@ def import_graph(g: Any, dt: float | None, convention: str, reset: str | None = 
     if dt is not None:
         dt = check_dt(dt)
     record = decode_meta(g.metadata, "NIR graph")
-    if record is not None and convention == "norse":
-        raise NIRConversionError(
-            "this NIR graph was written by neuromorph: its parameters are already in NIR's "
-            "convention, so convention='norse' does not apply (use 'nir')"
-        )
-    if dt is not None:
-        step: float | None = float(dt)
-    elif record is not None:
-        step = record.get("dt")  # the graph's own dt, None included
-    else:
-        step = DEFAULT_DT[convention]
 
     leaves, pairs = _flatten(g)
+    choice = _choose(g, leaves, convention, dt, record)
+    conv, step = choice.convention, choice.dt
+    if record is None and reset is None:
+        reset = conv.reset
     folded = _fold_edge_delays(leaves, pairs)
 
     nodes: dict[str, Node] = {}
@@ -60,11 +79,15 @@ def import_graph(g: Any, dt: float | None, convention: str, reset: str | None = 
     inner: list[tuple[str, str]] = []
     for name, node in leaves.items():
         try:
-            made, entry[name], exit_[name] = _import_node(name, node, convention, step, leaves, reset)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
+            made, entry[name], exit_[name] = _import_node(name, node, conv, step, leaves, reset)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError,
+                NIRConversionError) as exc:
             # IRError is a ValueError; the others come from parameters of the wrong kind
             # (a foreign or damaged file): one line, naming the node.
-            raise NIRConversionError(f"node '{name}': {' '.join(str(exc).split())[:160]}") from None
+            text = " ".join(str(exc).split())
+            if text.startswith(f"node '{name}'"):
+                raise
+            raise NIRConversionError(f"node '{name}': {text[:200]}") from None
         for new_name, ir_node in made:
             nodes[new_name] = ir_node
         inner += [(a[0], b[0]) for a, b in zip(made, made[1:])]
@@ -79,14 +102,92 @@ def import_graph(g: Any, dt: float | None, convention: str, reset: str | None = 
     else:  # a foreign graph, or ours edited by another tool: NIR's recurrence rule
         inputs = [n for n, node in nodes.items() if isinstance(node, Input)]
         back = recurrence_edges(ir_pairs, inputs)
-        edges = [Edge(s, t, folded.get((s, t), int((s, t) in back))) for s, t in ir_pairs]
+        late = _late_spikes(nodes, ir_pairs, back) if conv.delay_spikes and record is None else set()
+        edges = [Edge(s, t, folded.get((s, t), int((s, t) in back)) + int((s, t) in late))
+                 for s, t in ir_pairs]
 
     if record is not None:
         order = record.get("nodes", [])
         if sorted(order) == sorted(nodes):  # nir.read sorts nodes by name; restore ours
             nodes = {n: nodes[n] for n in order}
-        return _build(nodes, edges, step, dict(record.get("metadata", {})), foreign=False)
-    return _build(nodes, edges, step, {"imported_from": "nir", "convention": convention}, foreign=True)
+        return _build(nodes, edges, step, dict(record.get("metadata", {})), foreign=False), choice
+    _warn(choice, leaves)
+    metadata = {"imported_from": "nir", "convention": conv.name, "convention_reason": choice.reason,
+                "dt_source": choice.dt_source}
+    return _build(nodes, edges, step, metadata, foreign=True), choice
+
+
+# ------------------------------------------------------------------ convention and dt
+
+
+def _choose(g: Any, leaves: dict[str, Any], name: str, dt: float | None,
+            record: dict[str, Any] | None) -> _Choice:
+    """The convention (``auto``: the recognised producer's, else nir) and the dt: the
+    caller's, else neuromorph's stored one, else read from the file, else the convention's."""
+    if record is not None:
+        if name not in (AUTO, "nir") and not reads_alike(CONVENTIONS[name], CONVENTIONS["nir"]):
+            raise NIRConversionError(
+                "this NIR graph was written by neuromorph: its parameters are already in NIR's "
+                f"convention, so convention='{name}' does not apply (use 'nir')"
+            )
+        conv = CONVENTIONS["nir" if name == AUTO else name]
+        step = dt if dt is not None else record.get("dt")
+        return _Choice(conv, "written by neuromorph (restored from its metadata)", None, step,
+                       "given" if dt is not None else "stored by neuromorph")
+    recognised = recognise(g, leaves)
+    if name == AUTO:
+        conv = CONVENTIONS[recognised.convention if recognised else "nir"]
+        reason = (f"auto: {recognised.reason}" if recognised
+                  else "auto: no producer recognised, NIR's own meaning")
+    else:
+        conv = CONVENTIONS[name]
+        reason = "chosen by the caller" if name != "nir" else "NIR's own meaning (the default)"
+    if dt is not None:
+        return _Choice(conv, reason, recognised, float(dt), "given")
+    inferred = conv.infer_dt(leaves) if conv.infer_dt is not None else None
+    if inferred is not None:
+        return _Choice(conv, reason, recognised, inferred, f"read from the file ({conv.name})")
+    return _Choice(conv, reason, recognised, conv.dt, conv.dt_note, dt_assumed=not conv.dt_known)
+
+
+def _dt_sensitive(leaves: dict[str, Any], conv: Convention) -> list[str]:
+    """Neurons whose step rule depends on the dt chosen, under ``conv``."""
+    return [n for n, v in leaves.items()
+            if type(v) in NEURON_TYPES and NEURON_TYPES[type(v)] not in conv.per_step]
+
+
+def _warn(choice: _Choice, leaves: dict[str, Any]) -> None:
+    """NIRImportWarning for an assumed dt that matters, and for a convention that
+    disagrees with the recognised producer."""
+    conv, found = choice.convention, choice.recognised
+    other = CONVENTIONS[found.convention] if found is not None else None
+    present = {NEURON_TYPES[type(v)] for v in leaves.values() if type(v) in NEURON_TYPES}
+    alike = other is not None and reads_alike(conv, other, present)
+    sensitive = _dt_sensitive(leaves, conv)
+    if choice.dt_assumed and sensitive and not (alike and other.dt_known):
+        names = ", ".join(f"'{n}'" for n in sensitive[:3]) + (", ..." if len(sensitive) > 3 else "")
+        kinds = "/".join(sorted({type(leaves[n]).__name__ for n in sensitive}))
+        warnings.warn(
+            f"NIR stores no time step and the step rule of the {kinds} neurons ({names}) depends "
+            f"on it: dt = {choice.dt:g} s was assumed (the {conv.name} convention's default); "
+            "pass --dt SECONDS (read_nir(..., dt=...)) for the step the model was made for, or "
+            "--convention NAME for the framework that wrote it (docs/nir-conventions.md)",
+            NIRImportWarning, stacklevel=4)
+    if other is not None and not alike and other.name != conv.name:
+        warnings.warn(
+            f"this NIR graph looks written by {other.name}: {found.reason}. The {conv.name} "
+            f"convention reads it differently from {other.name}, whose reading is: {other.summary}. "
+            f"Use --convention {other.name} (or --convention auto)",
+            NIRImportWarning, stacklevel=4)
+
+
+def _late_spikes(nodes: dict[str, Node], pairs: list[tuple[str, str]],
+                 back: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Edges leaving a spiking neuron that get one more step of delay (Spyx tests for a
+    spike before it integrates, so its spikes leave one step late); a loop edge keeps its
+    one step, which already reads the previous step's spikes."""
+    return {(s, t) for s, t in pairs
+            if getattr(nodes[s], "spiking", False) and (s, t) not in back}
 
 
 # ------------------------------------------------------------------ structure
@@ -278,44 +379,17 @@ def _conv_padding(name: str, node: Any, weight: np.ndarray, n: int) -> Any:
     return tuple(t // 2 for t in total)
 
 
-def _norse_tau(p: dict[str, np.ndarray], dt: float) -> None:
-    p["tau"] = p["tau"] / dt
-
-
-def _norse_cuba_lif(p: dict[str, np.ndarray], dt: float) -> None:
-    p["tau_mem"] = p["tau_mem"] / dt
-    p["tau_syn"] = p["tau_syn"] / dt
-    p["w_in"] = p["w_in"] * p["tau_syn"] / dt
-
-
-def _norse_if(p: dict[str, np.ndarray], dt: float) -> None:
-    p["r"] = p["r"] / dt
-
-
-NORSE_FIXES: dict[type[Node], Callable[[dict[str, np.ndarray], float], None]] = {
-    LIF: _norse_tau, LI: _norse_tau, CubaLIF: _norse_cuba_lif, IF: _norse_if,
-}
-"""IR neuron type -> the correction of what Norse 1.1.0's to_nir writes (in place). Only
-the neuron types a foreign NIR file can give (ALIF comes only from our own metadata)."""
-
-
 def _convention(
-    kind: type[Node], p: dict[str, np.ndarray], convention: str, dt: float | None
+    kind: type[Node], p: dict[str, np.ndarray], convention: Convention, dt: float | None, reset: str
 ) -> dict[str, np.ndarray]:
-    """Parameters as the IR means them (forward Euler of the NIR ODEs, docs/semantics.md).
-
-    "nir"/"snntorch": as written. "norse": what Norse 1.1.0's to_nir writes, corrected:
-    it writes tau = dt / tau_inv = tau * dt (norse#411); its CuBa LIF adds the input to
-    the current unscaled (i += x), which is w_in = tau_syn / dt here, but it writes
-    w_in = 1; its IAF adds the input to v unscaled (v += x), which is r = 1 / dt here.
-    """
-    if convention != "norse":
+    """Parameters as the IR means them (forward Euler of the NIR ODEs, docs/semantics.md):
+    the convention's fix for this neuron type (_conventions.CONVENTIONS), else as written."""
+    fix = convention.fixes.get(kind)
+    if fix is None:
         return p
     assert dt is not None
     p = dict(p)
-    fix = NORSE_FIXES.get(kind)
-    if fix is not None:
-        fix(p, dt)
+    fix(p, dt, reset)
     return p
 
 
@@ -326,7 +400,7 @@ class _Source:
     name: str
     node: Any
     record: dict[str, Any]  # our metadata on the node ({} for a foreign node)
-    convention: str
+    convention: Convention
     dt: float | None
     taken: dict[str, Any]  # names in use (for extra IR nodes an expansion adds)
     reset: str | None = None  # the caller's reset mode for every spiking neuron (None: ours, or "value")
@@ -432,7 +506,7 @@ def _neuron_rule(kind: type[Node], names: tuple[str, ...]) -> ImportRule:
             return src.single(ALIF(**p, **extra))
         p = {k: src.param(k) for k in names}
         if not src.record:  # a foreign node: parameters follow the convention's meaning
-            p = _convention(kind, p, src.convention, src.dt)
+            p = _convention(kind, p, src.convention, src.dt, extra.get("reset", "value"))
         return src.single(kind(**p, **extra))
 
     return rule
@@ -477,7 +551,7 @@ def import_rule(node: Any, name: str) -> ImportRule:
 
 
 def _import_node(
-    name: str, node: Any, convention: str, dt: float | None, taken: dict[str, Any],
+    name: str, node: Any, convention: Convention, dt: float | None, taken: dict[str, Any],
     reset: str | None = None,
 ) -> Expansion:
     """IR node(s) for one NIR node (IMPORT_RULES); AvgPool2d becomes SumPool2d -> Scale.

@@ -6,33 +6,45 @@ parameters that were broadcast, dt, graph metadata, edge delays, ALIF adaptation
 plasticity, reset by subtraction) travels in a ``"neuromorph"`` metadata entry that our importer restores and
 other tools ignore; losses they would see are returned as warnings.
 
-Conventions (``convention=``) say what a foreign file's neuron parameters mean; the IR's
-step is forward Euler of the NIR ODEs with the input held over the step:
+Conventions (``convention=``) say what a foreign file's neuron parameters mean, as the
+framework that wrote it means them; the IR's step is forward Euler of the NIR ODEs with
+the input held over the step. One table, ``CONVENTIONS`` (``_conventions.py``), holds each
+convention's default dt, default reset and parameter fixes; docs/nir-conventions.md
+explains each one and names the writer/reader source it was read from:
 
-- ``"nir"`` (default) and ``"snntorch"``: as written. snnTorch writes tau = dt/(1-beta),
-  r = tau/dt and w_in = tau_syn/dt, which reproduces its ``mem = beta*mem + x``.
-- ``"norse"``: corrects what Norse 1.1.0's to_nir writes: tau (LIF, LI, CubaLIF's
-  tau_mem and tau_syn) divided by dt (it writes dt/tau_inv, norse#411); CubaLIF w_in
-  times tau_syn/dt (Norse adds the input to i unscaled but writes w_in = 1); IF r divided
-  by dt (Norse's IAF adds the input to v unscaled but writes r = 1).
+- ``"nir"`` (default) and ``"snntorch"``: as written (snnTorch writes tau = dt/(1-beta),
+  r = tau/dt and w_in = tau_syn/dt at dt = 1e-4, which reproduces ``mem = beta*mem + x``);
+- ``"norse"``: corrects what Norse 1.1.0's to_nir writes (tau scaled by dt, norse#411;
+  w_in = 1 and IF r = 1 for an unscaled input);
+- ``"sinabs"``: per-step neurons (IF r = 1 adds the input unscaled each step), reset by
+  subtraction, dt 1 (one step; any other dt only relabels time);
+- ``"rockpool"``: exact exponential decays, dt read back from r, reset by subtraction;
+- ``"spyx"``: tau = dt/(1-beta) at dt = 1, spikes one step late, reset by subtraction;
+- ``"lava-dl"``: NIR's lava_to_nir / nir_to_lava, snnTorch's form at dt = 1e-4, reset to 0;
+- ``"auto"``: the convention of the producer recognised from the file (its metadata, its
+  node names and parameter layout, ``_conventions.recognise``), else ``"nir"``.
 
-Files written by neuromorph carry their own metadata and are restored exactly.
+The default stays ``"nir"``, so no file imports differently than before; when the file
+looks written by a framework that reads it differently, a NIRImportWarning says so and
+names the convention to use. Files written by neuromorph carry their own metadata and are
+restored exactly.
 
-Reset (``reset=``): NIR neurons reset to ``v_reset``; snnTorch's default
-``reset_mechanism="subtract"`` is not written into its files. ``reset="subtract"``
-imports every spiking neuron with the IR's reset by subtraction (docs/semantics.md);
-None (the default) keeps neuromorph's own metadata, else "value".
+Reset (``reset=``): NIR neurons reset to ``v_reset``; NIR cannot say "subtract".
+``reset="subtract"`` or ``"value"`` imports every spiking neuron with that mode
+(docs/semantics.md); None (the default) keeps neuromorph's own metadata, else the
+convention's default (``"subtract"`` for sinabs, rockpool and spyx, else ``"value"``).
 
 How the imported graph's ``dt`` is chosen (the first that applies):
 
 1. the ``dt`` argument of ``from_nir`` / ``read_nir``;
 2. the dt stored by neuromorph when it wrote the file (including "unset", None);
-3. the convention's default: 1e-4 s for ``"nir"`` and ``"snntorch"`` (snnTorch's
-   export_to_nir writes tau = dt / (1 - beta) with dt = 1e-4), 1e-3 s for ``"norse"``
-   (the default dt of Norse's neurons and of its to_nir).
+3. the dt the file itself gives away (Rockpool's r encodes it);
+4. the convention's default (``DEFAULT_DT``): a constant of the writer for snntorch and
+   lava-dl (1e-4 s), else an assumption, and then a NIRImportWarning names it and the flag
+   to change it if the graph holds neurons whose step rule depends on it.
 
-The ``"norse"`` convention's corrections divide by this same dt, so pass the dt that was
-given to Norse's ``to_nir`` (and its neurons) if it was not the default.
+A convention's corrections use this same dt, so pass the dt that was given to the
+writer (Norse's or Spyx's ``to_nir``) if it was not the default.
 
 Edge delays: NIR's recurrence rule (snnTorch's RLeaky/RSynaptic export writes
 ``lif -> w_rec -> lif``) is that a loop reads the previous step's spikes and applies
@@ -47,6 +59,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from typing import Union
 
 import h5py
@@ -57,12 +70,13 @@ from ...errors import ModelFileError, NIRConversionError
 from ...ir import Graph
 from ._common import one_line
 from ._export import export_graph
-from ._import import CONVENTIONS, DEFAULT_DT, import_graph
+from ._import import CONVENTIONS, DEFAULT_DT, NIRImportWarning, import_graph, import_with_choice
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = [
-    "CONVENTIONS", "DEFAULT_DT", "NIRExportWarning", "from_nir", "read_nir", "to_nir", "write_nir",
+    "CONVENTIONS", "DEFAULT_DT", "NIRExportWarning", "NIRImport", "NIRImportWarning", "from_nir",
+    "read_nir", "read_nir_report", "to_nir", "write_nir",
 ]
 
 
@@ -107,12 +121,15 @@ def from_nir(g: nir.NIRGraph, *, dt: float | None = None, convention: str = "nir
              reset: str | None = None) -> Graph:
     """The IR graph for a NIR graph (written by neuromorph, snnTorch, Norse, ...).
 
-    ``convention`` says what the file's parameters mean, see the module docstring;
-    ``dt`` overrides the time step. ``reset`` ("value" or "subtract") is the reset mode
-    of every spiking neuron imported: NIR cannot say it, so by default (None) a neuron
-    gets the mode neuromorph wrote in its metadata, else "value" (an snnTorch model
-    trained with ``reset_mechanism="subtract"`` needs ``reset="subtract"``).
-    Unsupported nodes raise NIRConversionError.
+    ``convention`` says what the file's parameters mean (a key of CONVENTIONS, or
+    "auto"), see the module docstring; ``dt`` overrides the time step. ``reset`` ("value"
+    or "subtract") is the reset mode of every spiking neuron imported: NIR cannot say it,
+    so by default (None) a neuron gets the mode neuromorph wrote in its metadata, else the
+    convention's (an snnTorch model trained with ``reset_mechanism="subtract"`` needs
+    ``reset="subtract"``). An assumed dt that matters, or a convention that disagrees with
+    the recognised producer, is a NIRImportWarning; the graph's metadata records the
+    convention used, why, and where its dt came from. Unsupported nodes raise
+    NIRConversionError.
     """
     return import_graph(g, dt, convention, reset)
 
@@ -128,6 +145,45 @@ def read_nir(path: PathLike, *, dt: float | None = None, convention: str = "nir"
     and at most MAX_NIR_DATA_BYTES of declared data. So a file can neither make us read
     another file nor make us allocate more than that bound.
     """
+    return from_nir(_read_file(path), dt=dt, convention=convention, reset=reset)
+
+
+@dataclass(frozen=True)
+class NIRImport:
+    """What read_nir_report read: the graph, the convention used and why, where its dt
+    came from, and the NIRImportWarnings as messages (the CLI prints them)."""
+
+    graph: Graph
+    convention: str
+    reason: str
+    dt_source: str
+    warnings: list[str]
+
+    @property
+    def resets(self) -> list[str]:
+        """The reset modes of the imported spiking neurons."""
+        return sorted({n.reset for n in self.graph.nodes.values() if getattr(n, "spiking", False)})
+
+
+def read_nir_report(path: PathLike, *, dt: float | None = None, convention: str = "nir",
+                    reset: str | None = None) -> NIRImport:
+    """read_nir, also saying which convention and dt were used and why; its
+    NIRImportWarnings are returned, not issued (other warnings pass through)."""
+    g = _read_file(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NIRImportWarning)
+        graph, choice = import_with_choice(g, dt, convention, reset)
+    messages = []
+    for w in caught:
+        if issubclass(w.category, NIRImportWarning):
+            messages.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return NIRImport(graph, choice.convention.name, choice.reason, choice.dt_source, messages)
+
+
+def _read_file(path: PathLike) -> nir.NIRGraph:
+    """The NIR graph in a file, after check_file (see read_nir)."""
     path = os.fspath(path)
     shown_path = display_path(path)
     if not os.path.exists(path):
@@ -136,10 +192,9 @@ def read_nir(path: PathLike, *, dt: float | None = None, convention: str = "nir"
     try:
         # Our own checks are stricter and name the node; nir's type check would refuse
         # files that we can repair (a batch dim in Input, as Norse writes).
-        g = nir.read(path, type_check=False)
+        return nir.read(path, type_check=False)
     except Exception as exc:  # h5py, nir: OSError, KeyError, ValueError, AssertionError, ...
         raise NIRConversionError(f"cannot read NIR file '{shown_path}': {one_line(exc)}") from None
-    return from_nir(g, dt=dt, convention=convention, reset=reset)
 
 
 MAX_NIR_DEPTH = 64

@@ -3,7 +3,9 @@
 - ``network.py``   ``GraphNetwork``: an IR graph as a batched, differentiable torch module
                    (node rules keyed by type; Norse's forward-Euler neuron updates)
 - ``surrogate.py`` the surrogate gradients of the spike function
-- ``bptt.py``      surrogate-gradient BPTT, registered as the training method ``bptt``
+- ``bptt.py``      surrogate-gradient BPTT, registered as the training method ``bptt``,
+                   and the epoch loop every gradient method shares (``fit``)
+- ``eprop.py``     online e-prop, registered as the training method ``eprop`` (docs/eprop.md)
 - ``distributed.py`` data parallelism over torch.distributed (torchrun)
 - ``target.py``    the ``torch`` target: runs model files in float64
 

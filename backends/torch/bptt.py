@@ -11,7 +11,7 @@ as one process on the whole batch (up to float summation order).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -68,16 +68,45 @@ def train_bptt(
     trains on its shard of every batch; only rank 0's result is to be written."""
     data.check_model(graph)
     if cluster is None:
-        cluster = Cluster.from_environment(config.device)
-        try:
-            return train_bptt(graph, data, config, progress, cluster)
-        finally:
-            cluster.close()
+        with Cluster.from_environment(config.device) as made:
+            return train_bptt(graph, data, config, progress, made)
     device = cluster.device if cluster.world_size > 1 else resolve_device(config.device)
     torch.manual_seed(config.seed)
-    dtype = torch.float64 if config.dtype == "float64" else torch.float32
-    surrogate = Surrogate(config.surrogate, config.surrogate_alpha)
-    net = GraphNetwork(graph, dt=data.dt, surrogate=surrogate, dtype=dtype).to(device)
+    surrogate = Surrogate(config.surrogate or "fast_sigmoid",
+                          10.0 if config.surrogate_alpha is None else config.surrogate_alpha)
+    net = GraphNetwork(graph, dt=data.dt, surrogate=surrogate, dtype=dtype_of(config)).to(device)
+
+    def batch_gradients(x: torch.Tensor, y: torch.Tensor, global_batch: int) -> float:
+        loss = torch.nn.functional.cross_entropy(scores(net, x, data.decision_steps), y, reduction="sum")
+        (loss / global_batch).backward()
+        return float(loss.detach())
+
+    history, seconds = fit(net, data, config, cluster, batch_gradients, progress)
+    return TrainResult(net.to_graph(), history[-1]["test_accuracy"], history, seconds, str(device),
+                       "bptt", cluster.rank, cluster.world_size)
+
+
+BatchGradients = Callable[[torch.Tensor, torch.Tensor, int], float]
+"""``(x, y, global_batch) -> summed loss``: leaves in the parameters' ``.grad`` the gradient
+of this shard's summed loss divided by the global batch size."""
+
+
+def dtype_of(config: TrainConfig) -> torch.dtype:
+    return torch.float64 if config.dtype == "float64" else torch.float32
+
+
+def fit(
+    net: GraphNetwork,
+    data: Dataset,
+    config: TrainConfig,
+    cluster: Cluster,
+    batch_gradients: BatchGradients,
+    progress: Progress | None = None,
+    after_step: Callable[[], None] | None = None,
+) -> tuple[list[dict[str, Any]], float]:
+    """The epoch loop every gradient method shares: shuffle, shard, gradients, all-reduce,
+    Adam step, evaluate. Returns the per-epoch history and the seconds it took."""
+    device = next(net.parameters()).device
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     rng = np.random.default_rng(config.seed)
     x_all = torch.as_tensor(data.x_train)
@@ -95,13 +124,11 @@ def train_bptt(
             optimiser.zero_grad()
             loss_sum = 0.0
             if len(mine):  # a rank whose shard is empty contributes zero gradients
-                loss = torch.nn.functional.cross_entropy(
-                    scores(net, x_all[mine].to(device), data.decision_steps),
-                    y_all[mine].to(device), reduction="sum")
-                (loss / len(idx)).backward()
-                loss_sum = float(loss.detach())
+                loss_sum = batch_gradients(x_all[mine].to(device), y_all[mine].to(device), len(idx))
             cluster.sum_gradients(net)
             optimiser.step()
+            if after_step is not None:
+                after_step()
             total_loss += cluster.sum_scalar(loss_sum) / len(idx)
             batches += 1
         net.eval()
@@ -115,7 +142,4 @@ def train_bptt(
         history.append(record)
         if progress is not None and cluster.rank == 0:
             progress(record)
-    seconds = time.perf_counter() - start
-    trained = net.to_graph()
-    return TrainResult(trained, history[-1]["test_accuracy"], history, seconds, str(device), "bptt",
-                       cluster.rank, cluster.world_size)
+    return history, time.perf_counter() - start

@@ -56,9 +56,19 @@ class Cluster:
     def sum_scalar(self, value: float) -> float:
         if self.world_size == 1:
             return value
-        t = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return float(t.item())
+        return float(self.sum_tensor(torch.tensor([value], dtype=torch.float64, device=self.device)).item())
+
+    def sum_tensor(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` summed over ranks (in place)."""
+        if self.world_size > 1:
+            dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        return value
+
+    def __enter__(self) -> "Cluster":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self.world_size > 1 and dist.is_initialized():

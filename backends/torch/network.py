@@ -187,15 +187,9 @@ class GraphNetwork(torch.nn.Module):
         p = lambda f: self._p(name, f)  # noqa: E731
         if not node.spiking:
             return NEURON_STEPS[type(node)](p, s, x, self.surrogate)
-        threshold = _threshold(node, p, s)  # the spike test's threshold (ALIF: a before the step)
+        threshold = threshold_of(node, p, s)  # the spike test's threshold (ALIF: a before the step)
         z = NEURON_STEPS[type(node)](p, s, x, self.surrogate)
-        # The reset where a spike happened (docs/semantics.md, section 3); it is not
-        # differentiated: neither the spike that triggers it nor the amount subtracted.
-        if node.reset == "subtract":
-            amount = (threshold - p("v_reset")).detach().to(s["v"].dtype)
-            s["v"] = s["v"] - torch.where(z > 0, amount, torch.zeros_like(amount))
-        else:
-            s["v"] = torch.where(z > 0, p("v_reset").to(s["v"].dtype).expand_as(s["v"]), s["v"])
+        reset(node, p, s, z, threshold)
         return z
 
     # ------------------------------------------------------------------ inputs
@@ -249,7 +243,17 @@ def _li_step(p: P, s: dict[str, torch.Tensor], x: torch.Tensor, spike: Surrogate
     return s["v"]
 
 
-def _threshold(node: Node, p: P, s: dict[str, torch.Tensor]) -> torch.Tensor:
+def reset(node: Node, p: P, s: dict[str, torch.Tensor], z: torch.Tensor, threshold: torch.Tensor) -> None:
+    """The reset where a spike happened (docs/semantics.md, section 3); it is not
+    differentiated: neither the spike that triggers it nor the amount subtracted."""
+    if node.reset == "subtract":
+        amount = (threshold - p("v_reset")).detach().to(s["v"].dtype)
+        s["v"] = s["v"] - torch.where(z > 0, amount, torch.zeros_like(amount))
+    else:
+        s["v"] = torch.where(z > 0, p("v_reset").to(s["v"].dtype).expand_as(s["v"]), s["v"])
+
+
+def threshold_of(node: Node, p: P, s: dict[str, torch.Tensor]) -> torch.Tensor:
     """The threshold the step's spike test uses (taken before the step updates ``a``)."""
     if isinstance(node, ALIF):
         return p("v_threshold") + p("beta") * s["a"]

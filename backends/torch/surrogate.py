@@ -74,3 +74,7 @@ class Surrogate:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return _FUNCTIONS[self.name].apply(x, float(self.alpha))
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        """The pseudo-derivative at ``x``: what the backward pass multiplies by (e-prop's psi)."""
+        return _FUNCTIONS[self.name].pseudo_grad(torch.ones_like(x), x, float(self.alpha))
