@@ -436,7 +436,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     graph = load_model(args.model)
     calibration = None
-    if _task_for(args, graph) is not None:
+    if args.calibrate is not None:
+        if args.task is not None:
+            raise NeuromorphError("give either --task TASK or --calibrate X.npy, not both")
+        from .streams import load_stream
+
+        calibration = load_stream(args.calibrate, graph)[0]
+    elif _task_for(args, graph) is not None:
         data = _load_task(args, graph)
         if args.task is None and not args.json:
             print(f"calibrating on {data.name}, the task the model was trained on (--task overrides)",
@@ -627,6 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dt", type=float, default=None, help="time step in seconds (default: the model's)")
     p.add_argument("--task", help="calibrate fixed-point scales on the first 256 samples of this task's "
                    "training data (default: the task the model was trained on, if it says)")
+    p.add_argument("--calibrate", metavar="X.npy",
+                   help="calibrate fixed-point scales on your input stream instead of a task's: .npy of "
+                        "[T, *input] or [batch, T, *input] (e.g. event counts that exceed 1)")
     p.add_argument("--seed", type=int, default=None,
                    help="task seed (default: the one the model was trained with, else 0)")
     p.add_argument("-o", "--output", required=True, help="artifact file to write")

@@ -81,6 +81,11 @@ TEST_MARKERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("test_reset_modes", "test_snntorch_subtract_leaky_imported_with_reset_subtract_matches_snntorch"): ("torch",),
     ("test_reset_modes", "test_lava_float_equals_the_netlist_model_and_simulate"): ("lava",),
     ("test_reset_modes", "test_lava_fixed_point_equals_the_bit_exact_model"): ("lava",),
+    # Convolutional synapses in real Lava runs, and Lava's own Conv process (why it is not used).
+    ("test_conv_deploy", "test_lava_float_convolutions_are_spike_exact_against_the_netlist_model"): ("lava",),
+    ("test_conv_deploy", "test_lava_fixed_convolutions_are_bit_exact_against_the_integer_model"): ("lava",),
+    ("test_conv_deploy", "test_lavas_own_conv_ignores_weight_exp"): ("lava",),
+    ("test_conv_deploy", "test_a_sinabs_nmnist_cnn_imports_compiles_small_and_deploys_exactly"): ("lava",),
     # `neuromorph backends` loads every registered target and method, bptt included.
     ("test_cli", "test_backends_lists_what_the_registry_holds"): ("torch",),
     ("test_cli", "test_unknown_backend_and_method_name_the_registered_ones"): ("torch",),
@@ -119,7 +124,8 @@ SLOW_TESTS = {
     "tests/test_plugin.py::test_a_plugin_target_compiles_runs_and_verifies_through_the_cli",  # - / 11-21
     "tests/test_file_safety.py::test_loading_16000_nodes_is_near_linear",  # - / 9
     "tests/test_fuzz.py::test_fuzzed_files_load_or_are_refused_with_one_line",  # - / 22 (2500 cases)
-    "tests/test_eprop.py::test_true_learning_signal_gives_the_bptt_gradient_over_1000_steps",  # 14 (5 cases)
+    "tests/test_conv_deploy.py::test_a_sinabs_nmnist_cnn_imports_compiles_small_and_deploys_exactly",  # 20
+    "tests/test_eprop.py::test_true_learning_signal_gives_the_bptt_gradient_over_1000_steps",  # 14 (6 cases)
     "tests/test_eprop.py::test_streaming_equals_autograd_over_2000_steps",  # 3-4
     "tests/test_eprop.py::test_eprop_trains_digits_and_is_reproducible",  # 3-4
     "tests/test_eprop.py::test_cli_refusals_are_one_line_with_exit_2",  # 12 (three CLI starts)

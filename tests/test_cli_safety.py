@@ -239,11 +239,13 @@ def test_lowering_estimates_dense_matrices_before_building_them(case):
     elif case == "identity":  # input -> population, one to one: np.eye(200000)
         nodes = {"input": Input((200_000,)), "lif": LIF(tau=0.01), "output": Output()}
         edges, culprit = [("input", "lif"), ("lif", "output")], "lif"
-    else:  # a 40000 x 40000 basis
+    else:  # a convolution stays a kernel, but a per-element Scale after it forces a 40000 x 40000 matrix
         nodes = {"input": Input((1, 200, 200)),
                  "conv": Conv2d(np.ones((1, 1, 3, 3)), np.zeros(1), padding=1),
+                 "scale": Scale(np.linspace(0.5, 1, 40_000).reshape(1, 200, 200)),
                  "lif": LIF(tau=0.01), "output": Output()}
-        edges, culprit = [("input", "conv"), ("conv", "lif"), ("lif", "output")], "conv"
+        edges = [("input", "conv"), ("conv", "scale"), ("scale", "lif"), ("lif", "output")]
+        culprit = "scale"
     graph = Graph(nodes, edges, dt=1e-3)
     start = time.perf_counter()
     with pytest.raises(NeuromorphError) as info:

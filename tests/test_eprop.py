@@ -26,7 +26,7 @@ from neuromorph.backends.torch.eprop import (
 from neuromorph.backends.torch.network import GraphNetwork
 from neuromorph.backends.torch.surrogate import Surrogate
 from neuromorph.errors import NeuromorphError
-from neuromorph.ir import LIF, Affine, CubaLIF
+from neuromorph.ir import IF, LIF, Affine, CubaLIF
 from neuromorph.streams import class_scores
 from neuromorph.training import TrainConfig, train
 
@@ -35,7 +35,7 @@ HIDDEN = 10
 
 
 def recurrent_layer(kind: str, reset: str = "value", seed: int = 1) -> nm.Graph:
-    """6 inputs -> a recurrent layer of 10 neurons -> 3 LI readouts, with biases on the
+    """6 inputs -> a recurrent layer of 10 neurons (LIF, CubaLIF, ALIF or IF) -> 3 LI readouts, with biases on the
     input and readout connections, strong enough weights that every neuron spikes."""
     g = nm.recurrent(6, HIDDEN, 3, n_adaptive=5, weight_scale=2.0, seed=seed, tau_adapt=0.2)
     dt = g.dt
@@ -43,6 +43,7 @@ def recurrent_layer(kind: str, reset: str = "value", seed: int = 1) -> nm.Graph:
         "lif": LIF(tau=20e-3, r=20e-3 / dt, reset=reset),
         "cuba": CubaLIF(tau_syn=5e-3, tau_mem=20e-3, r=20e-3 / dt, w_in=5e-3 / dt, reset=reset),
         "alif": g.nodes["hidden"].replace(reset=reset),
+        "if": IF(r=1.0 / dt, reset=reset),
     }[kind]
     rng = np.random.default_rng(seed)
     return g.replace_nodes(
@@ -76,7 +77,8 @@ def production_bptt(net: GraphNetwork, x, y, decision) -> dict[str, torch.Tensor
     return dict(zip(names, torch.autograd.grad(loss, params)))
 
 
-CASES = [("lif", "value"), ("cuba", "value"), ("alif", "value"), ("lif", "subtract"), ("alif", "subtract")]
+CASES = [("lif", "value"), ("cuba", "value"), ("alif", "value"), ("lif", "subtract"), ("alif", "subtract"),
+         ("if", "subtract")]
 
 
 @pytest.mark.parametrize("kind,reset", CASES)

@@ -9,6 +9,7 @@ import pytest
 
 import neuromorph as nm
 from neuromorph.backends.loihi2.netlist import Connection, InputPort, Netlist, OutputPort, Population, lower
+from neuromorph.backends.loihi2.conv import connection_fan_in
 from neuromorph.backends.loihi2.resources import Loihi2Limits, map_netlist
 from neuromorph.errors import NeuromorphError
 from neuromorph.ir import LI, LIF, Graph, Input, Linear, Output
@@ -89,14 +90,26 @@ EXPECTED = {  # zoo model -> (on-chip neurons, nonzero synapses)
 }
 
 
+SHARED_MEMORY = {  # zoo model -> synaptic memory bytes where a convolution shares its kernel
+    "digits-conv": 8 * 9 + 512 * 10,  # the 8x1x3x3 kernel, then the dense readout
+}
+
+
+def synapses_of(c: Connection) -> int:
+    """Connections a netlist connection makes: its matrix's nonzeros, or its kernel's
+    nonzeros at every position where they reach the input."""
+    return int(connection_fan_in(c.conv, c.weight).sum())
+
+
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_zoo_models_map_onto_one_chip_with_the_expected_totals(name):
     net = lower(get(name))
     rmap = map_netlist(net)
     neurons, synapses = EXPECTED[name]
     assert rmap.neurons == neurons == sum(p.size for p in net.populations)
-    assert rmap.synapses == synapses == sum(int(np.count_nonzero(c.weight)) for c in net.connections)
-    assert rmap.memory_bytes == synapses  # 8-bit weights, no extra delays in the zoo
+    assert rmap.synapses == synapses == sum(synapses_of(c) for c in net.connections)
+    # 8-bit weights, no extra delays in the zoo; a convolution stores its kernel once
+    assert rmap.memory_bytes == SHARED_MEMORY.get(name, synapses)
     assert rmap.cores == len(net.populations) == 2  # each population is small: one core each
     assert rmap.chips == 1
     inp = rmap.layer(net.inputs[0].name)
@@ -189,6 +202,27 @@ def test_conv_counts_its_kernel_synapses_not_the_dense_matrix():
     assert conv_layer.synapses == 4 * (36 * 9 + 24 * 6 + 4 * 4) < 256 * 64
 
 
+def test_a_conv_layer_stores_its_kernel_once_per_core_for_the_channels_it_holds():
+    """4 channels of 8x8 neurons, 3x3 kernel rows of 9 bytes: a core pays 9 bytes per
+    channel it touches, however many of the channel's 64 positions it holds."""
+    graph = nm.sequential((1, 8, 8), nm.conv2d(1, 4, 3, padding=1), nm.LIF(tau=0.01))
+    net = lower(graph)
+    conv = net.connections[0]
+    assert conv.kind == "conv" and np.count_nonzero(conv.weight) == 36
+    name = net.populations[0].name
+    by_neurons = map_netlist(net, Loihi2Limits(neurons_per_core=48)).layer(name)
+    assert [(s.start, s.stop, s.memory_bytes) for s in by_neurons.slices] == [
+        (0, 48, 9), (48, 96, 18), (96, 144, 18), (144, 192, 9), (192, 240, 9), (240, 256, 9)]
+    assert by_neurons.memory_bytes == 72 and by_neurons.synapses == 4 * (36 * 9 + 24 * 6 + 4 * 4)
+    # 10 bytes per core hold one channel's kernel: the slices end at channel boundaries
+    by_memory = map_netlist(net, Loihi2Limits(synaptic_memory_bytes_per_core=10)).layer(name)
+    assert [(s.start, s.stop, s.memory_bytes) for s in by_memory.slices] == [
+        (0, 64, 9), (64, 128, 9), (128, 192, 9), (192, 256, 9)]
+    with pytest.raises(NeuromorphError) as info:  # one kernel row is more than a core
+        map_netlist(net, Loihi2Limits(synaptic_memory_bytes_per_core=8))
+    assert f"layer '{name}': neuron 0 has a fan-in of 4 synapses (9 bytes)" in one_line_error(info)
+
+
 # ------------------------------------------------------------------ refusals
 
 
@@ -279,10 +313,10 @@ def test_to_dict_is_json_and_carries_limits_layers_and_totals():
     d = json.loads(json.dumps(rmap.to_dict()))
     assert d["target"] == "loihi2" and d["limits"]["max_delay"] == 63
     assert [L["name"] for L in d["layers"]] == ["input", "lif1", "readout"]
-    assert d["totals"] == {"cores": 2, "neurons": 522, "synapses": 8992, "memory_bytes": 8992,
+    assert d["totals"] == {"cores": 2, "neurons": 522, "synapses": 8992, "memory_bytes": 72 + 5120,
                            "chips": 1, "core_utilisation_pct": pytest.approx(100 * 2 / 128, abs=1e-3)}
     assert d["layers"][1]["slices"] == [{"core": 0, "chip": 0, "neurons": [0, 512],
-                                         "synapses": 3872, "memory_bytes": 3872}]
+                                         "synapses": 3872, "memory_bytes": 72}]  # the shared kernel
 
 
 def mixed_netlist() -> Netlist:
@@ -306,7 +340,7 @@ def test_layers_slices_totals_dict_and_table_agree(name):
     assert [L.name for L in rmap.layers] == [*(i.name for i in net.inputs), *(p.name for p in net.populations)]
     # every synapse is stored once, on its target's cores, and leaves one source
     assert rmap.synapses == sum(L.synapses for L in populations) == sum(L.fan_out for L in rmap.layers)
-    assert rmap.synapses == sum(int(np.count_nonzero(c.weight)) for c in net.connections)
+    assert rmap.synapses == sum(synapses_of(c) for c in net.connections)
     cores = []
     for L in populations:
         # the slices tile the population in order and each one fits its core

@@ -19,6 +19,7 @@ import numpy as np
 
 from neuromorph.streams import check_memory, check_streams
 from . import neuron_step
+from .conv import ConvOp
 from .netlist import Netlist
 
 
@@ -103,7 +104,7 @@ def simulate_netlist(
     sched = Schedule.of(net, n, t)
     streams = input_stream(net, inputs, sched)
     params = params or {p.name: float_params(p) for p in net.populations}
-    synapse = synapse or (lambda i, src: net.connections[i].weight @ src)
+    synapse = synapse or float_synapse(net)
     # Arrivals wait in a ring buffer long enough for the longest synaptic delay.
     depth = 2 + max((conn.extra_delay for conn in net.connections), default=0)
     pending = {p.name: np.zeros((depth, p.size)) for p in net.populations}
@@ -144,6 +145,19 @@ def simulate_netlist(
     shaped.update({f"{name}.spikes": train.reshape(n, t, *net.population(name).shape)
                    for name, train in trains.items()})
     return shaped, spikes
+
+
+def float_synapse(net: Netlist) -> Synapse:
+    """The float synapses: ``weight @ x`` (what Lava's float Dense computes with
+    num_message_bits > 0), or a convolutional connection's ``ConvOp`` (conv.py, which the
+    Lava process runs too)."""
+    ops = [ConvOp(c.conv, c.weight) if c.conv is not None else None for c in net.connections]
+
+    def apply(i: int, src: np.ndarray) -> np.ndarray:
+        op = ops[i]
+        return net.connections[i].weight @ src if op is None else op.apply(src)
+
+    return apply
 
 
 def float_params(pop: "Population") -> dict[str, np.ndarray]:  # noqa: F821

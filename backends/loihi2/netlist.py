@@ -1,10 +1,11 @@
-"""Lowering an IR graph to a netlist: neuron populations joined by weight matrices.
+"""Lowering an IR graph to a netlist: neuron populations joined by synapses.
 
 This is the shape of a network on Loihi: every neuron population is a compartment group
 with Lava-style state ``u`` (synaptic current) and ``v`` (membrane); every connection is a
-synapse matrix whose spikes arrive one step after they are sent (Lava's Dense), plus
-an optional extra delay. Linear IR nodes between two populations (Affine, Linear, convs,
-sum pooling, Flatten, Scale) are composed into one matrix per (source, target, delay).
+synapse whose spikes arrive one step after they are sent (Lava's Dense), plus an
+optional extra delay. Linear IR nodes between two populations (Affine, Linear, convs,
+sum pooling, Flatten, Scale) are composed into one synapse per (source, target, delay):
+a weight matrix, or a convolution kept as its shared kernel (linear.py says which).
 
 Neuron update of a population, in *shifted* coordinates ``v' = v - v_shift`` so that the
 reset is to 0 as on Loihi (float; the fixed-point form is in neuron_step.py)::
@@ -16,9 +17,10 @@ reset is to 0 as on Loihi (float; the fixed-point form is in neuron_step.py)::
     v = 0 where s                     (reset "value"; "subtract": v = v - (vth + beta*a) where s)
     a = a * (1 - da) + s
 
-``a_in`` is the sum over incoming connections of ``W @ x`` where ``x`` is the source's
-output sent one step earlier (plus the connection's extra delay). The matrices already
-contain each population's input gain (docs/semantics.md, "How the targets map").
+``a_in`` is the sum over incoming connections of ``W @ x`` (or the convolution of ``x``)
+where ``x`` is the source's output sent one step earlier (plus the connection's extra
+delay). The weights already contain each population's input gain (docs/semantics.md,
+"How the targets map").
 
 Timing: a population has an ``offset``: IR step t of a sample happens at chip step
 ``offset + t`` of that sample's window. Inputs have offset 0; a connection from u to v
@@ -27,9 +29,9 @@ smallest that satisfy every connection; a loop whose IR delay is shorter than it
 of synapse hops cannot be deployed and is refused.
 
 Lowering is iterative (linear nodes are composed in dependency order, so a chain of
-thousands of nodes needs no recursion), and the dense matrices and per-neuron arrays it
-would build are estimated first: above ``neuromorph.streams.MEMORY_BOUND`` the lowering is
-refused, naming the node that needs the most (:func:`estimate_lowering`).
+thousands of nodes needs no recursion), and the matrices, kernels and per-neuron arrays
+it would build are estimated first: above ``neuromorph.streams.MEMORY_BOUND`` the
+lowering is refused, naming the node that needs the most (:func:`estimate_lowering`).
 """
 from __future__ import annotations
 
@@ -44,13 +46,13 @@ from neuromorph.discretize import (
 )
 from neuromorph.errors import IRError
 from neuromorph.rules import rule_for
-from neuromorph.ir import (
-    ALIF, IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Edge, Flatten, Graph, Input,
-    Linear, Neuron, Node, Output, Scale, SumPool2d,
-)
-from neuromorph.simulate import conv as conv_numpy
-from neuromorph.simulate import sum_pool2d
+from neuromorph.ir import ALIF, IF, LI, LIF, CubaLIF, Delay, Edge, Graph, Input, Neuron, Node, Output
 from neuromorph.streams import check_memory, format_bytes
+from .conv import ConvGeometry
+from .linear import (
+    CONV_NODES, LINEAR_RULES, Kind, Map, Own, channel_gain, compose, next_kind, node_bias, own_bytes,
+    step_bytes, synapse, synapse_bytes,
+)
 
 KINDS = ("lif", "cuba", "alif", "li", "if")
 
@@ -95,13 +97,20 @@ class InputPort:
 
 @dataclass(frozen=True, eq=False)
 class Connection:
-    """``target.a_in += weight @ source_output`` one step (+ extra_delay) after it is sent."""
+    """``target.a_in += weight @ source_output`` one step (+ extra_delay) after it is sent;
+    for a convolutional connection (``conv`` set) ``weight`` is the shared kernel
+    ``[C_out, C_in/groups, *K]`` and the product is the convolution (conv.py)."""
 
     source: str  # a population or an input port
     target: str  # a population
-    weight: np.ndarray  # [target.size, source.size], gains folded in
+    weight: np.ndarray  # [target.size, source.size] (dense) or the kernel (conv); gains folded in
     ir_delay: int  # delay along the IR path, in steps
     extra_delay: int = 0  # chip delay beyond the synapse's inherent step
+    conv: ConvGeometry | None = None  # a convolutional connection's geometry
+
+    @property
+    def kind(self) -> str:
+        return "dense" if self.conv is None else "conv"
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,58 +150,10 @@ class Netlist:
         return max((self.population(o.population).offset for o in self.outputs), default=0)
 
 
-# ---------------------------------------------------------------- linear algebra
+# ---------------------------------------------------------------- linear nodes
 
 
-Matrix = tuple[np.ndarray, np.ndarray]  # (M, c): node(x) = M @ x.flatten() + c
-
-
-def _affine(node: Affine, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Matrix:
-    return node.weight.copy(), node.bias.copy()
-
-
-def _linear(node: Linear, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Matrix:
-    return node.weight.copy(), np.zeros(node.weight.shape[0])
-
-
-def _flatten(node: Flatten, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Matrix:
-    n_in = int(np.prod(in_shape))
-    return np.eye(n_in), np.zeros(n_in)
-
-
-def _scale(node: Scale, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Matrix:
-    s = np.broadcast_to(node.scale, in_shape).reshape(-1)
-    return np.diag(s), np.zeros(s.size)
-
-
-def _columns(op: Any, in_shape: tuple[int, ...]) -> np.ndarray:
-    """The matrix of a linear map given as a batched function (one column per basis vector)."""
-    n_in = int(np.prod(in_shape))
-    cols = op(np.eye(n_in).reshape(n_in, *in_shape))
-    return cols.reshape(n_in, -1).T.copy()
-
-
-def _conv(node: Conv1d | Conv2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Matrix:
-    zero = np.zeros_like(node.bias)
-    m = _columns(lambda x: conv_numpy(x, node.weight, zero, node.stride, node.padding,
-                                      node.dilation, node.groups), in_shape)
-    bias = np.broadcast_to(node.bias.reshape(-1, *([1] * (len(out_shape) - 1))), out_shape)
-    return m, bias.reshape(-1).copy()
-
-
-def _sum_pool(node: SumPool2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Matrix:
-    m = _columns(lambda x: sum_pool2d(x, node.kernel_size, node.stride, node.padding), in_shape)
-    return m, np.zeros(int(np.prod(out_shape)))
-
-
-LINEAR_RULES: dict[type[Node], Callable[..., Matrix]] = {
-    Affine: _affine, Linear: _linear, Flatten: _flatten, Scale: _scale,
-    Conv1d: _conv, Conv2d: _conv, SumPool2d: _sum_pool,
-}
-"""Nodes folded into synapse matrices: ``rule(node, in_shape, out_shape) -> (M, c)``."""
-
-
-_Paths = dict[str, list[tuple[np.ndarray | None, int]]]  # source -> [(matrix or None = identity, IR delay)]
+_Paths = dict[str, list[tuple[Map, int]]]  # source -> [(matrix, ConvMap or None = identity, IR delay)]
 _Memo = dict[str, tuple[_Paths, np.ndarray]]
 _Incoming = dict[str, list[Edge]]
 
@@ -269,9 +230,10 @@ def _through(graph: Graph, name: str, dt: float, memo: _Memo, incoming: _Incomin
         raise IRError("an Output cannot feed other nodes", node=name)
     else:
         rule = rule_for(LINEAR_RULES, node, name, "the Loihi 2 lowering")
-        m, c = rule(node, graph.input_shape(name), graph.shape(name))
-        result = ({s: [(m if a is None else m @ a, d) for a, d in ps] for s, ps in inner.items()},
-                  m @ bias_in + c)
+        in_shape, out_shape = graph.input_shape(name), graph.shape(name)
+        own = Own(lambda: rule(node, in_shape, out_shape))
+        paths = {s: [(compose(node, in_shape, out_shape, a, own), d) for a, d in ps] for s, ps in inner.items()}
+        result = (paths, node_bias(node, in_shape, out_shape, bias_in, own))
     memo[name] = result
     return result
 
@@ -288,64 +250,62 @@ def _size(shape: Any) -> int:
     return int(np.prod(shape, dtype=object)) if shape is not None else 0
 
 
-def _rule_bytes(node: Node, n_in: int, n_out: int) -> int:
-    """Bytes of the matrix a linear rule builds (LINEAR_RULES)."""
-    if isinstance(node, (Affine, Linear)):
-        return 8 * _size(node.weight.shape)
-    if isinstance(node, (Flatten, Scale)):
-        return 8 * n_in * n_in  # np.eye / np.diag
-    if isinstance(node, (Conv1d, Conv2d, SumPool2d)):
-        return 8 * (n_in * n_in + 2 * n_in * n_out)  # basis, its image, the transposed copy
-    return 0
+Foldable = Callable[[str, ConvGeometry], bool]  # (population, geometry) -> its gain is per channel
 
 
-def estimate_lowering(graph: Graph, order: list[str], pops: list[str],
-                      incoming: _Incoming) -> dict[str, int]:
+def estimate_lowering(graph: Graph, order: list[str], pops: list[str], incoming: _Incoming,
+                      foldable: Foldable = lambda pop, geom: True) -> dict[str, int]:
     """Bytes that :func:`lower` allocates, per node, before it allocates any: each linear
-    node's own matrix and its products with the maps into it, each population's
-    parameters and its connection matrices (summed, gain-scaled, and the identity a
-    one-to-one input needs). Follows the paths as :func:`_through` builds them."""
-    # node -> source -> [paths that are still the identity (None), paths with a matrix]
-    count: dict[str, dict[str, list[int]]] = {}
+    node's own map and what each path through it becomes (linear.next_kind: a product
+    matrix, an expanded or a composed convolution), each population's parameters and
+    its connections (summed, gain-scaled, the identity a one-to-one input needs, or a
+    kernel). Follows the paths as :func:`_through` builds them."""
+    kinds: dict[str, dict[str, dict[Kind, int]]] = {}  # node -> source -> {kind: paths}
 
-    def into(name: str) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
+    def into(name: str) -> dict[str, dict[Kind, int]]:
+        out: dict[str, dict[Kind, int]] = {}
         for e in incoming[name]:
-            if _is_source(graph.nodes[e.source]):
-                out.setdefault(e.source, [0, 0])[0] += 1
-            else:
-                for s, (ident, mats) in count[e.source].items():
-                    c = out.setdefault(s, [0, 0])
-                    c[0] += ident
-                    c[1] += mats
+            ups = {e.source: {None: 1}} if _is_source(graph.nodes[e.source]) else kinds[e.source]
+            for s, counts in ups.items():
+                mine = out.setdefault(s, {})
+                for kind, count in counts.items():
+                    mine[kind] = mine.get(kind, 0) + count
         return out
 
     share: dict[str, int] = {}
     for name in order:
         node = graph.nodes[name]
         paths = into(name)
-        n_in, n_out = _size(graph.input_shape(name)), _size(graph.shape(name))
-        if isinstance(node, Delay):  # the same matrices, later
-            count[name], share[name] = paths, 0
+        if isinstance(node, Delay):  # the same maps, later
+            kinds[name], share[name] = paths, 0
             continue
-        count[name] = {s: [0, ident + mats] for s, (ident, mats) in paths.items()}
-        products = sum(mats * n_out * _size(graph.shape(s)) for s, (_, mats) in paths.items())
-        share[name] = _rule_bytes(node, n_in, n_out) + 8 * products
+        in_shape, out_shape = graph.input_shape(name), graph.shape(name)
+        n_in, n_out = _size(in_shape), _size(out_shape)
+        kinds[name], total, own = {}, 0, False
+        for s, counts in paths.items():
+            mine = kinds[name].setdefault(s, {})
+            for kind, count in counts.items():
+                new = next_kind(node, in_shape, out_shape, kind)
+                mine[new] = mine.get(new, 0) + count
+                total += count * step_bytes(kind, new, n_out, _size(graph.shape(s)), n_in)
+                own = own or not isinstance(kind, ConvGeometry) or isinstance(node, CONV_NODES)
+        share[name] = total + (own_bytes(node, n_in, n_out) if own else 0)
     for name in pops:
         n = _size(graph.shape(name))
-        matrices = sum(ident * n * n + 2 * (ident + mats) * n * _size(graph.shape(s))
-                       for s, (ident, mats) in into(name).items())
-        share[name] = 8 * (POPULATION_ARRAYS * n + matrices)
+        matrices = sum(synapse_bytes(counts, n, _size(graph.shape(s)), lambda g: foldable(name, g))
+                       for s, counts in into(name).items())
+        share[name] = 8 * POPULATION_ARRAYS * n + matrices
     return share
 
 
-def _check_lowering_memory(graph: Graph, order: list[str], pops: list[str], incoming: _Incoming) -> None:
-    share = estimate_lowering(graph, order, pops, incoming)
+def _check_lowering_memory(graph: Graph, order: list[str], pops: list[str], incoming: _Incoming,
+                           foldable: Foldable) -> None:
+    share = estimate_lowering(graph, order, pops, incoming, foldable)
     if not share:
         return
     worst = max(share, key=lambda n: share[n])
     check_memory(sum(share.values()),
-                 f"lowering for Loihi 2 (dense synapse matrices, per-neuron parameters; "
+                 f"lowering for Loihi 2 (synapse matrices and kernels, per-neuron parameters; "
                  f"{format_bytes(share[worst])} of it for this node)", node=worst)
 
 
@@ -393,6 +353,15 @@ POPULATION_RULES: dict[type[Node], Callable[[Any, Full], dict[str, Any]]] = {
 gain and the parameters that differ from a plain current-free, non-adaptive neuron."""
 
 
+def _gain_per_channel(graph: Graph, name: str, coeff: Any, geom: ConvGeometry) -> bool:
+    """Whether population ``name``'s input gain is one factor per channel of ``geom``,
+    from its parameters as given (nothing per neuron is built for it)."""
+    node = graph.nodes[name]
+    gain = rule_for(POPULATION_RULES, node, name, "the Loihi 2 lowering")(
+        coeff, lambda a: np.asarray(a, dtype=np.float64))["gain"]
+    return channel_gain(gain, graph.shape(name), geom) is not None
+
+
 def _population(name: str, node: Neuron, coeff: Any, shape: tuple[int, ...]) -> tuple[Population, np.ndarray]:
     """The population's parameters in shifted coordinates, and its input gain (the
     factor folded into every incoming matrix)."""
@@ -425,7 +394,8 @@ def lower(graph: Graph, dt: float | None = None) -> Netlist:
     # Populations in evaluation order (the resource map lists them so), not file order.
     neurons = [name for name in graph.order() if isinstance(graph.nodes[name], Neuron)]
     order = _linear_order(graph, incoming, neurons)
-    _check_lowering_memory(graph, order, neurons, incoming)  # before allocating anything
+    _check_lowering_memory(graph, order, neurons, incoming,  # before allocating anything
+                           lambda pop, geom: _gain_per_channel(graph, pop, coeffs[pop], geom))
     inputs = [InputPort(n, graph.shape(n)) for n in graph.inputs]
     pops: dict[str, Population] = {}
     gains: dict[str, np.ndarray] = {}
@@ -439,14 +409,13 @@ def lower(graph: Graph, dt: float | None = None) -> Netlist:
     for name, pop in pops.items():
         paths, bias = _paths_into(graph, name, memo, incoming)
         gain = gains[name]
-        by_key: dict[tuple[str, int], np.ndarray] = {}
+        by_key: dict[tuple[str, int], list[Map]] = {}
         for src, ps in paths.items():
             for m, d in ps:
-                if m is None:  # a population fed directly, one to one
-                    m = np.eye(pop.size)
-                by_key[(src, d)] = by_key.get((src, d), 0) + m
-        for (src, d), m in by_key.items():
-            connections.append(Connection(src, name, gain[:, None] * m, d))
+                by_key.setdefault((src, d), []).append(m)
+        for (src, d), maps in by_key.items():
+            weight, geom = synapse(maps, gain, pop.shape)
+            connections.append(Connection(src, name, weight, d, conv=geom))
         pops[name] = _replace(pop, bias_u=gain * bias)
 
     outputs = []
@@ -463,7 +432,7 @@ def lower(graph: Graph, dt: float | None = None) -> Netlist:
     pops = {n: _replace(p, offset=offsets[n]) for n, p in pops.items()}
     final = [
         Connection(c.source, c.target, c.weight, c.ir_delay,
-                   offsets[c.target] - offsets[c.source] - 1 + c.ir_delay)
+                   offsets[c.target] - offsets[c.source] - 1 + c.ir_delay, c.conv)
         for c in connections
     ]
     for name in pops:

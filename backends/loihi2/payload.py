@@ -12,8 +12,11 @@ naming the field:
   population per neuron node (of its kind: netlist.KINDS), one output port per Output
   node read from the population that feeds it, every shape the model's; every
   connection joins an existing source (input or population) to a population with a
-  ``[target size, source size]`` matrix; so no size in the payload can exceed what the
-  model (and the file's own data) declares;
+  ``[target size, source size]`` matrix, or (a convolutional connection, with a ``conv``
+  record) a kernel ``[C_out, C_in/groups, *K]`` whose geometry (in/out shapes of the
+  source's and target's sizes, stride, padding, dilation, groups) gives exactly the
+  out_shape; so no size in the payload can exceed what the model (and the file's own
+  data) declares;
 - reset: a population's ``reset`` (absent: "value") is its model node's reset mode;
 - timing: offsets within ``0..number of populations`` (the compiler's offsets are
   longest paths of at most one step per population), IR delays at most the model's
@@ -38,8 +41,10 @@ from neuromorph.discretize import DECAY_TOLERANCE
 from neuromorph.documents import shown
 from neuromorph.errors import ModelFileError
 from neuromorph.ir import RESET_MODES, Delay, Graph, Neuron
+from neuromorph.streams import MEMORY_BOUND, format_bytes
 
 from . import neuron_step
+from .conv import CONV_FIELDS, MAX_SPATIAL_DIMS, ConvGeometry, work_bytes
 from .netlist import KINDS, Connection, InputPort, Netlist, OutputPort, Population
 from .resources import Loihi2Limits
 from .quantize import (
@@ -73,6 +78,11 @@ FIXED_RANGES: dict[str, tuple[int, int]] = {
 assert set(FIXED_RANGES) == set(neuron_step.FIXED_PARAMS)
 
 V_SCALE_MAX = 2.0**30  # quantize._v_scale's cap
+
+GEOMETRY_MAX = 2**31 - 1
+"""Largest stride, padding, dilation or group count read (a convolution's work and memory
+are bounded by its kernel and its target's size, not by these: conv.ConvOp gathers the
+taps that exist)."""
 
 _FLOAT_ARRAYS = ("du", "dv", "bias_u", "bias_v", "vth", "v_init", "v_shift", "da", "beta")
 _DECAYS = ("du", "dv", "da")
@@ -224,11 +234,19 @@ def _netlist(r: _Reader, data: Any, graph: Graph, dt: float, fixed: bool) -> Net
     connections: list[Connection] = []
     for i, item in enumerate(r.list(d["connections"], "netlist.connections")):
         where = f"netlist.connections[{i}]"
-        rec = r.record(item, where, _keys(Connection))
+        # "conv" is written only for a convolutional connection (target.py)
+        keys = _keys(Connection)
+        if not (isinstance(item, dict) and "conv" in item):
+            keys = tuple(k for k in keys if k != "conv")
+        rec = r.record(item, where, keys)
         src = r.name(rec["source"], f"{where}.source", sizes, "an input port or population")
         dst = r.name(rec["target"], f"{where}.target", pops, "a population")
         where = f"connection {src}->{dst}"
-        weight = r.array(rec["weight"], f"{where}: weight", (sizes[dst], sizes[src]), "f")
+        geom = None
+        if "conv" in rec:
+            geom = _conv_geometry(r, rec["conv"], rec["weight"], where, sizes[src], sizes[dst])
+        shape = geom.kernel_shape if geom is not None else (sizes[dst], sizes[src])
+        weight = r.array(rec["weight"], f"{where}: weight", shape, "f")
         r.finite(weight, f"{where}: weight")
         ir_delay = r.integer(rec["ir_delay"], f"{where}: ir_delay", 0, longest)
         extra = offsets[dst] - offsets[src] - 1 + ir_delay
@@ -240,7 +258,7 @@ def _netlist(r: _Reader, data: Any, graph: Graph, dt: float, fixed: bool) -> Net
                    f"{offsets[dst]}, IR delay {ir_delay})")
         if fixed and extra > LOIHI_MAX_DELAY:
             r.fail(f"{where}: extra_delay", f"{extra} chip steps; Loihi 2 delays are at most {LOIHI_MAX_DELAY}")
-        connections.append(Connection(src, dst, weight, ir_delay, extra))
+        connections.append(Connection(src, dst, weight, ir_delay, extra, geom))
 
     outputs: list[OutputPort] = []
     for i, item in enumerate(r.list(d["outputs"], "netlist.outputs", len(graph.outputs))):
@@ -265,6 +283,48 @@ def _netlist(r: _Reader, data: Any, graph: Graph, dt: float, fixed: bool) -> Net
         r.fail("netlist.source_nodes", "must map populations to lists of the model's node names")
     return Netlist(dt, inputs, list(pops.values()), connections, outputs,
                    {k: list(v) for k, v in source_nodes.items()})
+
+
+def _dims(r: _Reader, value: Any, where: str, length: int | None, lo: int) -> tuple[int, ...]:
+    """A list of ints in ``lo..GEOMETRY_MAX`` (of ``length`` entries when given)."""
+    if not isinstance(value, list) or not value or (length is not None and len(value) != length):
+        r.fail(where, f"must be a list of {length or 'some'} ints, got {shown(value)}")
+    return tuple(r.integer(v, where, lo, GEOMETRY_MAX) for v in value)
+
+
+def _conv_geometry(r: _Reader, data: Any, weight: Any, where: str, n_in: int, n_out: int) -> ConvGeometry:
+    """A convolutional connection's geometry, checked field by field: shapes whose sizes
+    are the source's and the target's, 1 or 2 spatial dims, strides and dilations >= 1,
+    paddings >= 0, groups dividing both channel counts, a kernel ``[C_out, C_in/groups,
+    *K]`` (the weight's shape), and the output size those give."""
+    rec = r.record(data, f"{where}: conv", CONV_FIELDS)
+    in_shape = _dims(r, rec["in_shape"], f"{where}: conv.in_shape", None, 1)
+    if not 2 <= len(in_shape) <= MAX_SPATIAL_DIMS + 1 or math.prod(in_shape) != n_in:
+        r.fail(f"{where}: conv.in_shape", f"{list(in_shape)} is not (C, 1 or 2 dims) of the source's {n_in} values")
+    n = len(in_shape) - 1
+    out_shape = _dims(r, rec["out_shape"], f"{where}: conv.out_shape", n + 1, 1)
+    if math.prod(out_shape) != n_out:
+        r.fail(f"{where}: conv.out_shape", f"{list(out_shape)} is not the target's {n_out} neurons")
+    stride = _dims(r, rec["stride"], f"{where}: conv.stride", n, 1)
+    padding = _dims(r, rec["padding"], f"{where}: conv.padding", n, 0)
+    dilation = _dims(r, rec["dilation"], f"{where}: conv.dilation", n, 1)
+    groups = r.integer(rec["groups"], f"{where}: conv.groups", 1, GEOMETRY_MAX)
+    if in_shape[0] % groups or out_shape[0] % groups:
+        r.fail(f"{where}: conv.groups", f"{groups} does not divide {in_shape[0]} input and "
+               f"{out_shape[0]} output channels")
+    if not isinstance(weight, np.ndarray) or weight.ndim != n + 2 or min(weight.shape, default=0) < 1:
+        r.fail(f"{where}: weight", f"must be a [C_out, C_in/groups, {n} kernel dims] array, "
+               f"got {shown(getattr(weight, 'shape', weight))}")
+    geom = ConvGeometry(in_shape, out_shape, tuple(int(k) for k in weight.shape[2:]), stride, padding,
+                        dilation, groups)
+    if geom.expected_out() != out_shape[1:]:
+        r.fail(f"{where}: conv", f"input {list(in_shape)}, kernel {list(geom.kernel)}, stride "
+               f"{list(stride)}, padding {list(padding)}, dilation {list(dilation)} give "
+               f"{list(geom.expected_out())}, not the out_shape {list(out_shape)}")
+    if work_bytes(geom) > MEMORY_BOUND:  # the lowering refuses such a convolution too
+        r.fail(f"{where}: conv", f"one step would gather {format_bytes(work_bytes(geom))} of inputs, more "
+               f"than the bound of {format_bytes(MEMORY_BOUND)} (neuromorph.streams.MEMORY_BOUND)")
+    return geom
 
 
 def _population(r: _Reader, rec: dict[str, Any], name: str, node: Neuron, shape: tuple[int, ...],

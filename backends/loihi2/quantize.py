@@ -47,6 +47,14 @@ with the exponent that makes the largest weight use the full range (exponents -8
 Loihi's weight-exponent range; Lava itself accepts any integer). ``a_out = (W @ m)``
 shifted by the exponent (left for > 0, arithmetic right = floor for < 0).
 
+Convolutional connections (netlist ``conv``, conv.py) are quantised the same way: their
+kernel ``W_eff = kernel * S / (64 c)`` gets one 8-bit mantissa per kernel entry and one
+exponent for the connection (the chip's shared weights in Loihi 2's weight format);
+the synapse (conv.conv_fixed) accumulates mantissa x message in int64, shifts by the
+exponent and sends int32, as Dense does for a matrix. Bounds that need a row of the
+matrix (fan-in, the sum of |w| per target neuron) come from the kernel over the taps
+that reach the input (conv.connection_fan_in / connection_abs_sums).
+
 Inputs: a port whose calibration data is all 0/1 (or that has no calibration data) gets
 binary spikes (num_message_bits = 0). Otherwise graded spikes: the payload is
 ``round(x * input_scale)``, with input_scale the smallest integer that puts the data on
@@ -74,6 +82,7 @@ import numpy as np
 
 from neuromorph.errors import NeuromorphError
 from . import neuron_step
+from .conv import ConvOp, connection_abs_sums, connection_fan_in, conv_fixed
 from .netlist import Netlist, Population
 from .chip_model import check_inputs, float_params, simulate_netlist
 
@@ -266,7 +275,7 @@ def _bound_peaks(net: Netlist, x_max: Mapping[str, float]) -> dict[str, dict[str
         a_in = np.zeros(p.size)
         for c in net.connections:
             if c.target == p.name:
-                a_in += np.abs(c.weight).sum(axis=1) * x_max.get(c.source, 1.0)
+                a_in += connection_abs_sums(c.conv, c.weight) * x_max.get(c.source, 1.0)
         u = (a_in + np.abs(p.bias_u)) / np.maximum(p.du, 1 / 4096)
         # Below a fixed threshold v is at most one step of drive above it; without a
         # threshold (LI) or with a moving one (ALIF) it can charge up to the leak's limit.
@@ -448,7 +457,7 @@ def quantize(net: Netlist, calibration: Mapping[str, np.ndarray] | None = None) 
     bits: dict[str, int] = {}
     input_reports = []
     for port in net.inputs:
-        fan_in = max((int(np.max(np.count_nonzero(c.weight, axis=1), initial=0))
+        fan_in = max((int(np.max(connection_fan_in(c.conv, c.weight), initial=0))
                       for c in net.connections if c.source == port.name), default=0)
         scale, b, rep = _input_format(port.name, None if data is None else data[port.name], fan_in)
         input_scale[port.name], bits[port.name] = scale, b
@@ -493,7 +502,7 @@ def quantize(net: Netlist, calibration: Mapping[str, np.ndarray] | None = None) 
             "max_mantissa": int(np.max(np.abs(m), initial=0)),
         })
         if c.source in bits and bits[c.source] > 0:
-            worst = int(np.max(np.abs(m).astype(np.int64).sum(axis=1), initial=0)) * int(
+            worst = int(np.max(connection_abs_sums(c.conv, m), initial=0)) * int(
                 round(x_max[c.source] * c_src))
             if worst > INT32_MAX:
                 raise NeuromorphError(
@@ -538,9 +547,14 @@ def simulate_fixed(q: QuantizedNetlist, x: np.ndarray | Mapping[str, np.ndarray]
     graded = [c.source in q.num_message_bits and q.num_message_bits[c.source] > 0 for c in net.connections]
     is_input = [c.source in q.input_scale for c in net.connections]
 
+    ops = [ConvOp(c.conv, q.weights[i].astype(np.int64)) if c.conv is not None else None
+           for i, c in enumerate(net.connections)]
+
     def synapse(i: int, src: np.ndarray) -> np.ndarray:
         c = net.connections[i]
         msg = np.rint(src * q.input_scale[c.source]) if is_input[i] else src
+        if ops[i] is not None:
+            return conv_fixed(ops[i], q.weight_exps[i], msg, graded[i])
         return dense_fixed(q.weights[i], q.weight_exps[i], msg, graded[i])
 
     readout = q.membrane

@@ -16,6 +16,19 @@ The memory model (an estimate; Intel does not publish Loihi 2's synapse encoding
   delay is stored per synapse as in Lava's ``DelayDense``, although one netlist connection
   has a single delay. Index/pointer overhead of the encoding is not counted.
 * Synapses are stored on the core of their *target* neuron (the fan-in side), as on Loihi.
+* A convolutional connection (netlist ``conv``) shares its weights: a core stores the
+  nonzero kernel entries ``[C_in/groups, *K]`` of each output channel it holds neurons
+  of, once, however many positions of that channel it holds, at the same bits per
+  weight (+ delay bits) as a dense synapse. ``synapses`` still counts connections made
+  (the nonzero entries of the matrix the convolution expands to), so synapse totals do
+  not depend on how a connection is stored; ``memory`` counts what is stored.
+  Sources: lava-dl 0.3.0's release notes (github.com/lava-nc/lava-dl/discussions/111:
+  NetX "can leverage Loihi 2's convolutional network compression ... for improved
+  memory usage") say that Loihi 2 stores convolutions compressed; Lava 0.10.0's
+  ``lava/magma/compiler/var_model.py`` (``ConvInVarModel``: ``x_split``, ``f_split``,
+  one region per core) that a convolutional layer is split over cores by position and
+  by feature. The encoding itself is not public: one copy of the kernel rows per core,
+  8 bits per shared weight and no index overhead are this model's *assumptions*.
 * A population never shares a core with another one (one Lava process per core group);
   it is split into consecutive slices, each as large as both the neurons-per-core and the
   synaptic-memory-per-core limits allow (greedy, which gives the fewest slices).
@@ -35,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from neuromorph.errors import NeuromorphError
+from .conv import channel_synapses, connection_fan_in, connection_fan_out
 from .netlist import Connection, Netlist
 
 
@@ -249,8 +263,57 @@ def _bytes(n: int) -> str:
     return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
 
 
-def _nonzero(weight: np.ndarray) -> np.ndarray:
-    return np.asarray(weight) != 0
+class _Memory:
+    """Synaptic memory of a population's neurons ``[start, stop)`` on one core: per
+    neuron for dense connections (its nonzero weights), per output channel for
+    convolutional ones (the kernel rows of the channels the slice touches, stored once
+    however many of their positions the core holds)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.dense = np.zeros(n, dtype=np.int64)  # bits per neuron
+        self.shared: list[tuple[int, np.ndarray]] = []  # (neurons per channel, cumulative bits per channel)
+        self._cum: np.ndarray | None = None
+
+    def add(self, conn: Connection, bits_per_weight: int) -> None:
+        if conn.conv is None:
+            self.dense += connection_fan_in(None, conn.weight) * bits_per_weight
+            return
+        per_channel = channel_synapses(conn.weight) * bits_per_weight
+        self.shared.append((self.n // len(per_channel), np.concatenate(([0], np.cumsum(per_channel)))))
+
+    @property
+    def cum(self) -> np.ndarray:
+        if self._cum is None:
+            self._cum = np.concatenate(([0], np.cumsum(self.dense)))
+        return self._cum
+
+    def bits(self, start: int, stop: int) -> int:
+        total = int(self.cum[stop] - self.cum[start])
+        for per, cum in self.shared:
+            total += int(cum[(stop - 1) // per + 1] - cum[start // per])
+        return total
+
+    def alone(self) -> np.ndarray:
+        out = self.dense.copy()
+        for per, cum in self.shared:
+            out += np.repeat(np.diff(cum), per)
+        return out
+
+    def last_stop(self, start: int, most: int, cap: int) -> int:
+        """The largest ``stop <= most`` whose slice fits ``cap`` bits (at least start + 1:
+        a neuron alone fits, checked before); the cost grows with ``stop``."""
+        if not self.shared:  # one searchsorted over the cumulative per-neuron bits
+            by_memory = int(np.searchsorted(self.cum, self.cum[start] + cap, side="right")) - 1
+            return min(most, by_memory)
+        lo, hi = start + 1, most
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.bits(start, mid) <= cap:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
 
 
 def map_netlist(
@@ -280,7 +343,7 @@ def map_netlist(
     def fan_out(name: str, size: int) -> tuple[int, int]:
         per_neuron = np.zeros(size, dtype=np.int64)
         for c in outgoing[name]:
-            per_neuron += _nonzero(c.weight).sum(axis=0)
+            per_neuron += connection_fan_out(c.conv, c.weight)
         return int(per_neuron.sum()), int(per_neuron.max(initial=0))
 
     layers: list[LayerMap] = []
@@ -293,26 +356,23 @@ def map_netlist(
     for pop in net.populations:
         n = pop.size
         syn = np.zeros(n, dtype=np.int64)  # incoming synapses per neuron
-        bits = np.zeros(n, dtype=np.int64)  # their memory per neuron
+        memory = _Memory(n)
         for c in incoming[pop.name]:
-            per = _nonzero(c.weight).sum(axis=1).astype(np.int64)
-            syn += per
-            bits += per * (weight_bits + (limits.delay_bits if c.extra_delay > 0 else 0))
-        worst = int(np.argmax(bits)) if n else 0
-        if n and bits[worst] > cap_bits:
+            syn += connection_fan_in(c.conv, c.weight)
+            memory.add(c, weight_bits + (limits.delay_bits if c.extra_delay > 0 else 0))
+        alone = memory.alone()  # the memory of each neuron on a core of its own
+        worst = int(np.argmax(alone)) if n else 0
+        if n and alone[worst] > cap_bits:
             raise NeuromorphError(
                 f"layer '{pop.name}': neuron {worst} has a fan-in of {int(syn[worst])} synapses "
-                f"({_ceil8(int(bits[worst]))} bytes), more than one Loihi 2 core's synaptic memory "
+                f"({_ceil8(int(alone[worst]))} bytes), more than one Loihi 2 core's synaptic memory "
                 f"({limits.synaptic_memory_bytes_per_core} bytes)")
         slices = []
-        cum = np.concatenate(([0], np.cumsum(bits)))
         start = 0
         while start < n:
-            # last stop such that the slice's bits fit (cum is non-decreasing)
-            by_memory = int(np.searchsorted(cum, cum[start] + cap_bits, side="right")) - 1
-            stop = min(n, start + limits.neurons_per_core, by_memory)
+            stop = memory.last_stop(start, min(n, start + limits.neurons_per_core), cap_bits)
             slices.append(CoreSlice(next_core, next_core // limits.cores_per_chip, start, stop,
-                                    int(syn[start:stop].sum()), _ceil8(int(cum[stop] - cum[start]))))
+                                    int(syn[start:stop].sum()), _ceil8(memory.bits(start, stop))))
             next_core += 1
             start = stop
         total, most = fan_out(pop.name, n)

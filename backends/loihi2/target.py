@@ -22,6 +22,7 @@ from neuromorph.streams import Probe, Recording
 from neuromorph.target import Compiled, Progress, Reference, Target
 
 from .netlist import LOWERING_RULES, Netlist, lower
+from .conv import CONV_FIELDS
 from .resources import map_netlist
 
 FLOAT_AGREEMENT = 0.999
@@ -70,7 +71,7 @@ class Loihi2Target(Target):
             "netlist": {
                 "inputs": [_record(p) for p in net.inputs],
                 "populations": [_population_record(p) for p in net.populations],
-                "connections": [_record(c) for c in net.connections],
+                "connections": [_connection_record(c) for c in net.connections],
                 "outputs": [_record(o) for o in net.outputs],
                 "source_nodes": net.source_nodes,
             },
@@ -145,6 +146,17 @@ def _population_record(pop: Any) -> dict[str, Any]:
     rec = _record(pop)
     if rec["reset"] == "value":
         del rec["reset"]
+    return rec
+
+
+def _connection_record(conn: Any) -> dict[str, Any]:
+    """A connection's payload record: a dense one exactly as before convolutions were kept
+    (no ``conv`` field); a convolutional one adds its geometry (the kernel size is the
+    weight's shape; payload.py checks each field)."""
+    rec = _record(conn)
+    geom = rec.pop("conv")
+    if geom is not None:
+        rec["conv"] = {k: getattr(geom, k) for k in CONV_FIELDS}
     return rec
 
 

@@ -219,7 +219,7 @@ class Runner:
         graph = net.graph
         self.synapse = {s.name: s for s in plan.synapses}
         self.drives = {n: [e.source for e in graph.incoming(n)] for n in self.state}
-        self.params = {n: (lambda f, n=n: net._p(n, f)) for n in self.state}
+        self.params = {n: net.coefficients(n) for n in self.state}
 
     def step(self, x: torch.Tensor, taps: Mapping[str, torch.Tensor] | None = None) -> Step:
         net, plan, graph = self.net, self.plan, self.net.graph
@@ -236,10 +236,10 @@ class Runner:
                 drive = sum(out.y[src] for src in self.drives[name])
                 p = self.params[name]
                 if isinstance(node, LI):
-                    out.y[name] = NEURON_STEPS[LI](p, s, drive, net.surrogate)
+                    out.y[name] = NEURON_STEPS[LI](p, s, drive, net.surrogate, None)
                     continue
                 threshold = threshold_of(node, p, s)
-                z = NEURON_STEPS[type(node)](p, s, drive, net.surrogate)
+                z = NEURON_STEPS[type(node)](p, s, drive, net.surrogate, threshold)
                 out.u[name], out.threshold[name] = s["v"], threshold
                 reset(node, p, s, z, threshold)
                 out.y[name] = z + taps[name] if taps is not None else z
@@ -350,7 +350,7 @@ class Traces:
         kappa = 1.0 - net._p(plan.readout, "dv")
         if kappa.numel() > 1 and not bool((kappa == kappa.reshape(-1)[0]).all()):
             raise _refuse(plan.readout, "has several time constants; e-prop filters with one readout decay")
-        self.kappa = kappa.reshape(-1)[0]
+        self.kappa = float(kappa.reshape(-1)[0])
 
     def update(self, step: Step, in_window: bool, signal: Mapping[str, torch.Tensor] | None) -> None:
         net, plan = self.net, self.plan
@@ -367,11 +367,11 @@ class Traces:
                 else:
                     eps["u"].mul_(carry).addcmul_(c["gain"], x)
                 if isinstance(node, ALIF):  # e = psi * (eps_u - beta * eps_a), then eps_a
-                    torch.mul(eps["a"], c["beta"], out=e).neg_().add_(eps["u"]).mul_(psi)
-                    eps["a"].mul_(c["keep_a"]).add_(e)
+                    torch.addcmul(eps["u"], eps["a"], c["beta"], value=-1.0, out=e).mul_(psi)
+                    torch.addcmul(e, eps["a"], c["keep_a"], out=eps["a"])
                 else:
                     torch.mul(eps["u"], psi, out=e)
-                self.filtered[syn.name].mul_(self.kappa).add_(e)
+                torch.add(e, self.filtered[syn.name], alpha=self.kappa, out=self.filtered[syn.name])
                 if in_window:
                     self.window[syn.name].add_(self.filtered[syn.name])
                 if self.regularised:
@@ -382,7 +382,7 @@ class Traces:
             self.spikes[pop].add_(z.sum(0))
             self.rho[pop] = torch.ones_like(z) if node.reset == "subtract" else 1.0 - z
         for syn in plan.into(plan.readout):
-            self.filtered[syn.name].mul_(self.kappa).add_(step.pre[syn.name])
+            torch.add(step.pre[syn.name], self.filtered[syn.name], alpha=self.kappa, out=self.filtered[syn.name])
             if in_window:
                 self.window[syn.name].add_(self.filtered[syn.name])
 

@@ -3,6 +3,8 @@
 - ``compat.py``: makes Lava 0.10.0 importable on Python 3.11 (an import hook, nothing
   written to site-packages);
 - ``process.py``: ``NeuronGroup``, the project-owned Lava Process of one population;
+- ``conv.py``: ``ConvSynapse``, the project-owned Lava Process of one convolutional
+  connection (why not Lava's own ``Conv``: its docstring);
 - ``runner.py``: ``run_lava`` builds one Lava process per input, population and
   connection, runs every chip step in one Lava run and always stops it;
 - ``lifecycle.py``: what makes "always" true when the parent is killed or a worker

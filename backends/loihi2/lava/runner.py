@@ -9,7 +9,8 @@ specification of what the deployment does step by step:
 - one synapse per connection: Lava's ``Dense`` delivers at chip step ``c + 1`` what it
   received at ``c``; ``DelayDense`` with ``delays = extra_delay`` delivers at
   ``c + 1 + extra_delay`` (its buffer column 0 goes out next step), exactly chip_model's
-  ``arrival = c + 1 + extra_delay``.
+  ``arrival = c + 1 + extra_delay``; a convolutional connection is our ``ConvSynapse``
+  (conv.py: Lava's ``Conv`` ignores ``weight_exp``), with the same timing.
 
 All ``sched.total`` chip steps run as one ``RunSteps`` (or, with a progress callback, in
 chunks: Lava keeps its state between them). Lava is always stopped, also when the run
@@ -46,8 +47,9 @@ from lava.proc.dense.process import DelayDense, Dense  # noqa: E402
 from lava.proc.io.source import RingBuffer  # noqa: E402
 
 from neuromorph.backends.loihi2.lava import lifecycle  # noqa: E402
+from neuromorph.backends.loihi2.lava.conv import ConvSynapse  # noqa: E402
 from neuromorph.backends.loihi2.lava.process import NeuronGroup  # noqa: E402
-from neuromorph.backends.loihi2.netlist import Netlist  # noqa: E402
+from neuromorph.backends.loihi2.netlist import Connection, Netlist  # noqa: E402
 from neuromorph.backends.loihi2.resources import Loihi2Limits  # noqa: E402
 from neuromorph.backends.loihi2.chip_model import Schedule, check_inputs, float_params, input_stream  # noqa: E402
 from neuromorph.errors import NeuromorphError  # noqa: E402
@@ -208,14 +210,9 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
         synapses = []
         for i, conn in enumerate(net.connections):
             from_input = conn.source in sources
-            kwargs: dict[str, Any] = {"name": f"{conn.source}->{conn.target}"}
-            if fixed:
-                kwargs.update(weights=quantized.weights[i], weight_exp=int(quantized.weight_exps[i]),
-                              num_message_bits=quantized.num_message_bits[conn.source] if from_input else 0)
-            else:
-                kwargs.update(weights=conn.weight, num_message_bits=FLOAT_MESSAGE_BITS)
-            syn = (DelayDense(delays=int(conn.extra_delay), **kwargs) if conn.extra_delay > 0
-                   else Dense(**kwargs))
+            bits = quantized.num_message_bits[conn.source] if fixed and from_input else 0
+            syn = _synapse(conn, precision, bits,
+                           (quantized.weights[i], int(quantized.weight_exps[i])) if fixed else None)
             (sources[conn.source] if from_input else groups[conn.source]).s_out.connect(syn.s_in)
             syn.a_out.connect(groups[conn.target].a_in)
             synapses.append(syn)
@@ -224,6 +221,24 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
     except Exception as exc:
         raise NeuromorphError(f"cannot build the Lava network: {_one_line(exc)}") from exc
     return groups, [*sources.values(), *synapses], files, status
+
+
+def _synapse(conn: Connection, precision: str, bits: int, integers: Optional[tuple]) -> Any:
+    """The Lava process of one connection: Lava's ``Dense`` (``DelayDense`` when it has an
+    extra delay), or our ``ConvSynapse`` for a convolutional one (why: lava/conv.py).
+    ``integers``: fixed point's (mantissas, weight_exp); ``bits``: the source's message bits."""
+    name = f"{conn.source}->{conn.target}"
+    delay = int(conn.extra_delay)
+    if conn.conv is not None:
+        kernel, exp = integers if integers is not None else (conn.weight, 0)
+        return ConvSynapse(kernel=kernel, geometry=conn.conv, precision=precision, weight_exp=exp,
+                           graded=bits > 0, delay=delay, name=name)
+    kwargs: dict[str, Any] = {"name": name}
+    if integers is not None:
+        kwargs.update(weights=integers[0], weight_exp=integers[1], num_message_bits=bits)
+    else:
+        kwargs.update(weights=conn.weight, num_message_bits=FLOAT_MESSAGE_BITS)
+    return DelayDense(delays=delay, **kwargs) if delay > 0 else Dense(**kwargs)
 
 
 def _check_probes(net: Netlist, probes: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -251,7 +266,7 @@ def _check_delays(net: Netlist, precision: str) -> None:
                                       f"Loihi 2 delays are at most {MAX_DELAY}")
             continue
         per_delay = 8 * int(np.prod(np.shape(c.weight)))
-        if delay > 0 and (delay + 1) * per_delay > MAX_DELAY_MATRIX_BYTES:
+        if c.conv is None and delay > 0 and (delay + 1) * per_delay > MAX_DELAY_MATRIX_BYTES:
             raise NeuromorphError(
                 f"{where} needs a synaptic delay of {delay} chip steps; Lava's DelayDense would "
                 f"build a {(delay + 1) * per_delay / 2**30:.3g} GiB matrix every step (this "
