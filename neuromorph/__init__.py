@@ -6,8 +6,8 @@ docs/semantics.md. Model files: ``neuromorph.save`` / ``neuromorph.load``.
 from .build import conv1d, conv2d, dense, feedforward, recurrent, sequential
 from .errors import IRError, ModelFileError, NeuromorphError, NIRConversionError
 from .ir import (
-    ALIF, IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Edge, Flatten, Graph, Input,
-    Linear, Node, Output, Plasticity, Scale, SumPool2d,
+    ALIF, IF, LI, LIF, STDP, Affine, Conv1d, Conv2d, CubaLIF, Delay, Edge, EProp, Flatten, Graph,
+    Input, Linear, Node, Output, Plasticity, RewardSTDP, Scale, SumPool2d, ThreeFactor,
 )
 from .model_file import load, save
 from . import models  # noqa: E402  (the zoo: nm.models.get(name))
@@ -15,8 +15,9 @@ from . import models  # noqa: E402  (the zoo: nm.models.get(name))
 __version__ = "0.1.0"
 
 __all__ = [
-    "ALIF", "IF", "LI", "LIF", "Affine", "Conv1d", "Conv2d", "CubaLIF", "Delay", "Edge",
-    "Flatten", "Graph", "IRError", "Input", "Linear", "ModelFileError", "NIRConversionError",
-    "NeuromorphError", "Node", "Output", "Plasticity", "Scale", "SumPool2d", "conv1d", "conv2d",
+    "ALIF", "IF", "LI", "LIF", "STDP", "Affine", "Conv1d", "Conv2d", "CubaLIF", "Delay", "EProp",
+    "Edge", "Flatten", "Graph", "IRError", "Input", "Linear", "ModelFileError", "NIRConversionError",
+    "NeuromorphError", "Node", "Output", "Plasticity", "RewardSTDP", "Scale", "SumPool2d",
+    "ThreeFactor", "conv1d", "conv2d",
     "dense", "feedforward", "load", "recurrent", "save", "sequential",
 ]

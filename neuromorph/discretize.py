@@ -13,6 +13,11 @@ In these coefficients one step of each neuron type reads (``X`` = summed input):
     ALIF     v = (1 - dv) * v + leak + gain * X;   a = (1 - da) * a + z
     LI       v = (1 - dv) * v + leak + gain * X
 
+A plastic connection's rule (neuromorph.ir.plasticity) becomes per-step coefficients too
+(:func:`discretize_plasticity`): trace decays ``d = dt/tau`` (a trace is
+``x = (1 - d) * x + activity``) and, for rules whose learning rate is a rate in 1/s,
+the per-step rate ``dt * lr`` (docs/semantics.md section 6).
+
 ``dt`` comes from :func:`resolve_dt`: an explicit value, else ``graph.dt``, else
 :data:`DEFAULT_DT` (1 ms, Norse's default step).
 """
@@ -25,7 +30,10 @@ from typing import Callable, Union
 import numpy as np
 
 from .errors import IRError
-from .ir import ALIF, IF, LI, LIF, CubaLIF, Delay, Graph, Node, check_dt
+from .ir import (
+    ALIF, IF, LI, LIF, STDP, CubaLIF, Delay, EProp, Graph, Node, Plasticity, RewardSTDP, ThreeFactor,
+    check_dt,
+)
 
 DEFAULT_DT: float = 1e-3
 """Time step (s) used when neither the caller nor the graph gives one (Norse's default)."""
@@ -306,3 +314,117 @@ def discretize_graph(graph: Graph, dt: float | None = None) -> dict[str, Coeffic
         if coeffs is not None:
             out[name] = coeffs
     return out
+
+
+# -------------------------------------------------------------------- plasticity
+
+
+@dataclass(frozen=True)
+class PlasticityCoefficients:
+    """What every rule shares: weights change at the end of every ``t_epoch``-th step,
+    clipped to [w_min, w_max] (None: unbounded)."""
+
+    t_epoch: int
+    w_min: float | None
+    w_max: float | None
+
+
+@dataclass(frozen=True)
+class STDPCoefficients(PlasticityCoefficients):
+    """``xbar = (1-dx) xbar + x``; ``ybar = (1-dy) ybar + z``;
+    ``dW = lr (a_plus z xbar - a_minus ybar x)``."""
+
+    lr: float
+    a_plus: float
+    a_minus: float
+    dx: float  # dt / tau_plus
+    dy: float  # dt / tau_minus
+
+
+@dataclass(frozen=True)
+class RewardSTDPCoefficients(PlasticityCoefficients):
+    """STDP's traces and pairing into ``c = (1-dc) c + pairing``; ``dW = rate r c``."""
+
+    rate: float  # dt * lr
+    a_plus: float
+    a_minus: float
+    dx: float  # dt / tau_plus
+    dy: float  # dt / tau_minus
+    dc: float  # dt / tau_e
+
+
+@dataclass(frozen=True)
+class ThreeFactorCoefficients(PlasticityCoefficients):
+    """``xbar = (1-dx) xbar + x``; ``dW = rate err xbar``."""
+
+    rate: float  # dt * lr
+    dx: float  # dt / tau_pre
+
+
+@dataclass(frozen=True)
+class EPropCoefficients(PlasticityCoefficients):
+    """LIF eligibility (the post's own dv, gain) filtered by ``(1-dk)``; ``dW = rate L ebar``."""
+
+    rate: float  # dt * lr
+    dk: float  # dt / tau_out
+    gamma: float
+    feedback: np.ndarray | None  # [n_out, n_err]; None: L = error
+
+
+def _trace_decay(dt: float, rule: Plasticity, tau_name: str, node: str | None) -> float:
+    return float(_decay(dt, np.float64(getattr(rule, tau_name)), tau_name, node))
+
+
+def _common(rule: Plasticity) -> dict:
+    return {"t_epoch": rule.t_epoch, "w_min": rule.w_min, "w_max": rule.w_max}
+
+
+def discretize_stdp(rule: STDP, dt: float, name: str | None = None) -> STDPCoefficients:
+    """STDP: pairing amplitudes are per spike pair (no dt); the traces decay by dt/tau."""
+    dt = check_dt(dt)
+    return STDPCoefficients(**_common(rule), lr=rule.lr, a_plus=rule.a_plus, a_minus=rule.a_minus,
+                            dx=_trace_decay(dt, rule, "tau_plus", name),
+                            dy=_trace_decay(dt, rule, "tau_minus", name))
+
+
+def discretize_reward_stdp(rule: RewardSTDP, dt: float, name: str | None = None) -> RewardSTDPCoefficients:
+    """Reward-modulated STDP: ``dW/dt = lr r c`` gives ``dW = dt lr r c`` per step."""
+    dt = check_dt(dt)
+    return RewardSTDPCoefficients(**_common(rule), rate=dt * rule.lr, a_plus=rule.a_plus,
+                                  a_minus=rule.a_minus, dx=_trace_decay(dt, rule, "tau_plus", name),
+                                  dy=_trace_decay(dt, rule, "tau_minus", name),
+                                  dc=_trace_decay(dt, rule, "tau_e", name))
+
+
+def discretize_three_factor(rule: ThreeFactor, dt: float, name: str | None = None) -> ThreeFactorCoefficients:
+    """Error-modulated rule: ``dW/dt = lr err xbar`` gives ``dW = dt lr err xbar`` per step."""
+    dt = check_dt(dt)
+    return ThreeFactorCoefficients(**_common(rule), rate=dt * rule.lr,
+                                   dx=_trace_decay(dt, rule, "tau_pre", name))
+
+
+def discretize_eprop(rule: EProp, dt: float, name: str | None = None) -> EPropCoefficients:
+    """e-prop: ``dW = dt lr L ebar`` per step; ebar filtered with dt/tau_out."""
+    dt = check_dt(dt)
+    return EPropCoefficients(**_common(rule), rate=dt * rule.lr, dk=_trace_decay(dt, rule, "tau_out", name),
+                             gamma=rule.gamma, feedback=rule.feedback)
+
+
+_PLASTICITY_RULES: dict[type[Plasticity], Callable[..., PlasticityCoefficients]] = {
+    STDP: discretize_stdp,
+    RewardSTDP: discretize_reward_stdp,
+    ThreeFactor: discretize_three_factor,
+    EProp: discretize_eprop,
+}
+
+
+def discretize_plasticity(rule: Plasticity, dt: float, name: str | None = None) -> PlasticityCoefficients:
+    """Per-step coefficients of a connection's learning rule (``name``: the connection)."""
+    return _PLASTICITY_RULES[type(rule)](rule, dt, name)
+
+
+def discretize_plasticities(graph: Graph, dt: float | None = None) -> dict[str, PlasticityCoefficients]:
+    """Coefficients of the rule of every plastic connection of ``graph``, by connection name."""
+    step = resolve_dt(graph, dt)
+    return {name: discretize_plasticity(node.plasticity, step, name)  # type: ignore[attr-defined]
+            for name, node in graph.nodes.items() if getattr(node, "plasticity", None) is not None}

@@ -9,6 +9,13 @@ so any change to the payload is detected. Arrays are stored as base64 of their
 little-endian float64 bytes with shape and dtype: bit-exact, and compact enough for
 trained weights. Files are written atomically (temporary file in the same folder, then
 ``os.replace``), so a crash never leaves a half-written model behind.
+
+A connection's plasticity is stored as ``{"__plasticity__": rule, "params": {field: value}}``
+(numbers, null bounds, the third-factor node's name, arrays encoded like weights): the
+fields of the rule's record (neuromorph.ir.plasticity). Files written before the rules
+were typed have the same form with free parameter names; they load when the names are
+the record's fields, else they are refused naming the parameter (no version change:
+the layout is the same, and a file without plasticity reads as before).
 """
 from __future__ import annotations
 
@@ -36,7 +43,7 @@ def _encode_value(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return encode_array(value.astype(np.float64))
     if isinstance(value, Plasticity):
-        return {"__plasticity__": value.rule, "params": dict(value.params)}
+        return {"__plasticity__": value.rule, "params": {k: _encode_value(v) for k, v in value.params.items()}}
     if isinstance(value, tuple):
         return list(value)
     return value
@@ -49,7 +56,7 @@ def _decode_value(value: Any, where: str) -> Any:
         params = value.get("params", {})
         if not isinstance(params, dict):
             raise ModelFileError(f"{where}: plasticity params must be an object, got {shown(params)}")
-        return Plasticity(value["__plasticity__"], params)
+        return Plasticity(value["__plasticity__"], {k: _decode_value(v, where) for k, v in params.items()})
     return value
 
 
@@ -113,8 +120,8 @@ def graph_from_dict(data: Any) -> Graph:
         cls = NODE_TYPES.get(type_name)
         if cls is None:
             raise IRError(f"unknown node type {shown(type_name)}", node=name)
-        values = {k: _decode_value(v, f"node '{name}'") for k, v in params.items()}
         try:
+            values = {k: _decode_value(v, f"node '{name}'") for k, v in params.items()}
             nodes[name] = cls(**values)
         except TypeError as exc:
             raise IRError(f"bad parameters for {type_name}: {' '.join(str(exc).split())[:120]}",

@@ -7,9 +7,13 @@ the torch backend. Its rules are keyed by node type (``RULES``, neuromorph.rules
 
 Step t = 0..T-1. Node n's input is ``X_n[t] = sum over edges (s -> n, delay d) of
 y_s[t - d]`` (``y_s[t] = 0`` for ``t < 0``); nodes are evaluated in ``graph.order()``.
+A connection that carries plasticity keeps its weights as state: once every node has
+been evaluated, its rule reads the step's activity and may change the weights the next
+step uses (docs/semantics.md section 6).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -17,15 +21,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
 
 from .discretize import (
-    ALIFCoefficients, Coefficients, CubaLIFCoefficients, DelayCoefficients, IFCoefficients,
-    LICoefficients, LIFCoefficients, discretize_graph, resolve_dt,
+    ALIFCoefficients, Coefficients, CubaLIFCoefficients, DelayCoefficients, EPropCoefficients,
+    IFCoefficients, LICoefficients, LIFCoefficients, PlasticityCoefficients, RewardSTDPCoefficients,
+    STDPCoefficients, ThreeFactorCoefficients, discretize_graph, discretize_plasticities, resolve_dt,
 )
 from .ir import (
     ALIF, IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Flatten, Graph, Input, Linear,
     Node, Output, Scale, SumPool2d,
 )
 from .rules import rule_for
-from .streams import STATE_VARIABLES, check_streams, input_shapes, parse_probes
+from .streams import STATE_VARIABLES, WEIGHT_VARIABLE, check_streams, input_shapes, parse_probes
 
 
 def simulate(
@@ -40,7 +45,10 @@ def simulate(
     array is ``[T, *shape]`` or ``[batch, T, *shape]`` and the results keep that layout.
     ``dt``: seconds; default ``graph.dt``, else 1e-3 (see ``discretize.resolve_dt``).
     ``record``: extra node names whose output to return, or ``"name.v"`` / ``"name.i"``
-    (CubaLIF) / ``"name.a"`` (ALIF) for a neuron's state after the step's reset.
+    (CubaLIF) / ``"name.a"`` (ALIF) for a neuron's state after the step's reset, or
+    ``"name.weight"`` for a plastic connection's weights after the step's learning
+    update (``[T, out, in]``; each sample of a batch learns on its own, from the same
+    initial weights).
     """
     step = resolve_dt(graph, dt)
     coeffs = discretize_graph(graph, step)
@@ -62,7 +70,13 @@ def simulate(
         for n, node in graph.nodes.items()
         if isinstance(node, Delay)
     }
-    state_traces = {p: np.zeros((steps, batch, *graph.shape(p[0]))) for p in probes if p[1]}
+    learning = {n: _Learning.start(graph, n, c, batch) for n, c in discretize_plasticities(graph, step).items()}
+    inputs_of: dict[str, np.ndarray] = {}  # a plastic connection's input of this step
+    state_traces = {
+        p: np.zeros((steps, batch, *(learning[p[0]].weight.shape[1:] if p[1] == WEIGHT_VARIABLE
+                                     else graph.shape(p[0]))))
+        for p in probes if p[1]
+    }
 
     order = graph.order()
     incoming = {n: graph.incoming(n) for n in graph.nodes}
@@ -81,11 +95,16 @@ def simulate(
                     y = _delay(coeffs[name], delay_inputs[name], t)  # type: ignore[arg-type]
                 elif name in states:
                     y = rules[name](coeffs[name], states[name], x)
+                elif name in learning:
+                    inputs_of[name] = x
+                    y = _plastic_weighted(node, learning[name].weight, x)
                 else:
                     y = rules[name](node, graph.shape(name), x)
             history[name][t] = y
+        for name, ls in learning.items():  # after every node: the step's activity is known
+            _learn(ls, t, inputs_of[name], history, states, coeffs)
         for (name, var), trace in state_traces.items():
-            trace[t] = states[name][var]
+            trace[t] = learning[name].weight if var == WEIGHT_VARIABLE else states[name][var]
 
     result: dict[str, np.ndarray] = {}
     wanted = [(n, "") for n in graph.outputs] + probes
@@ -126,6 +145,7 @@ def _if_step(c: IFCoefficients, s: dict[str, np.ndarray], x: np.ndarray) -> np.n
 def _lif_step(c: LIFCoefficients, s: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     v = (1.0 - c.dv) * s["v"] + c.leak + c.gain * x
     z = v > c.v_threshold
+    s["u"] = v  # the membrane before the reset: e-prop's pseudo-derivative reads it
     s["v"] = reset_membrane(c, v, z, c.v_threshold)
     return z.astype(np.float64)
 
@@ -163,6 +183,121 @@ def _delay(c: DelayCoefficients, inputs: np.ndarray, t: int) -> np.ndarray:
             mask = k == lag
             y[:, mask] = inputs[t - lag][:, mask]
     return y
+
+
+# ------------------------------------------------------------------ plasticity
+
+
+@dataclass
+class _Learning:
+    """A plastic connection in one run: its weights (state), the increments summed since
+    they last changed, and its rule's traces (created at their first use)."""
+
+    coeffs: PlasticityCoefficients
+    post: str | None  # the population the rule reads (Plasticity.post_node)
+    stream: str | None  # the node whose output is the third factor
+    weight: np.ndarray  # [B, out, in]
+    pending: np.ndarray = field(init=False)
+    traces: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.pending = np.zeros_like(self.weight)
+
+    @classmethod
+    def start(cls, graph: Graph, name: str, coeffs: PlasticityCoefficients, batch: int) -> "_Learning":
+        node = graph.nodes[name]
+        rule = node.plasticity  # type: ignore[attr-defined]
+        weight = np.broadcast_to(node.weight, (batch, *node.weight.shape)).copy()  # type: ignore[attr-defined]
+        return cls(coeffs, rule.post_node(graph, name), rule.third_factor, weight)
+
+
+@dataclass(frozen=True)
+class _Post:
+    """What a rule may read of the population the connection feeds, at step t."""
+
+    z: np.ndarray  # [B, out] spikes of step t
+    z_prev: np.ndarray  # [B, out] spikes of step t-1 (0 at t = 0)
+    state: Mapping[str, np.ndarray] | None  # its state after step t ("u": before the reset)
+    coeffs: Any  # its discrete coefficients
+
+
+def _plastic_weighted(node: Node, weight: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``W x (+ b)`` with each sample's own weights, one sample at a time (as _weighted)."""
+    bias = node.bias if isinstance(node, Affine) else 0.0
+    return np.stack([xb[None] @ wb.T + bias for xb, wb in zip(x, weight)]).reshape(x.shape[0], -1)
+
+
+def _learn(ls: _Learning, t: int, x: np.ndarray, history: Mapping[str, np.ndarray],
+           states: Mapping[str, Any], coeffs: Mapping[str, Any]) -> None:
+    """End of step t for a plastic connection (input ``x`` [B, in] this step): its rule's
+    increment joins the pending sum; at the end of every t_epoch-th step the weights take
+    it, clipped to the bounds."""
+    c, post, m = ls.coeffs, None, None
+    if ls.post is not None:
+        z = history[ls.post][t]
+        z_prev = history[ls.post][t - 1] if t else np.zeros_like(z)
+        post = _Post(z, z_prev, states.get(ls.post), coeffs.get(ls.post))
+    if ls.stream is not None:
+        m = history[ls.stream][t].reshape(x.shape[0], -1)  # [B, 1] or [B, n]
+    ls.pending += INCREMENTS[type(c)](c, ls.traces, x, post, m)
+    if (t + 1) % c.t_epoch == 0:
+        w = ls.weight + ls.pending
+        if c.w_min is not None or c.w_max is not None:
+            w = np.clip(w, c.w_min, c.w_max)
+        ls.weight = w
+        ls.pending = np.zeros_like(w)
+
+
+def _trace(traces: dict[str, np.ndarray], key: str, decay: float, activity: np.ndarray) -> np.ndarray:
+    """``trace = (1 - d) trace + activity`` (a trace starts at 0 before step 0)."""
+    old = traces.get(key)
+    traces[key] = (1.0 - decay) * (np.zeros_like(activity) if old is None else old) + activity
+    return traces[key]
+
+
+def _pairing(c: Any, traces: dict[str, np.ndarray], x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """STDP's traces updated with this step's spikes, and the step's pairing term
+    ``a_plus z_j xbar_i - a_minus ybar_j x_i`` [B, out, in]."""
+    xbar = _trace(traces, "x", c.dx, x)
+    ybar = _trace(traces, "y", c.dy, z)
+    return c.a_plus * z[:, :, None] * xbar[:, None, :] - c.a_minus * ybar[:, :, None] * x[:, None, :]
+
+
+def _stdp(c: STDPCoefficients, traces: dict, x: np.ndarray, post: _Post, m: None) -> np.ndarray:
+    return c.lr * _pairing(c, traces, x, post.z)
+
+
+def _reward_stdp(c: RewardSTDPCoefficients, traces: dict, x: np.ndarray, post: _Post,
+                 m: np.ndarray) -> np.ndarray:
+    elig = _trace(traces, "c", c.dc, _pairing(c, traces, x, post.z))
+    return c.rate * m[:, :, None] * elig
+
+
+def _three_factor(c: ThreeFactorCoefficients, traces: dict, x: np.ndarray, post: None,
+                  m: np.ndarray) -> np.ndarray:
+    xbar = _trace(traces, "x", c.dx, x)
+    return c.rate * m[:, :, None] * xbar[:, None, :]
+
+
+def _eprop(c: EPropCoefficients, traces: dict, x: np.ndarray, post: _Post, m: np.ndarray) -> np.ndarray:
+    p: LIFCoefficients = post.coeffs
+    n_out = post.z.shape[1]
+    dv, gain, v_th = (np.broadcast_to(a, (n_out,))[None, :, None] for a in (p.dv, p.gain, p.v_threshold))
+    rho = (1.0 - post.z_prev if p.reset == "value" else np.ones_like(post.z_prev))[:, :, None]
+    eps = traces.get("eps", np.zeros((*post.z.shape, x.shape[1])))
+    traces["eps"] = (1.0 - dv) * rho * eps + gain * x[:, None, :]
+    psi = c.gamma * np.maximum(0.0, 1.0 - np.abs(post.state["u"][:, :, None] - v_th))  # type: ignore[index]
+    ebar = _trace(traces, "ebar", c.dk, psi * traces["eps"])
+    # L_j = sum_k feedback_jk err_k, summed per sample (a BLAS product could sum a batch differently)
+    signal = m if c.feedback is None else (c.feedback[None, :, :] * m[:, None, :]).sum(-1)
+    return c.rate * signal[:, :, None] * ebar
+
+
+INCREMENTS: dict[type, Callable[..., np.ndarray]] = {
+    STDPCoefficients: _stdp, RewardSTDPCoefficients: _reward_stdp,
+    ThreeFactorCoefficients: _three_factor, EPropCoefficients: _eprop,
+}
+"""Each rule's increment at the end of a step (docs/semantics.md section 6), [B, out, in]."""
 
 
 # ------------------------------------------------------------- stateless nodes

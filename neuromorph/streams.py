@@ -8,7 +8,9 @@ predictions and writes result files through this module, so they cannot disagree
   graph's only Input, and ``[T, *shape]`` (no batch axis) is accepted where a caller
   allows it. Files: ``.npy`` (:func:`load_stream`), results as ``.npz`` (:func:`save_streams`).
 - **Probes**: ``"NODE"`` is a node's output (a neuron's spikes); ``"NODE.VAR"`` is a
-  neuron's state after the step's reset (``v``; ``i`` for CubaLIF; ``a`` for ALIF).
+  neuron's state after the step's reset (``v``; ``i`` for CubaLIF; ``a`` for ALIF), or
+  ``"NODE.weight"`` a plastic connection's weights at the end of the step (after the
+  step's learning update; [.., T, out, in]).
   Node names may contain dots (snnTorch writes ``lif1.lif``): a full node name wins, else
   the text is split at its *last* dot (:func:`parse_probe`).
 - **Predictions**: a readout's output averaged over the decision steps, argmax over its
@@ -37,6 +39,17 @@ STATE_VARIABLES: dict[type[Node], tuple[str, ...]] = {
     IF: ("v",), LIF: ("v",), LI: ("v",), CubaLIF: ("i", "v"), ALIF: ("v", "a"),
 }
 """State a caller may probe as ``"NODE.VAR"``, per neuron type."""
+
+WEIGHT_VARIABLE = "weight"
+"""``"NODE.weight"``: the weights of a connection that carries plasticity (they are state)."""
+
+
+def probe_variables(node: Node) -> tuple[str, ...]:
+    """What ``"NODE.VAR"`` may name for ``node``: a neuron's state variables, or the
+    weights of a plastic connection."""
+    if getattr(node, "plasticity", None) is not None:
+        return (WEIGHT_VARIABLE,)
+    return STATE_VARIABLES.get(type(node), ())
 
 
 # ------------------------------------------------------------------ memory
@@ -278,7 +291,7 @@ def parse_probe(graph: Graph, text: str) -> Probe:
         return Probe(text)
     node_name, _, var = text.rpartition(".")
     node = graph.nodes.get(node_name)
-    allowed = STATE_VARIABLES.get(type(node), ()) if node is not None else ()
+    allowed = probe_variables(node) if node is not None else ()
     if var not in allowed:
         if node is None:
             hint = "not a node of this model"

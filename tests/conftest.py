@@ -86,6 +86,8 @@ TEST_MARKERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("test_conv_deploy", "test_lava_fixed_convolutions_are_bit_exact_against_the_integer_model"): ("lava",),
     ("test_conv_deploy", "test_lavas_own_conv_ignores_weight_exp"): ("lava",),
     ("test_conv_deploy", "test_a_sinabs_nmnist_cnn_imports_compiles_small_and_deploys_exactly"): ("lava",),
+    # The torch target's node rules import torch.
+    ("test_plasticity", "test_every_target_refuses_every_rule_naming_the_connection[torch]"): ("torch",),
     # `neuromorph backends` loads every registered target and method, bptt included.
     ("test_cli", "test_backends_lists_what_the_registry_holds"): ("torch",),
     ("test_cli", "test_unknown_backend_and_method_name_the_registered_ones"): ("torch",),

@@ -303,7 +303,7 @@ def corpus(folder: Path) -> dict[str, Any]:
 
     rng = np.random.default_rng(0)
     small = nm.feedforward(4, [3], 2, seed=1)
-    rec = Graph({"x": Input((3,)), "w": Linear(rng.normal(0.5, 0.5, (5, 3)), plasticity=Plasticity("stdp", {"a": 0.1})),
+    rec = Graph({"x": Input((3,)), "w": Linear(rng.normal(0.5, 0.5, (5, 3)), plasticity=Plasticity("stdp", {"a_plus": 0.1})),
                  "h": ALIF(tau_mem=10e-3, tau_adapt=50e-3, beta=rng.uniform(0, 1, 5), r=10.0),
                  "r": Linear(rng.normal(0, 0.5, (5, 5))), "s": Scale(0.5), "d": Delay(0.002),
                  "c": CubaLIF(tau_syn=5e-3, tau_mem=8e-3), "w2": Linear(rng.normal(0, 1, (2, 5))),

@@ -9,7 +9,7 @@ import numpy as np
 from ...errors import IRError, NIRConversionError
 from ...ir import (
     ALIF, IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Flatten, Graph, Input, Linear,
-    Node, Output, Scale, SumPool2d,
+    Node, Output, Plasticity, Scale, SumPool2d,
 )
 from ...rules import Refusal, rule_for
 from ._common import FORMAT, recurrence_edges, encode_meta, one_line
@@ -122,11 +122,18 @@ def _output(name: str, node: Output, graph: Graph, warnings: list[str]) -> nir.N
     return nir.Output(output_type=np.array(graph.shape(name)), metadata=encode_meta(meta))
 
 
+def plasticity_record(p: Plasticity) -> dict[str, Any]:
+    """A rule as JSON for our metadata: its name and fields (arrays as nested lists);
+    the importer rebuilds the record with ``Plasticity(rule, params)``."""
+    return {"rule": p.rule, "params": {k: v.tolist() if isinstance(v, np.ndarray) else v
+                                       for k, v in p.params.items()}}
+
+
 def _weights(name: str, node: Affine | Linear, graph: Graph, warnings: list[str]) -> nir.NIRNode:
     meta = _meta(node)
     if node.plasticity is not None:
         p = node.plasticity
-        meta["plasticity"] = {"rule": p.rule, "params": dict(p.params)}
+        meta["plasticity"] = plasticity_record(p)
         warnings.append(
             f"node '{name}': plasticity rule '{p.rule}' has no NIR equivalent; it is "
             "kept in metadata, other tools will treat the weights as fixed"

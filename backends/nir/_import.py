@@ -108,6 +108,7 @@ def import_with_choice(
 
     if record is not None:
         order = record.get("nodes", [])
+        nodes, edges = _without_added_outputs(nodes, edges, order)
         if sorted(order) == sorted(nodes):  # nir.read sorts nodes by name; restore ours
             nodes = {n: nodes[n] for n in order}
         return _build(nodes, edges, step, dict(record.get("metadata", {})), foreign=False), choice
@@ -115,6 +116,19 @@ def import_with_choice(
     metadata = {"imported_from": "nir", "convention": conv.name, "convention_reason": choice.reason,
                 "dt_source": choice.dt_source}
     return _build(nodes, edges, step, metadata, foreign=True), choice
+
+
+def _without_added_outputs(
+    nodes: dict[str, Node], edges: list[Edge], order: list[str]
+) -> tuple[dict[str, Node], list[Edge]]:
+    """Our graph less the Output nodes nir added (nir gives every leaf an Output; in our
+    graphs the one kind of leaf that is not an Output is a plasticity rule's third-factor
+    stream, read without an edge). Only when what remains is exactly our node list."""
+    added = {n for n, node in nodes.items() if n not in order and isinstance(node, Output)}
+    if not added or sorted(n for n in nodes if n not in added) != sorted(order):
+        return nodes, edges
+    return ({n: node for n, node in nodes.items() if n not in added},
+            [e for e in edges if e.target not in added])
 
 
 # ------------------------------------------------------------------ convention and dt
@@ -437,7 +451,7 @@ def _output(src: _Source) -> Expansion:
 
 def _weights(src: _Source) -> Expansion:
     """nir.Affine and nir.Linear; an Affine without a bias is a Linear."""
-    rule = src.record.get("plasticity")
+    rule = src.record.get("plasticity")  # written by _export.plasticity_record: the rule's name and fields
     plasticity = None if rule is None else Plasticity(rule["rule"], rule.get("params", {}))
     if isinstance(src.node, nir.Affine) and src.node.bias is not None:
         return src.single(Affine(src.param("weight"), src.param("bias"), plasticity=plasticity))

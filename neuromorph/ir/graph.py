@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import IRError
 from .nodes import MAX_ELEMENTS, Input, Node, Output, Shape
+from .plasticity import check_plasticity_wiring, third_factor_streams
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")  # the whole name: re.fullmatch
 NAME_RULE = "letters, digits, '_', '.', '-'; not starting with '.' or '-'"
@@ -84,6 +85,7 @@ class Graph:
         self._validate_structure()
         object.__setattr__(self, "_order", self._zero_delay_order())
         object.__setattr__(self, "_shapes", self._infer_shapes())
+        check_plasticity_wiring(self)
 
     # ------------------------------------------------------------------ queries
 
@@ -173,6 +175,7 @@ class Graph:
             raise IRError("graph has no Input node")
         if not self.outputs:
             raise IRError("graph has no Output node")
+        streams = third_factor_streams(self.nodes)  # read by a learning rule: used without an edge
         for name, node in self.nodes.items():
             n_in, n_out = len(self._in[name]), len(self._out[name])  # type: ignore[attr-defined]
             if isinstance(node, Input) and n_in:
@@ -181,7 +184,7 @@ class Graph:
                 raise IRError("an Output node cannot have outgoing edges", node=name)
             if not isinstance(node, Input) and not n_in:
                 raise IRError("dangling node: no incoming edge", node=name)
-            if not isinstance(node, Output) and not n_out:
+            if not isinstance(node, Output) and not n_out and name not in streams:
                 raise IRError("dangling node: its output goes nowhere", node=name)
 
     def _zero_delay_order(self) -> list[str]:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ..errors import IRError
+
+if TYPE_CHECKING:
+    from .plasticity import Plasticity
 
 Shape = tuple[int, ...]
 
@@ -209,55 +211,21 @@ class Output(Node):
 
 # ----------------------------------------------------------------------- connections
 
-PLASTICITY_RULES = ("stdp", "reward_stdp", "three_factor", "eprop")
+def _check_plasticity(p: Any, weight: np.ndarray) -> None:
+    """A connection's rule is a Plasticity record (neuromorph.ir.plasticity) or None, and
+    its weight bounds, if any, hold for the initial weights."""
+    from .plasticity import Plasticity
 
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Plasticity:
-    """A local learning rule carried by a connection (Affine/Linear weight).
-
-    ``rule`` names the rule (one of PLASTICITY_RULES); ``params`` holds its scalar
-    constants (learning rates in 1/s, trace time constants in s). The IR carries it
-    so that trained and deployed models keep it; no backend executes it yet.
-    """
-
-    rule: str
-    params: Mapping[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.rule, str) or self.rule not in PLASTICITY_RULES:
-            raise IRError(
-                f"unknown plasticity rule {_short(self.rule)} (known: {', '.join(PLASTICITY_RULES)})"
-            )
-        if not isinstance(self.params, Mapping):
-            raise IRError(f"plasticity '{self.rule}': params must be a mapping name -> number, "
-                          f"got {_short(self.params)}")
-        clean = {}
-        for k, v in dict(self.params).items():
-            try:
-                ok = (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-                      and math.isfinite(float(v)))
-            except OverflowError:
-                ok = False
-            if not ok:
-                raise IRError(f"plasticity '{self.rule}': parameter {_short(k)} must be a finite number")
-            clean[str(k)] = float(v)
-        object.__setattr__(self, "params", types.MappingProxyType(clean))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Plasticity):
-            return NotImplemented
-        return self.rule == other.rule and dict(self.params) == dict(other.params)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Plasticity({self.rule!r}, {dict(self.params)!r})"
-
-
-def _check_plasticity(p: Any) -> None:
-    if p is not None and not isinstance(p, Plasticity):
-        raise IRError("'plasticity' must be a Plasticity or None")
+    if p is None:
+        return
+    if not isinstance(p, Plasticity):
+        raise IRError(f"'plasticity' must be a Plasticity record (STDP, RewardSTDP, ThreeFactor, EProp) "
+                      f"or None, got {type(p).__name__}")
+    low = p.w_min if p.w_min is not None else -math.inf
+    high = p.w_max if p.w_max is not None else math.inf
+    if weight.size and not (weight.min() >= low and weight.max() <= high):
+        raise IRError(f"weights lie in [{weight.min():g}, {weight.max():g}], outside the plasticity "
+                      f"bounds [{low:g}, {high:g}] (w_min, w_max)")
 
 
 def _dense_output(weight: np.ndarray, input_shape: Shape, kind: str) -> Shape:
@@ -276,7 +244,7 @@ class Affine(Node):
 
     weight: np.ndarray = param()
     bias: np.ndarray = param()
-    plasticity: Plasticity | None = None
+    plasticity: "Plasticity | None" = None
     type_name: ClassVar[str] = "Affine"
 
     def __post_init__(self) -> None:
@@ -287,7 +255,7 @@ class Affine(Node):
             raise IRError(
                 f"Affine bias must have shape ({self.weight.shape[0]},), got {self.bias.shape}"
             )
-        _check_plasticity(self.plasticity)
+        _check_plasticity(self.plasticity, self.weight)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return _dense_output(self.weight, input_shape, "Affine")
@@ -298,14 +266,14 @@ class Linear(Node):
     """Linear map ``y(t) = W x(t)``; weight shape (out, in)."""
 
     weight: np.ndarray = param()
-    plasticity: Plasticity | None = None
+    plasticity: "Plasticity | None" = None
     type_name: ClassVar[str] = "Linear"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.weight.ndim != 2:
             raise IRError(f"Linear weight must be 2-d (out, in), got shape {self.weight.shape}")
-        _check_plasticity(self.plasticity)
+        _check_plasticity(self.plasticity, self.weight)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return _dense_output(self.weight, input_shape, "Linear")
