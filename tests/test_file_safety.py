@@ -20,7 +20,7 @@ import pytest
 import neuromorph as nm
 from neuromorph import artifact, documents, model_file
 from neuromorph.backends.nir import read_nir, write_nir
-from neuromorph.compile import compile_graph, save_artifact
+from neuromorph.compile import compile_graph
 from neuromorph.errors import IRError, ModelFileError, NeuromorphError, NIRConversionError
 from neuromorph.ir import LIF, Graph, Input, Linear, Output, Scale
 
@@ -42,9 +42,28 @@ def cli(*args, rc=2):
     return proc
 
 
-def rewrite(path: Path, doc: dict, key: str) -> Path:
-    """Write a document with a recomputed (valid) checksum: what anyone can do."""
+def rewrite(path: Path, doc: dict, key: str, form: str = "text") -> Path:
+    """Write a document with a recomputed (valid) checksum: what anyone can do. ``form``:
+    JSON text, or the binary container with the same content (every inline array but
+    the report's moved into the data section at its dtype)."""
     doc = dict(doc)
+    if form == "binary":
+        arrays = documents.ArrayWriter()
+
+        def move(value):
+            if isinstance(value, dict) and "__array__" in value:
+                try:
+                    return arrays.encode(documents.decode_array(value, "test", documents.DTYPES))
+                except ModelFileError:
+                    return value  # a malformed record stays as it is
+            if isinstance(value, dict):
+                return {k: v if k == "report" else move(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [move(v) for v in value]
+            return value
+
+        path.write_bytes(documents.dumps_binary(doc["format"], doc["version"] + 1, key, move(doc[key]), arrays))
+        return path
     doc["sha256"] = hashlib.sha256(documents.canonical(doc[key])).hexdigest()
     path.write_text(json.dumps(doc))
     return path
@@ -210,8 +229,8 @@ def test_import_nir_command_refuses_external_storage_with_one_line(nir_file, tmp
     (('"version": 1,', '"version": 1, "version": 1,'), "appears twice"),
 ])
 def test_json_that_python_accepts_but_json_does_not_is_refused(tmp_path, small, swap, words):
-    path = nm.save(small, tmp_path / "m.json")
-    text = path.read_text()
+    path = tmp_path / "m.json"
+    text = model_file.dumps(small)  # the JSON text form (version 1)
     assert swap[0] in text
     path.write_text(text.replace(swap[0], swap[1], 1))
     with pytest.raises(ModelFileError, match=words) as exc:
@@ -246,7 +265,7 @@ def test_json_depth_skips_brackets_inside_strings():
 
 
 def _model_doc(tmp_path, small):
-    return json.loads(nm.save(small, tmp_path / "m.json").read_text())
+    return json.loads(model_file.dumps(small))
 
 
 def test_duplicate_node_names_are_refused(tmp_path, small):
@@ -353,13 +372,10 @@ def test_the_size_bound_is_checked_before_reading(tmp_path, small, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, small):
-    folder = tmp_path_factory.mktemp("artifacts")
+def artifacts(small):
     out = {}
     for precision in ("float", "fixed"):
-        path = save_artifact(compile_graph(small, backend="lava", precision=precision),
-                             folder / f"{precision}.loihi")
-        out[precision] = json.loads(path.read_text())
+        out[precision] = json.loads(artifact.dumps_text(compile_graph(small, backend="lava", precision=precision)))
     return out
 
 
@@ -435,20 +451,22 @@ PAYLOAD_CASES = [
 ]
 
 
+@pytest.mark.parametrize("form", ["text", "binary"])
 @pytest.mark.parametrize("precision, where, value, words", PAYLOAD_CASES,
                          ids=[f"{p}-{w}={str(v)[:20]}" for p, w, v, _ in PAYLOAD_CASES])
-def test_every_payload_field_is_checked_on_load(tmp_path, artifacts, precision, where, value, words):
+def test_every_payload_field_is_checked_on_load(tmp_path, artifacts, precision, where, value, words, form):
     doc = copy.deepcopy(artifacts[precision])
     _set(where, value)(doc["artifact"])
-    path = rewrite(tmp_path / "a.loihi", doc, "artifact")
+    path = rewrite(tmp_path / "a.loihi", doc, "artifact", form)
     with pytest.raises(ModelFileError, match=words.replace("[", r"\[").replace("(", r"\(")) as exc:
         artifact.load_artifact(path)
     one_line(exc.value)
 
 
+@pytest.mark.parametrize("form", ["text", "binary"])
 @pytest.mark.parametrize("precision", ["float", "fixed"])
-def test_valid_artifacts_still_load(tmp_path, artifacts, precision):
-    a = artifact.load_artifact(rewrite(tmp_path / "a.loihi", artifacts[precision], "artifact"))
+def test_valid_artifacts_still_load(tmp_path, artifacts, precision, form):
+    a = artifact.load_artifact(rewrite(tmp_path / "a.loihi", artifacts[precision], "artifact", form))
     assert a.precision == precision and len(a.payload.netlist.populations) == 2
 
 
@@ -475,6 +493,8 @@ def test_a_resaved_artifact_is_still_recognised(tmp_path, artifacts, style):
 def test_a_model_file_is_not_sniffed_as_an_artifact(tmp_path, small):
     g = Graph(small.nodes, small.edges, small.dt, {"format": "neuromorph-artifact"})
     assert not artifact.is_artifact(nm.save(g, tmp_path / "m.json"))
+    (tmp_path / "t.json").write_text(model_file.dumps(g))
+    assert not artifact.is_artifact(tmp_path / "t.json")
 
 
 # ------------------------------------------------------------------ long graphs

@@ -7,7 +7,11 @@ insertions; JSON-level mutations (values replaced by wrong types, huge or negati
 numbers, NaN, deep nesting; keys removed or renamed; arrays with NaN, wrong shapes or
 dtypes), most with the checksum recomputed, since anyone can; HDF5-level mutations of
 NIR files (datasets replaced, removed, given odd types or huge declared shapes, the
-metadata record mutated as JSON); .npy headers and data mutated.
+metadata record mutated as JSON); .npy headers and data mutated. Model files and
+artifacts come in both containers: JSON text (``model``, ``artifact``: the version 1/2
+form) and binary (``model-bin``, ``artifact-bin``: header fields, the JSON head, array
+references (offsets, sizes, dtypes, shapes, aliasing) and the data section mutated,
+mostly with the checksum recomputed).
 
 All cases run in one worker process (``python tests/test_fuzz.py``), in-process there,
 under ``RLIMIT_AS``: the worker's address space after warm-up plus FUZZ_MEMORY_BOUND
@@ -27,6 +31,7 @@ import os
 import random
 import resource
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -39,7 +44,7 @@ import numpy as np
 import pytest
 
 SEED = 20240611
-CASES = {"model": 700, "artifact": 900, "nir": 450, "npy": 450}
+CASES = {"model": 450, "artifact": 550, "model-bin": 450, "artifact-bin": 550, "nir": 450, "npy": 450}
 CASE_SECONDS = 10
 FUZZ_MEMORY_BOUND = 2**30
 """What one case may allocate beyond the warmed-up worker (JSON and NIR loaders)."""
@@ -61,8 +66,9 @@ def test_fuzzed_files_load_or_are_refused_with_one_line(record_property):
           f"peak RSS {summary['peak_rss_mib']} MiB; per kind {summary['per_kind']}")
     assert summary["failures"] == [], "\n".join(summary["failures"][:20])
     assert summary["cases"] == sum(CASES.values())
-    # The fuzzer must reach past the checksum and the JSON parser into the content checks.
-    for kind in ("model", "artifact"):
+    # The fuzzer must reach past the checksum, the container and the JSON parser into the
+    # content checks.
+    for kind in ("model", "artifact", "model-bin", "artifact-bin"):
         assert summary["deep"][kind] > CASES[kind] // 5, summary["deep"]
 
 
@@ -216,6 +222,136 @@ def mutate_document(r: random.Random, data: bytes, key: str) -> tuple[bytes, str
     return json.dumps(doc, allow_nan=True, **style).encode(), what
 
 
+MAGIC = b"\x89NMF\r\n\x1a\n"
+FIXED = struct.Struct("<8sIIQQ")  # magic, layout, flags, JSON length, data length; then SHA-256
+
+
+def _align(n: int) -> int:
+    return -(-n // 64) * 64
+
+
+def unpack_binary(data: bytes) -> tuple[dict, bytearray]:
+    """(JSON head, data section) of a binary document, by its documented layout."""
+    _, _, _, j, n = FIXED.unpack(data[:32])
+    return json.loads(data[64:64 + j]), bytearray(data[_align(64 + j):])
+
+
+def pack_binary(head: Any, body: bytes, r: random.Random, fields: dict[str, int] | None = None) -> bytes:
+    """A binary document; its checksum recomputed most of the time (anyone can)."""
+    text = json.dumps(head, allow_nan=True, separators=(",", ":")).encode()
+    values = {"layout": 1, "flags": 0, "j": len(text), "n": len(body), **(fields or {})}
+    fixed = FIXED.pack(MAGIC, values["layout"], values["flags"], values["j"], values["n"])
+    rest = text + bytes(_align(64 + len(text)) - 64 - len(text)) + body
+    digest = hashlib.sha256(fixed + rest).digest() if r.random() < 0.9 else bytes(r.randrange(256) for _ in range(32))
+    return fixed + digest + rest
+
+
+def _refs(tree: Any) -> list[dict]:
+    out, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__data__" in node:
+                out.append(node)
+            else:
+                stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return out
+
+
+REF_DTYPES = ["object", "|O", "<f8", ">f8", "V8", "complex128", "float128", "U5", "int8", "uint8", "bool", "int16",
+              "float32", "int64", "float64", "uint64", "float16", None, 5, ["a", "<f8"]]
+HUGE = [2**31, 2**32, 2**33, 2**62, 2**63, 2**64, 10**30]
+
+
+def mutate_ref(r: random.Random, head: Any, body: bytearray) -> str:
+    refs = _refs(head)
+    if not refs:
+        return mutate_tree(r, head)
+    ref = r.choice(refs)
+    offset, nbytes = ref["__data__"]
+    op = r.randrange(10)
+    if op == 0:
+        ref["__data__"][0] = r.choice([offset + 64, offset - 64, offset + 8, offset + 1, -64, len(body),
+                                       _align(len(body) + 1), *HUGE, r.choice(refs)["__data__"][0]])
+    elif op == 1:
+        ref["__data__"][1] = r.choice([nbytes + 8, nbytes - 8, 0, nbytes * 2, -1, *HUGE, len(body)])
+    elif op == 2:
+        other = r.choice(refs)
+        ref["__data__"], other["__data__"] = list(other["__data__"]), list(ref["__data__"])
+    elif op == 3:  # alias another array's bytes, with a shape that fits them
+        other = r.choice(refs)
+        ref.update(__data__=list(other["__data__"]), shape=list(other["shape"]), dtype=other["dtype"])
+    elif op == 4:
+        ref["dtype"] = r.choice(REF_DTYPES)
+    elif op == 5:  # reinterpret the same bytes as another dtype, the shape made to fit
+        ref["dtype"] = r.choice(["int8", "uint8", "bool", "int16", "int32", "float32", "int64", "float64"])
+        size = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "int32": 4, "float32": 4}.get(ref["dtype"], 8)
+        ref["shape"] = [nbytes // size]
+    elif op == 6:
+        ref["shape"] = r.choice([[], [0], [-1], [10**9], [2**40, 0], list(ref["shape"]) + [1], [1] * 40,
+                                 list(reversed(ref["shape"])), ["2"], "x", None])
+    elif op == 7:
+        key = r.choice(["__data__", "dtype", "shape"])
+        if r.random() < 0.5:
+            del ref[key]
+        else:
+            ref[key] = r.choice(WEIRD)(r)
+    elif op == 8:
+        ref[r.choice(["__array__", "extra", "offset"])] = r.choice(["AAAA", 0, None])
+    else:
+        ref["__data__"] = r.choice([[offset], [offset, nbytes, 0], [str(offset), nbytes], [True, nbytes],
+                                    [float(offset), nbytes], {"offset": offset}, None])
+    return f"ref op {op}"
+
+
+def mutate_body(r: random.Random, head: Any, body: bytearray) -> str:
+    op = r.randrange(5)
+    refs = [ref for ref in _refs(head) if ref["__data__"][1]]
+    if op <= 1 and refs:  # values: NaN, inf, huge, out-of-range integers, odd bools
+        ref = r.choice(refs)
+        offset, nbytes = ref["__data__"]
+        i = offset + r.randrange(nbytes)
+        if ref["dtype"] == "float64" and r.random() < 0.7:
+            i = offset + 8 * r.randrange(nbytes // 8)
+            value = r.choice([np.nan, np.inf, -np.inf, 1e300, -1e300, -1.0, 2.0, 1e-310])
+            body[i:i + 8] = np.array([value], "<f8").tobytes()
+        else:
+            body[i] = r.randrange(256)
+        return f"value in {ref['dtype']} array"
+    if op == 2:
+        for _ in range(r.randint(1, 8)):
+            if body:
+                body[r.randrange(len(body))] = r.randrange(256)
+        return "random data bytes"
+    if op == 3:
+        cut = r.randrange(len(body) + 1)
+        del body[cut:]
+        return "data section cut"
+    body[:0] = bytes(r.choice([1, 8, 64, 128]))
+    return "data section shifted"
+
+
+def mutate_binary(r: random.Random, data: bytes, key: str) -> tuple[bytes, str]:
+    mode = r.random()
+    if mode < 0.15:
+        return mutate_bytes(r, data)
+    head, body = unpack_binary(data)
+    if mode < 0.25:
+        field = r.choice(["layout", "flags", "j", "n"])
+        value = r.choice([0, 1, 2, 3, 64, 2**31, 2**32 - 1, 2**63, 2**64 - 1, len(body) + r.choice([-64, -1, 1, 64])])
+        return pack_binary(head, body, r, {field: max(0, value) % 2**(32 if field in ("layout", "flags") else 64)}), \
+            f"header {field} = {value}"
+    if mode < 0.45:
+        what = mutate_tree(r, head if r.random() < 0.1 else head[key])
+    elif mode < 0.8:
+        what = mutate_ref(r, head, body)
+    else:
+        what = mutate_body(r, head, body)
+    return pack_binary(head, bytes(body), r), what
+
+
 NIR_VALUES: list[Callable[[random.Random], Any]] = [
     lambda r: np.float64(np.nan), lambda r: np.array([np.inf, 1.0]), lambda r: np.array(-1.0),
     lambda r: np.zeros((0,)), lambda r: np.ones((2, 3, 4)), lambda r: np.array([10**9, 3]),
@@ -294,6 +430,7 @@ def mutate_npy(r: random.Random, data: bytes) -> tuple[bytes, str]:
 
 def corpus(folder: Path) -> dict[str, Any]:
     import neuromorph as nm
+    from neuromorph import artifact, model_file
     from neuromorph.backends.nir import write_nir
     from neuromorph.compile import compile_graph, save_artifact
     from neuromorph.ir import (
@@ -314,14 +451,16 @@ def corpus(folder: Path) -> dict[str, Any]:
                   "i": IF(), "p": SumPool2d(2), "f": Flatten(), "w": Linear(rng.normal(0, 1, (2, 8))),
                   "ro": LI(tau=1e-2), "y": Output()},
                  [("x", "k"), ("k", "i"), ("i", "p"), ("p", "f"), ("f", "w"), ("w", "ro"), ("ro", "y")], dt=1e-3)
-    out: dict[str, Any] = {"graph": small, "model": [], "artifact": [], "nir": [], "npy": []}
+    out: dict[str, Any] = {"graph": small, "model": [], "artifact": [], "model-bin": [], "artifact-bin": [],
+                           "nir": [], "npy": []}
     for name, g in (("small", small), ("rec", rec), ("conv", conv)):
-        out["model"].append(nm.save(g, folder / f"{name}.json").read_bytes())
+        out["model"].append(model_file.dumps(g).encode())  # JSON text, version 1
+        out["model-bin"].append(nm.save(g, folder / f"{name}.nm").read_bytes())
     for g, precision in ((small, "float"), (small, "fixed"), (rec.replace_nodes(
-            w=Linear(rec.nodes["w"].weight)), "fixed")):
-        path = save_artifact(compile_graph(g, backend="lava", precision=precision),
-                             folder / f"a{len(out['artifact'])}.loihi")
-        out["artifact"].append(path.read_bytes())
+            w=Linear(rec.nodes["w"].weight)), "fixed"), (conv, "fixed")):
+        a = compile_graph(g, backend="lava", precision=precision)
+        out["artifact"].append(artifact.dumps_text(a).encode())  # JSON text, version 2
+        out["artifact-bin"].append(save_artifact(a, folder / f"a{len(out['artifact-bin'])}.loihi").read_bytes())
     for name, g in (("small", small), ("rec", rec.replace_nodes(w=Linear(rec.nodes["w"].weight)))):
         write_nir(g, folder / f"{name}.nir")
         out["nir"].append(folder / f"{name}.nir")
@@ -334,6 +473,11 @@ def corpus(folder: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- running
+
+
+SHALLOW = ("not a neuromorph", "checksum", "not valid JSON", "not a complete", "header declares", "binary layout",
+           "header flags")
+"""Refusals that stop at the container, its checksum or the JSON parser."""
 
 
 class _Timeout(BaseException):
@@ -362,12 +506,14 @@ def run_case(kind: str, case_seed: str, data: dict[str, Any], folder: Path, limi
 
     r = random.Random(case_seed)
     path = folder / f"case.{kind}"
-    if kind == "model":
-        blob, what = mutate_document(r, r.choice(data["model"]), "model")
+    if kind in ("model", "model-bin"):
+        mutate = mutate_binary if kind.endswith("-bin") else mutate_document
+        blob, what = mutate(r, r.choice(data[kind]), "model")
         path.write_bytes(blob)
         load: Callable[[], Any] = lambda: model_file.load(path)  # noqa: E731
-    elif kind == "artifact":
-        blob, what = mutate_document(r, r.choice(data["artifact"]), "artifact")
+    elif kind in ("artifact", "artifact-bin"):
+        mutate = mutate_binary if kind.endswith("-bin") else mutate_document
+        blob, what = mutate(r, r.choice(data[kind]), "artifact")
         path.write_bytes(blob)
         load = lambda: artifact.load_artifact(path)  # noqa: E731
     elif kind == "nir":
@@ -436,7 +582,7 @@ def worker(only: str | None = None) -> dict[str, Any]:
         per_kind[kind][outcome] += 1
         if outcome not in ("ok", "refused"):
             failures.append(f"{kind}:{seed}: {outcome}: {detail}")
-        elif outcome == "ok" or not any(w in detail for w in ("not a neuromorph", "checksum", "not valid JSON")):
+        elif outcome == "ok" or not any(w in detail for w in SHALLOW):
             deep[kind] += 1
         if only is not None:
             print(outcome, detail)

@@ -11,10 +11,11 @@ from neuromorph.ir import Graph, Input, Linear, Output, Plasticity
 from neuromorph.models import ZOO, get
 
 
+@pytest.mark.parametrize("suffix", [".json", ".nm"])
 @pytest.mark.parametrize("name", list(ZOO))
-def test_zoo_models_round_trip_exactly(tmp_path, name):
+def test_zoo_models_round_trip_exactly(tmp_path, name, suffix):
     g = get(name, seed=3)
-    path = nm.save(g, tmp_path / "m.json")
+    path = nm.save(g, tmp_path / f"m{suffix}")
     assert nm.load(path) == g
 
 
@@ -29,15 +30,33 @@ def test_round_trip_is_bit_exact_for_awkward_floats(tmp_path):
 
 
 def test_truncated_file_is_refused(tmp_path):
-    path = nm.save(get("digits-mlp"), tmp_path / "m.json")
+    path = nm.save(get("digits-mlp"), tmp_path / "m.nm")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match=r"not a complete neuromorph model file \(truncated: its header declares"):
+        nm.load(path)
+    path.write_text(model_file.dumps(get("digits-mlp"))[:5000])  # the JSON text form (version 1)
     with pytest.raises(ModelFileError, match="not valid JSON; truncated or foreign"):
         nm.load(path)
 
 
+def test_the_file_name_chooses_the_form_and_old_json_files_still_load(tmp_path):
+    g = get("digits-mlp", seed=2)
+    text = nm.save(g, tmp_path / "m.JSON")  # what the name promises: JSON text
+    assert json.loads(text.read_text())["version"] == model_file.TEXT_VERSION and nm.load(text) == g
+    path = nm.save(g, tmp_path / "m.nm")  # any other name: the binary container
+    assert path.read_bytes()[:8] == documents.MAGIC
+    assert path.stat().st_size < 0.8 * text.stat().st_size
+    old = tmp_path / "old.json"
+    old.write_text(model_file.dumps(g))
+    assert json.loads(old.read_text())["version"] == 1 and nm.load(old) == g
+    assert model_file.loads(model_file.dump_bytes(g)) == g
+    assert model_file.dump_bytes(g) == path.read_bytes()  # one byte layout per model
+
+
 def test_corrupted_payload_fails_the_checksum(tmp_path):
-    path = nm.save(get("digits-mlp"), tmp_path / "m.json")
+    path = tmp_path / "m.json"
+    path.write_text(model_file.dumps(get("digits-mlp")))
     doc = json.loads(path.read_text())
     doc["model"]["dt"] = 2e-3
     path.write_text(json.dumps(doc))
@@ -60,11 +79,11 @@ def test_binary_file_is_refused(tmp_path):
 
 
 def test_future_version_is_refused(tmp_path):
-    path = nm.save(get("digits-mlp"), tmp_path / "m.json")
-    doc = json.loads(path.read_text())
+    path = tmp_path / "m.json"
+    doc = json.loads(model_file.dumps(get("digits-mlp")))
     doc["version"] = 99
     path.write_text(json.dumps(doc))
-    with pytest.raises(ModelFileError, match="version 99 is not supported"):
+    with pytest.raises(ModelFileError, match=r"version 99 is not supported \(this neuromorph reads 1 and 2\)"):
         nm.load(path)
 
 

@@ -1,0 +1,399 @@
+"""The binary container of model files (version 2) and artifacts (version 3): its byte
+layout, arrays at their own dtype, old JSON files still loading, and every refusal of
+a damaged or hostile file in one line (docs/threat-model.md).
+
+The helpers below parse and build the layout from its description in
+neuromorph/documents.py, independently of the reader, and recompute the checksum as
+anyone could, so the checks behind it are reached."""
+import hashlib
+import json
+import struct
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import neuromorph as nm
+from neuromorph import artifact, documents, model_file, streams
+from neuromorph.compile import compile_graph
+from neuromorph.errors import ModelFileError
+from neuromorph.ir import Graph
+from neuromorph.models import ZOO, get
+
+MAGIC = b"\x89NMF\r\n\x1a\n"
+FIXED = struct.Struct("<8sIIQQ")
+
+
+def align(n: int) -> int:
+    return -(-n // 64) * 64
+
+
+def unpack(data: bytes) -> tuple[dict, bytes]:
+    """(JSON head, data section) of a binary file, by the documented layout."""
+    magic, layout, flags, j, n = FIXED.unpack(data[:32])
+    assert (magic, layout, flags) == (MAGIC, 1, 0)
+    start = align(64 + j)
+    assert len(data) == start + n
+    assert hashlib.sha256(data[:32] + data[64:]).digest() == data[32:64]
+    return json.loads(data[64:64 + j]), data[start:]
+
+
+def pack(head, body: bytes, *, layout=1, flags=0, j=None, n=None, raw_head: bytes | None = None) -> bytes:
+    """A binary file of this head and data section with a valid checksum (header fields
+    overridable, to declare what the content is not)."""
+    text = raw_head if raw_head is not None else json.dumps(head, separators=(",", ":")).encode()
+    fixed = FIXED.pack(MAGIC, layout, flags, len(text) if j is None else j, len(body) if n is None else n)
+    rest = text + bytes(align(64 + len(text)) - 64 - len(text)) + body
+    return fixed + hashlib.sha256(fixed + rest).digest() + rest
+
+
+def one_line(exc) -> str:
+    text = str(exc.value)
+    assert "\n" not in text and "\r" not in text, text
+    return text
+
+
+def refs(tree, out=None):
+    """Every array reference in a JSON head, in document order."""
+    out = [] if out is None else out
+    if isinstance(tree, dict):
+        if "__data__" in tree:
+            out.append(tree)
+        else:
+            for v in tree.values():
+                refs(v, out)
+    elif isinstance(tree, list):
+        for v in tree:
+            refs(v, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def small():
+    return nm.feedforward(4, [3], 2, seed=1)
+
+
+@pytest.fixture(scope="module")
+def model_bytes(small):
+    return model_file.dump_bytes(small)
+
+
+@pytest.fixture(scope="module")
+def fixed_artifact(small):
+    return compile_graph(small, backend="lava", precision="fixed")
+
+
+# ------------------------------------------------------------------ the layout
+
+
+def test_the_byte_layout_is_the_documented_one(tmp_path, small):
+    data = nm.save(small, tmp_path / "m.nm").read_bytes()
+    head, body = unpack(data)
+    assert list(head) == ["format", "version", "model"]  # format first: the sniff reads it
+    assert (head["format"], head["version"]) == ("neuromorph-model", model_file.VERSION) == ("neuromorph-model", 2)
+    j = FIXED.unpack(data[:32])[3]
+    assert data[64 + j: align(64 + j)] == bytes(align(64 + j) - 64 - j)  # zero padding
+    weights = [n.weight for n in small.nodes.values() if hasattr(n, "weight")]
+    arrays = refs(head)
+    end = 0
+    for ref in arrays:
+        offset, nbytes = ref["__data__"]
+        assert offset == align(end) and ref["dtype"] == "float64"
+        end = offset + nbytes
+    assert end == len(body)
+    for w in weights:  # the raw little-endian bytes, as they are in memory
+        assert w.astype("<f8").tobytes() in body
+
+
+def test_arrays_keep_their_dtype_and_bytes():
+    rng = np.random.default_rng(0)
+    values = {name: (rng.normal(0, 1e3, (3, 5)) if name.startswith("float") else
+                     rng.integers(0, 2, (3, 5)) if name == "bool" else
+                     rng.integers(np.iinfo(name).min, np.iinfo(name).max, (3, 5), dtype=name, endpoint=True)
+                     ).astype(name) for name in documents.DTYPES}
+    values["scalar"] = np.array(np.nextafter(0.1, 1))
+    values["empty"] = np.zeros((0, 7), np.int16)
+    values["strided"] = np.arange(40, dtype=np.float64).reshape(5, 8)[:, ::3]
+    values["big-endian"] = np.arange(6, dtype=">i4").reshape(2, 3)
+    writer = documents.ArrayWriter()
+    data = documents.dumps_binary("f", 1, "k", documents.encode_tree(values, writer.encode), writer)
+    doc = documents.loads_any(data, "f", "k", "<test>", "test file", versions=(1,), binary_version=1)
+    back = documents.decode_tree(doc.payload, "<test>", doc.arrays)
+    doc.arrays.finish()
+    for name, value in values.items():
+        arr = back[name]
+        assert arr.dtype == value.dtype.newbyteorder("=") and arr.shape == value.shape, name
+        assert arr.tobytes() == np.ascontiguousarray(value, arr.dtype).tobytes(), name
+        assert arr.flags.writeable and arr.flags.aligned, name
+    # 8-bit values take a byte each: 15 int8 + 15 uint8 + 15 bool bytes, no more
+    sizes = {r["dtype"]: r["__data__"][1] for r in refs(unpack(data)[0])}
+    assert sizes["int8"] == sizes["uint8"] == sizes["bool"] == 15 and sizes["float64"] == 120
+    back["int8"][0, 0] += 1  # views of one buffer, but no two share bytes
+    assert back["uint8"].tobytes() == values["uint8"].tobytes()
+
+
+def test_objects_strings_and_complex_numbers_are_not_written(tmp_path):
+    for value in (np.array([1 + 2j]), np.array(["a"]), np.array([object()], dtype=object),
+                  np.zeros(2, dtype=[("a", "<f8")]), np.array([1], dtype="M8[s]")):
+        with pytest.raises(ModelFileError, match="cannot store an array of dtype") as exc:
+            documents.ArrayWriter().encode(value)
+        one_line(exc)
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_models_round_trip_exactly_in_binary(name):
+    g = get(name, seed=4)
+    data = model_file.dump_bytes(g)
+    assert data[:8] == MAGIC and model_file.loads(data) == g
+
+
+def test_a_fixed_artifact_keeps_the_dtypes_its_target_hands_over(tmp_path, fixed_artifact):
+    from neuromorph.registry import target
+
+    path = artifact.save_artifact(fixed_artifact, tmp_path / "a.loihi")
+    assert path.read_bytes()[:8] == MAGIC and artifact.is_artifact(path)
+    back = artifact.load_artifact(path)
+    tgt = target(fixed_artifact.target)
+    before, after = tgt.encode_payload(fixed_artifact.payload), tgt.encode_payload(back.payload)
+    q0, q1 = before["quantized"], after["quantized"]
+    for w0, w1 in zip(q0["weights"], q1["weights"]):
+        assert w1.dtype == w0.dtype and np.array_equal(w0, w1)
+    for c0, c1 in zip(before["netlist"]["connections"], after["netlist"]["connections"]):
+        assert c1["weight"].dtype == np.float64 and c1["weight"].tobytes() == c0["weight"].tobytes()
+    for pop, params in q0["populations"].items():
+        for key, value in params.items():
+            back_value = q1["populations"][pop][key]
+            assert back_value.dtype == value.dtype and np.array_equal(back_value, value)
+    assert back.graph == fixed_artifact.graph and back.report == json.loads(json.dumps(fixed_artifact.report))
+    # the old JSON text form (version 2) still loads, its integers widened to int64 as before
+    text = tmp_path / "old.loihi"
+    text.write_text(artifact.dumps_text(fixed_artifact))
+    assert json.loads(text.read_text())["version"] == 2 and artifact.is_artifact(text)
+    old = artifact.load_artifact(text)
+    assert all(w.dtype == np.int64 for w in old.payload.quantized.weights)
+    assert all(np.array_equal(a, b) for a, b in zip(old.payload.quantized.weights, back.payload.quantized.weights))
+
+
+def test_json_text_at_the_binary_version_may_hold_any_plain_dtype():
+    payload = {"w": {"__array__": "AQL/", "dtype": "int8", "shape": [3]}}
+    new = documents.dumps_document("f", 2, "k", payload)
+    doc = documents.loads_any(new, "f", "k", "<t>", "test file", versions=(1, 2), binary_version=2)
+    assert documents.decode_tree(doc.payload, "<t>", doc.arrays)["w"].tolist() == [1, 2, -1]
+    old = documents.dumps_document("f", 1, "k", payload)
+    doc = documents.loads_any(old, "f", "k", "<t>", "test file", versions=(1, 2), binary_version=2)
+    with pytest.raises(ModelFileError, match="unsupported array dtype 'int8'"):
+        documents.decode_tree(doc.payload, "<t>", doc.arrays)
+
+
+def test_loading_makes_no_copy_beyond_the_one_the_ir_makes(tmp_path):
+    g = nm.feedforward(64, [4000], 10, seed=0)  # 2.6 MB of float64 weights
+    path = nm.save(g, tmp_path / "m.nm")
+    size = path.stat().st_size
+    tracemalloc.start()
+    back = nm.load(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert back == g
+    assert peak < 2.3 * size, (peak, size)  # the file's buffer + the IR's own copy of each array
+
+
+# ------------------------------------------------------------------ refusals: damage
+
+
+def test_every_flipped_byte_is_refused_in_one_line(model_bytes, tmp_path):
+    path = tmp_path / "m.nm"
+    for i in [*range(64), *range(64, len(model_bytes), 5)]:  # the whole header, then every 5th byte
+        damaged = bytearray(model_bytes)
+        damaged[i] ^= 0x20
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(ModelFileError) as exc:
+            nm.load(path)
+        text = one_line(exc)
+        if 64 <= i:  # JSON head and data: the checksum
+            assert "checksum mismatch" in text, (i, text)
+
+
+def test_every_truncation_is_refused_in_one_line(model_bytes, tmp_path):
+    path = tmp_path / "m.nm"
+    for n in [*range(0, 80), *range(80, len(model_bytes), 37), len(model_bytes) - 1]:
+        path.write_bytes(model_bytes[:n])
+        with pytest.raises(ModelFileError) as exc:
+            nm.load(path)
+        text = one_line(exc)
+        assert ("not a complete neuromorph model file" in text) if n >= 1 else ("not valid JSON" in text), (n, text)
+    path.write_bytes(model_bytes + b"\x00")
+    with pytest.raises(ModelFileError, match="header declares .* \\(data after its end\\)"):
+        nm.load(path)
+
+
+def _edit(model_bytes, edit):
+    head, body = unpack(model_bytes)
+    body = bytearray(body)
+    out = edit(head, body)
+    return out if isinstance(out, bytes) else pack(head, bytes(body))
+
+
+def _ref(i):
+    def get(head):
+        return refs(head)[i]
+    return get
+
+
+def _set_ref(i, **changes):
+    def edit(head, body):
+        ref = refs(head)[i]
+        for k, v in changes.items():
+            ref[k if k != "data" else "__data__"] = v
+    return edit
+
+
+def _shift_all(head, body, by):
+    """Every array moved ``by`` bytes on: the data section then starts with bytes of no array."""
+    for ref in refs(head):
+        if ref["__data__"][1]:
+            ref["__data__"][0] += by
+    return pack(head, bytes(by) + bytes(body))
+
+
+def _offsets(head):
+    return [r["__data__"] for r in refs(head)]
+
+
+HOSTILE = [
+    # header fields
+    ("layout 2", lambda h, b: pack(h, bytes(b), layout=2), "binary layout 2 is not supported"),
+    ("flags", lambda h, b: pack(h, bytes(b), flags=1), "header flags 0x1"),
+    ("J huge", lambda h, b: pack(h, bytes(b), j=2**63), "truncated: its header declares"),
+    ("N huge", lambda h, b: pack(h, bytes(b), n=2**64 - 1), "truncated: its header declares"),
+    ("N short", lambda h, b: pack(h, bytes(b), n=len(b) - 64), "data after its end"),
+    # the JSON head
+    ("not JSON", lambda h, b: pack(h, bytes(b), raw_head=b"\xff{" + b"x" * 10), "not valid JSON"),
+    ("deep", lambda h, b: pack(h, bytes(b), raw_head=b"[" * 5000 + b"]" * 5000), "nested 5000 levels deep"),
+    ("NaN", lambda h, b: pack(h, bytes(b), raw_head=json.dumps(h).replace('"dt": 0.001', '"dt": NaN').encode()),
+     "NaN is not a number"),
+    ("version 3", lambda h, b: h.update(version=3), r"version 3 is not supported \(this neuromorph reads 1 and 2\)"),
+    ("version 1", lambda h, b: h.update(version=1), "a binary neuromorph model file must be version 2, not 1"),
+    ("format", lambda h, b: h.update(format="neuromorph-artifact"), "no 'neuromorph-model' header"),
+    ("extra key", lambda h, b: h.update(sha256="0"), "keys"),
+    # array references
+    ("outside", _set_ref(0, data=[2**40, 96]), "points outside the data section"),
+    ("past the end", lambda h, b: _set_ref(-1, data=[_offsets(h)[-1][0], _offsets(h)[-1][1] + 8])(h, b),
+     "points outside the data section"),
+    ("misaligned", _set_ref(1, data=[8, 24]), "misaligned"),
+    ("overlap", lambda h, b: _set_ref(1, data=_offsets(h)[0][:1] + [_offsets(h)[1][1]])(h, b), "overlaps"),
+    ("aliased", lambda h, b: _set_ref(2, data=_offsets(h)[0], shape=_ref(0)(h)["shape"])(h, b), "overlaps"),
+    ("gap", lambda h, b: _shift_all(h, b, 64), "64 bytes of the data section before offset 64"),
+    ("unreferenced tail", lambda h, b: pack(h, bytes(b) + bytes(64)), "the last 64 bytes of the data section"),
+    ("shape", _set_ref(0, shape=[4, 4]), r"shape \[4, 4\] of float64 needs 128 bytes, the reference has 96"),
+    ("shape huge", _set_ref(0, shape=[2**40, 2**40]), "is not a list of at most 32 ints"),
+    ("shape zero huge", _set_ref(0, shape=[2**33, 0], data=[0, 0]), "is not a list of at most 32 ints"),
+    ("shape negative", _set_ref(0, shape=[-3, -4]), "ints >= 0"),
+    ("shape deep", _set_ref(0, shape=[1] * 33), "at most 32"),
+    ("dtype object", _set_ref(0, dtype="object"), "unsupported array dtype 'object'"),
+    ("dtype code", _set_ref(0, dtype="|O"), "unsupported array dtype '|O'"),
+    ("dtype numpy string", _set_ref(0, dtype="<f8"), "unsupported array dtype '<f8'"),
+    ("dtype structured", _set_ref(0, dtype=[["a", "<f8"]]), "unsupported array dtype"),
+    ("dtype complex", _set_ref(0, dtype="complex128"), "unsupported array dtype 'complex128'"),
+    ("dtype void", _set_ref(0, dtype="V8"), "unsupported array dtype 'V8'"),
+    ("__data__ short", _set_ref(0, data=[0]), r"is not \[offset, nbytes\]"),
+    ("__data__ negative", _set_ref(0, data=[-64, 96]), r"is not \[offset, nbytes\]"),
+    ("__data__ bool", _set_ref(0, data=[False, 96]), r"is not \[offset, nbytes\]"),
+    ("extra ref key", _set_ref(0, __array__=""), "corrupted array reference \\(keys"),
+    ("inline array", lambda h, b: h["model"]["nodes"][1]["params"].update(
+        weight=documents.encode_array(np.ones((3, 4)))), r"an inline \(base64\) array in a binary file"),
+    ("NaN weight", lambda h, b: b.__setitem__(slice(0, 8), np.array([np.nan]).tobytes()), "contains NaN"),
+]
+
+
+@pytest.mark.parametrize("name, edit, words", HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_hostile_binary_model_files_are_refused_in_one_line(tmp_path, model_bytes, name, edit, words):
+    path = tmp_path / "m.nm"
+    path.write_bytes(_edit(model_bytes, edit))
+    with pytest.raises(ModelFileError, match=words) as exc:
+        nm.load(path)
+    one_line(exc)
+    with pytest.raises(ModelFileError, match=words):  # the same from bytes
+        model_file.loads(path.read_bytes(), str(path))
+
+
+def test_a_bool_array_holds_only_zeros_and_ones():
+    writer = documents.ArrayWriter()
+    data = bytearray(documents.dumps_binary("f", 1, "k", {"b": writer.encode(np.array([True, False]))}, writer))
+    head, body = unpack(bytes(data))
+    bad = pack(head, b"\x02" + body[1:])
+    doc = documents.loads_any(bad, "f", "k", "<t>", "test file", versions=(1,), binary_version=1)
+    with pytest.raises(ModelFileError, match="a bool array holds a byte other than 0 or 1"):
+        documents.decode_tree(doc.payload, "<t>", doc.arrays)
+
+
+@pytest.mark.parametrize("where, words", [
+    ("payload", "points outside the data section"),
+    ("model", "points outside the data section"),
+])
+def test_hostile_binary_artifacts_are_refused_in_one_line(tmp_path, fixed_artifact, where, words):
+    path = artifact.save_artifact(fixed_artifact, tmp_path / "a.loihi")
+    head, body = unpack(path.read_bytes())
+    refs(head["artifact"][where])[0]["__data__"][0] = align(len(body) + 1)
+    path.write_bytes(pack(head, body))
+    with pytest.raises(ModelFileError, match=words) as exc:
+        artifact.load_artifact(path)
+    one_line(exc)
+
+
+def test_a_binary_artifact_with_a_damaged_weight_fails_its_payload_check(tmp_path, fixed_artifact):
+    path = artifact.save_artifact(fixed_artifact, tmp_path / "a.loihi")
+    head, body = unpack(path.read_bytes())
+    ref = refs(head["artifact"]["payload"]["quantized"]["weights"])[0]
+    offset, nbytes = ref["__data__"]
+    body = bytearray(body)
+    count = nbytes // np.dtype(ref["dtype"]).itemsize
+    body[offset: offset + nbytes] = np.resize(np.array([3, -5], ref["dtype"]), count).tobytes()  # odd, mixed signs
+    path.write_bytes(pack(head, bytes(body)))
+    with pytest.raises(ModelFileError, match="clip and truncate") as exc:
+        artifact.load_artifact(path)
+    one_line(exc)
+
+
+def test_huge_declared_sizes_are_refused_before_anything_is_allocated(tmp_path, model_bytes, monkeypatch):
+    reads = []
+    original = documents._read_into
+    monkeypatch.setattr(documents, "_read_into", lambda *a: (reads.append(a), original(*a))[1])
+    path = tmp_path / "m.nm"
+    head, body = unpack(model_bytes)
+    path.write_bytes(pack(head, body, n=2**62))  # 2 EiB declared in a file of 2 kB
+    with pytest.raises(ModelFileError, match="truncated: its header declares"):
+        nm.load(path)
+    # a file that is as large as it says, but more than MEMORY_BOUND allows to load
+    path.write_bytes(model_bytes)
+    monkeypatch.setattr(streams, "MEMORY_BOUND", 1000)
+    with pytest.raises(ModelFileError, match="loading this neuromorph model file would need about .* more than "
+                                             "the bound of 1000 bytes") as exc:
+        nm.load(path)
+    one_line(exc)
+    assert reads == []
+    monkeypatch.setattr(streams, "MEMORY_BOUND", 10**9)
+    assert nm.load(path) == model_file.loads(model_bytes) and len(reads) == 1
+
+
+# ------------------------------------------------------------------ writing
+
+
+def test_a_failed_binary_write_leaves_the_old_file_and_no_temporary(tmp_path, small):
+    path = nm.save(small, tmp_path / "m.nm")
+    before = path.read_bytes()
+    bad = Graph(small.nodes, small.edges, small.dt, {"x": {1, 2}})  # not JSON: fails mid-write
+    with pytest.raises(ModelFileError, match="not JSON-serialisable"):
+        nm.save(bad, path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.nm"]
+
+
+def test_the_sniff_tells_binary_artifacts_from_binary_model_files(tmp_path, small, fixed_artifact):
+    art = artifact.save_artifact(fixed_artifact, tmp_path / "a.bin")
+    model = nm.save(Graph(small.nodes, small.edges, small.dt, {"format": "neuromorph-artifact"}), tmp_path / "m.bin")
+    assert artifact.is_artifact(art) and not artifact.is_artifact(model)
+    (tmp_path / "t.bin").write_bytes(art.read_bytes()[:40])
+    assert not artifact.is_artifact(tmp_path / "t.bin")
+    with pytest.raises(ModelFileError, match="not a neuromorph artifact \\(no 'neuromorph-artifact' header\\)"):
+        artifact.load_artifact(model)
+    with pytest.raises(ModelFileError, match="not a neuromorph model file \\(no 'neuromorph-model' header\\)"):
+        nm.load(art)
