@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from norse.torch.functional.iaf import IAFFeedForwardState, IAFParameters, iaf_feed_forward_step
 from norse.torch.functional.leaky_integrator_box import LIBoxParameters, LIBoxState, li_box_feed_forward_step
 from norse.torch.functional.lif import LIFFeedForwardState, LIFParameters, lif_feed_forward_step
@@ -9,6 +10,7 @@ from norse.torch.functional.lif_box import LIFBoxFeedForwardState, LIFBoxParamet
 
 import neuromorph as nm
 from neuromorph.backends.torch import GraphNetwork, Surrogate
+from neuromorph.discretize import discretize_graph
 from neuromorph.errors import NeuromorphError
 from neuromorph.ir import (
     ALIF, IF, LI, LIF, Affine, Conv1d, CubaLIF, Delay, Flatten, Graph, Input, Linear, Neuron,
@@ -179,6 +181,16 @@ def test_fast_sigmoid_surrogate_has_the_superspike_derivative():
     np.testing.assert_allclose(x.grad.numpy(), 1 / (4 * np.abs(x.detach().numpy()) + 1) ** 2)
 
 
+def test_triangle_surrogate_has_the_triangle_derivative():
+    x = torch.tensor([-1.5, -0.5, 0.0, 0.2, 1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    z = Surrogate("triangle", alpha=0.3)(x)
+    z.sum().backward()
+    assert z.tolist() == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    want = 0.3 * np.maximum(0.0, 1.0 - np.abs(x.detach().numpy()))
+    np.testing.assert_array_equal(x.grad.numpy(), want)
+    assert torch.equal(Surrogate("triangle", alpha=0.3).derivative(x.detach()), x.grad)
+
+
 def test_surrogate_alpha_is_honoured():
     x = torch.tensor([0.3], requires_grad=True)
     grads = []
@@ -221,3 +233,110 @@ def test_wrong_input_shape_is_a_clear_error():
     net = GraphNetwork(nm.feedforward(8, [5], 3))
     with pytest.raises(NeuromorphError, match=r"input 'input' has shape \[2, 10, 7\], expected \[batch, T, 8\]"):
         net(torch.zeros(2, 10, 7))
+
+
+# ------------------------------------------- gradients: a plain loop as the reference
+
+
+def _plain_bptt(graph, x, spike):
+    """docs/semantics.md written out as one plain loop over steps and nodes, in torch, with
+    the coefficient form of section 4 (the operation order GraphNetwork and simulate use)
+    and the reset not differentiated. The reference for GraphNetwork's gradients, which
+    are its own business to compute fast. Returns ({output or "neuron.v": [batch, T, ...]},
+    {"node.field": leaf tensor})."""
+    coeffs = discretize_graph(graph, graph.dt)
+    dtype = x.dtype
+    as_t = lambda a: torch.as_tensor(np.array(a, dtype=np.float64), dtype=dtype)  # noqa: E731
+    params = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, (Affine, Linear)):
+            params[f"{name}.weight"] = as_t(node.weight).requires_grad_()
+        if isinstance(node, Affine):
+            params[f"{name}.bias"] = as_t(node.bias).requires_grad_()
+    batch, steps = x.shape[:2]
+    zeros = lambda name: torch.zeros(batch, *graph.shape(name), dtype=dtype)  # noqa: E731
+    state = {n: {"v": zeros(n) + as_t(coeffs[n].v_init), "i": zeros(n), "a": zeros(n)}
+             for n, node in graph.nodes.items() if isinstance(node, Neuron)}
+    y = {n: [] for n in graph.nodes}  # y[n][t]
+    inputs = {n: [] for n in graph.nodes}  # X[n][t], for Delay nodes
+    v = {n: [] for n in state}  # the membrane after the step's reset
+    for t in range(steps):
+        for n in graph.order():
+            node, c = graph.nodes[n], coeffs.get(n)
+            if isinstance(node, Input):
+                y[n].append(x[:, t])
+                continue
+            terms = [y[e.source][t - e.delay] for e in graph.incoming(n) if t - e.delay >= 0]
+            X = sum(terms[1:], terms[0]) if terms else torch.zeros(batch, *graph.input_shape(n), dtype=dtype)
+            if isinstance(node, Affine):
+                out = F.linear(X, params[f"{n}.weight"], params[f"{n}.bias"])
+            elif isinstance(node, Linear):
+                out = F.linear(X, params[f"{n}.weight"])
+            elif isinstance(node, Scale):
+                out = X * as_t(node.scale)
+            elif isinstance(node, Output):
+                out = X
+            elif isinstance(node, Delay):  # y[t] = X[t - k], per element (1-d nodes here)
+                inputs[n].append(X)
+                k = np.broadcast_to(c.steps, X.shape[1:])
+                out = torch.stack([inputs[n][t - kj][:, j] if t >= kj else torch.zeros(batch, dtype=dtype)
+                                   for j, kj in enumerate(k)], 1)
+            else:
+                s = state[n]
+                theta = as_t(c.v_threshold) + as_t(c.beta) * s["a"] if isinstance(node, ALIF) else None
+                if isinstance(node, IF):
+                    s["v"] = s["v"] + as_t(c.gain) * X
+                elif isinstance(node, CubaLIF):
+                    s["i"] = (1.0 - as_t(c.di)) * s["i"] + as_t(c.gain_i) * X
+                    s["v"] = (1.0 - as_t(c.dv)) * s["v"] + as_t(c.leak) + as_t(c.gain_v) * s["i"]
+                else:  # LIF, ALIF, LI
+                    s["v"] = (1.0 - as_t(c.dv)) * s["v"] + as_t(c.leak) + as_t(c.gain) * X
+                if isinstance(node, LI):
+                    y[n].append(s["v"])
+                    v[n].append(s["v"])
+                    continue
+                theta = as_t(c.v_threshold) if theta is None else theta
+                out = spike(s["v"] - theta)
+                fired = out.detach() > 0
+                if node.reset == "subtract":
+                    s["v"] = s["v"] - torch.where(fired, (theta - as_t(c.v_reset)).detach(), 0.0)
+                else:
+                    s["v"] = torch.where(fired, as_t(c.v_reset), s["v"])
+                if isinstance(node, ALIF):
+                    s["a"] = (1.0 - as_t(c.da)) * s["a"] + out
+                v[n].append(s["v"])
+            y[n].append(out)
+    traces = {**{n: y[n] for n in graph.outputs}, **{f"{n}.v": v[n] for n in v}}
+    return {key: torch.stack(trace, 1) for key, trace in traces.items()}, params
+
+
+@pytest.mark.parametrize("kind,reset", [(k, "value") for k in ("IF", "LIF", "CubaLIF", "ALIF", "LI")]
+                         + [(k, "subtract") for k in ("IF", "LIF", "CubaLIF", "ALIF")])
+def test_gradients_equal_a_plain_step_loop(kind, reset):
+    """Forward and backward through GraphNetwork against _plain_bptt: the recurrent test
+    graph (delayed recurrence, a Delay node, a delay-2 skip edge). The outputs and the
+    membrane are the same bit for bit in float64 and float32 (so are the spikes), and the
+    float64 gradients agree to rounding."""
+    rng = np.random.default_rng(11)
+    graph = _recurrent_graph(kind, rng)
+    if kind != "LI":
+        graph = graph.replace_nodes(pop=graph.nodes["pop"].replace(reset=reset))
+    x = rng.normal(0.5, 1.0, (3, 40, 6))
+    mix = torch.as_tensor(rng.normal(0, 1, (3, 40, 12)))
+    spike = Surrogate("fast_sigmoid", 5.0)
+    for dtype in (torch.float64, torch.float32):
+        net = GraphNetwork(graph, surrogate=spike, dtype=dtype)
+        got = net(torch.as_tensor(x, dtype=dtype), record=["pop", "pop.v"])
+        want, leaves = _plain_bptt(graph, torch.as_tensor(x, dtype=dtype), spike)
+        for key in ("y", "pop.v"):
+            assert torch.equal(got[key], want[key]), (dtype, key)
+        if dtype == torch.float32:
+            continue
+        if kind != "LI":
+            assert 0.02 < float(got["pop"].detach().mean()) < 0.8, "the test must exercise spiking"
+        names = list(leaves)
+        mine = torch.autograd.grad((got["y"] * mix).sum(), [net._p(*k.split(".")) for k in names])
+        theirs = torch.autograd.grad((want["y"] * mix).sum(), list(leaves.values()))
+        for key, a, b in zip(names, mine, theirs):
+            assert float(b.norm()) > 0, key
+            assert float((a - b).norm() / b.norm()) <= 1e-12, key

@@ -9,9 +9,15 @@ Norse's own step functions and the whole module against :mod:`neuromorph.simulat
 Trainable: the weights and biases of Affine, Linear and convolution nodes. Neuron
 parameters are buffers. :meth:`GraphNetwork.to_graph` writes the trained values back into
 the IR, so the model that is saved is exactly the one that was trained.
+
+Speed: the models are small, so a time step costs Python and per-operation overhead
+rather than arithmetic. ``forward`` therefore makes each node's step function once per
+call (its rule, with the node's parameters and decay factors already fetched and
+computed) and the time loop only calls them; see benchmarks/training_throughput.py.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import fields
 from typing import Any, Callable, Mapping, Sequence
 
@@ -29,6 +35,9 @@ from neuromorph.streams import STATE_VARIABLES, input_shapes, match_streams, par
 from .surrogate import Surrogate
 
 _WEIGHTED = (Affine, Linear, Conv1d, Conv2d)
+
+NodeStep = Callable[[torch.Tensor], torch.Tensor]
+"""A node's step function for one run: its summed input of the step -> its output."""
 
 
 class GraphNetwork(torch.nn.Module):
@@ -55,6 +64,7 @@ class GraphNetwork(torch.nn.Module):
         # Each node's rule, looked up once (refusals name the node here, not mid-run).
         self._rules = {n: rule_for(NODE_RULES, node, n, "the torch backend") for n, node in graph.nodes.items()}
         self._keys: dict[str, str] = {}  # node name -> attribute prefix (names may hold '.')
+        self._fields: dict[str, list[str]] = {}  # neuron name -> its coefficient buffers
         for i, (name, node) in enumerate(graph.nodes.items()):
             key = f"n{i}"
             self._keys[name] = key
@@ -65,11 +75,13 @@ class GraphNetwork(torch.nn.Module):
             elif isinstance(node, Scale):
                 self.register_buffer(f"{key}_scale", _tensor(node.scale, dtype))
             elif name in self._coeffs and not isinstance(node, Delay):
+                self._fields[name] = []
                 for f in fields(self._coeffs[name]):
                     value = getattr(self._coeffs[name], f.name)
                     if isinstance(value, np.ndarray):  # not the reset mode (a str)
                         self.register_buffer(f"{key}_{f.name}", _tensor(value, dtype))
-        # How far back each node's output must be remembered (delayed edges, Delay nodes).
+                        self._fields[name].append(f.name)
+        # How far back each node's output must be remembered (delayed edges).
         self._memory: dict[str, int] = {n: 0 for n in graph.nodes}
         for name in graph.nodes:
             for src, d in self._incoming[name]:
@@ -79,6 +91,16 @@ class GraphNetwork(torch.nn.Module):
 
     def _p(self, name: str, field: str) -> torch.Tensor:
         return getattr(self, f"{self._keys[name]}_{field}")
+
+    def coefficients(self, name: str) -> dict[str, torch.Tensor]:
+        """A neuron's discretised coefficients (neuromorph.discretize) for one run, plus
+        the factors that keep its state over a step: ``keep = 1 - dv``, and for CubaLIF
+        ``keep_i = 1 - di``, for ALIF ``keep_a = 1 - da``."""
+        c = {f: self._p(name, f) for f in self._fields[name]}
+        for rate, keep in (("dv", "keep"), ("di", "keep_i"), ("da", "keep_a")):
+            if rate in c:
+                c[keep] = 1.0 - c[rate]
+        return c
 
     def to_graph(self) -> Graph:
         """The IR graph with the module's current weights and biases (float64, exact)."""
@@ -102,78 +124,43 @@ class GraphNetwork(torch.nn.Module):
         first = next(iter(streams.values()))
         batch, steps = first.shape[0], first.shape[1]
         ref = self._reference_tensor(first)
+        inputs = {n: s.to(ref.dtype).unbind(1) for n, s in streams.items()}  # [batch, ...] per step
         graph = self.graph
         state = {
             n: self._initial_state(n, batch, ref)
             for n, node in graph.nodes.items()
             if isinstance(node, Neuron)
         }
-        # past[n][k] = output of n, k steps ago (k = 1..memory); delay nodes keep inputs
-        past: dict[str, list[torch.Tensor]] = {n: [] for n in graph.nodes}
-        delay_in: dict[str, list[torch.Tensor]] = {
-            n: [] for n, node in graph.nodes.items() if isinstance(node, Delay)
-        }
+        # Every other node's step function for this run, in evaluation order (NODE_RULES).
+        run = {n: self._rules[n](self, n, graph.nodes[n], state.get(n)) for n in self._order if n not in inputs}
+        # past[n][-k] = output of n, k steps ago (k = 1..memory), for the delayed edges
+        past = {n: deque(maxlen=mem) for n, mem in self._memory.items() if mem}
         probes = [p for p in parse_probes(graph, list(record)) if p.text not in graph.outputs]
-        wanted = list(graph.outputs) + [p.text for p in probes]
-        traces: dict[str, list[torch.Tensor]] = {r: [] for r in wanted}
+        traces: dict[str, list[torch.Tensor]] = {r: [] for r in [*graph.outputs, *(p.text for p in probes)]}
 
-        for t in range(steps):
-            y: dict[str, torch.Tensor] = {}
-            for name in self._order:
-                node = graph.nodes[name]
-                if isinstance(node, Input):
-                    y[name] = streams[name][:, t].to(ref.dtype)
-                    continue
-                total: torch.Tensor | None = None
-                for src, d in self._incoming[name]:
-                    if d == 0:
-                        term = y[src]
-                    elif d <= len(past[src]):
-                        term = past[src][-d]
-                    else:
-                        continue  # before the stream started: zero
-                    total = term if total is None else total + term
-                if total is None:
-                    total = torch.zeros(batch, *graph.input_shape(name), dtype=ref.dtype, device=ref.device)  # type: ignore[misc]
-                y[name] = self._run_node(name, node, total, state, delay_in)
-            for name, mem in self._memory.items():
-                if mem:
-                    past[name].append(y[name])
-                    if len(past[name]) > mem:
-                        past[name].pop(0)
+        def summed_input(name: str, y: dict[str, torch.Tensor]) -> torch.Tensor:
+            """X_n[t] = sum over the edges (s -> n, delay d) of y_s[t - d], 0 before the stream."""
+            total: torch.Tensor | None = None
+            for src, d in self._incoming[name]:
+                if d > 0 and d > len(past[src]):
+                    continue  # before the stream started: zero
+                term = past[src][-d] if d > 0 else y[src]
+                total = term if total is None else total + term
+            if total is None:
+                return torch.zeros(batch, *graph.input_shape(name), dtype=ref.dtype, device=ref.device)  # type: ignore[misc]
+            return total
+
+        for t in range(steps):  # one time step: every node once, in evaluation order
+            y = {name: stream[t] for name, stream in inputs.items()}
+            for name, step in run.items():
+                y[name] = step(summed_input(name, y))
+            for name, history in past.items():
+                history.append(y[name])
             for out in graph.outputs:
                 traces[out].append(y[out])
             for p in probes:
                 traces[p.text].append(state[p.node][p.var] if p.var else y[p.node])
         return {r: torch.stack(v, dim=1) for r, v in traces.items()}
-
-    def _run_node(
-        self,
-        name: str,
-        node: Node,
-        x: torch.Tensor,
-        state: dict[str, dict[str, torch.Tensor]],
-        delay_in: dict[str, list[torch.Tensor]],
-    ) -> torch.Tensor:
-        rule = self._rules[name]
-        if rule is _delay_rule:
-            return self._delay(name, x, delay_in[name])
-        if rule is _neuron_rule:
-            return self._neuron(name, x, state[name])
-        return rule(self, name, node, x)
-
-    def _delay(self, name: str, x: torch.Tensor, history: list[torch.Tensor]) -> torch.Tensor:
-        steps = self._coeffs[name].steps  # type: ignore[union-attr]
-        history.append(x)
-        k = np.broadcast_to(steps, x.shape[1:])
-        out = torch.zeros_like(x)
-        for lag in np.unique(k):
-            if lag < len(history):
-                mask = torch.as_tensor(k == lag, device=x.device)
-                out = torch.where(mask, history[-1 - int(lag)], out)
-        if len(history) > int(k.max()) + 1:
-            history.pop(0)
-        return out
 
     def _initial_state(self, name: str, batch: int, ref: torch.Tensor) -> dict[str, torch.Tensor]:
         """v = v_init; every other state variable of the type (i, a) starts at 0."""
@@ -181,16 +168,6 @@ class GraphNetwork(torch.nn.Module):
         state = {var: zeros for var in STATE_VARIABLES[type(self.graph.nodes[name])]}
         state["v"] = zeros + self._p(name, "v_init").to(ref.dtype)
         return state
-
-    def _neuron(self, name: str, x: torch.Tensor, s: dict[str, torch.Tensor]) -> torch.Tensor:
-        node = self.graph.nodes[name]
-        p = lambda f: self._p(name, f)  # noqa: E731
-        if not node.spiking:
-            return NEURON_STEPS[type(node)](p, s, x, self.surrogate)
-        threshold = threshold_of(node, p, s)  # the spike test's threshold (ALIF: a before the step)
-        z = NEURON_STEPS[type(node)](p, s, x, self.surrogate)
-        reset(node, p, s, z, threshold)
-        return z
 
     # ------------------------------------------------------------------ inputs
 
@@ -206,58 +183,59 @@ class GraphNetwork(torch.nn.Module):
         return first if first.is_floating_point() else first.float()
 
 
-# ------------------------------------------------------------------ node rules
+# ------------------------------------------------------------------ neuron rules
 #
-# A step function per neuron type: ``step(p, state, x, spike) -> output``, the membrane
-# before the reset left in ``state["v"]``. p(name) is a discretised coefficient
-# (neuromorph.discretize); the order of operations is neuromorph.simulate's.
+# A step function per neuron type: ``step(c, state, x, spike, threshold) -> output``, the
+# membrane before the reset left in ``state["v"]``. ``c`` holds the discretised
+# coefficients (GraphNetwork.coefficients); ``threshold`` is threshold_of's (None for LI).
+# The order of operations is neuromorph.simulate's.
 
-P = Callable[[str], torch.Tensor]
-
-
-def _if_step(p: P, s: dict[str, torch.Tensor], x: torch.Tensor, spike: Surrogate) -> torch.Tensor:
-    s["v"] = s["v"] + p("gain") * x
-    return spike(s["v"] - p("v_threshold"))
+Tensors = dict[str, torch.Tensor]  # a neuron's coefficients, or its state variables
 
 
-def _lif_step(p: P, s: dict[str, torch.Tensor], x: torch.Tensor, spike: Surrogate) -> torch.Tensor:
-    s["v"] = (1.0 - p("dv")) * s["v"] + p("leak") + p("gain") * x
-    return spike(s["v"] - p("v_threshold"))
+def _if_step(c: Tensors, s: Tensors, x: torch.Tensor, spike: Surrogate, threshold: torch.Tensor) -> torch.Tensor:
+    s["v"] = s["v"] + c["gain"] * x
+    return spike(s["v"] - threshold)
 
 
-def _cuba_lif_step(p: P, s: dict[str, torch.Tensor], x: torch.Tensor, spike: Surrogate) -> torch.Tensor:
-    s["i"] = (1.0 - p("di")) * s["i"] + p("gain_i") * x
-    s["v"] = (1.0 - p("dv")) * s["v"] + p("leak") + p("gain_v") * s["i"]
-    return spike(s["v"] - p("v_threshold"))
+def _lif_step(c: Tensors, s: Tensors, x: torch.Tensor, spike: Surrogate, threshold: torch.Tensor) -> torch.Tensor:
+    s["v"] = c["keep"] * s["v"] + c["leak"] + c["gain"] * x
+    return spike(s["v"] - threshold)
 
 
-def _alif_step(p: P, s: dict[str, torch.Tensor], x: torch.Tensor, spike: Surrogate) -> torch.Tensor:
-    s["v"] = (1.0 - p("dv")) * s["v"] + p("leak") + p("gain") * x
-    z = spike(s["v"] - (p("v_threshold") + p("beta") * s["a"]))  # a of the previous step
-    s["a"] = (1.0 - p("da")) * s["a"] + z
+def _cuba_lif_step(c: Tensors, s: Tensors, x: torch.Tensor, spike: Surrogate, threshold: torch.Tensor) -> torch.Tensor:
+    s["i"] = c["keep_i"] * s["i"] + c["gain_i"] * x
+    s["v"] = c["keep"] * s["v"] + c["leak"] + c["gain_v"] * s["i"]
+    return spike(s["v"] - threshold)
+
+
+def _alif_step(c: Tensors, s: Tensors, x: torch.Tensor, spike: Surrogate, threshold: torch.Tensor) -> torch.Tensor:
+    s["v"] = c["keep"] * s["v"] + c["leak"] + c["gain"] * x
+    z = spike(s["v"] - threshold)  # threshold = v_threshold + beta * a, a of the previous step
+    s["a"] = c["keep_a"] * s["a"] + z
     return z
 
 
-def _li_step(p: P, s: dict[str, torch.Tensor], x: torch.Tensor, spike: Surrogate) -> torch.Tensor:
-    s["v"] = (1.0 - p("dv")) * s["v"] + p("leak") + p("gain") * x
+def _li_step(c: Tensors, s: Tensors, x: torch.Tensor, spike: Surrogate, threshold: None = None) -> torch.Tensor:
+    s["v"] = c["keep"] * s["v"] + c["leak"] + c["gain"] * x
     return s["v"]
 
 
-def reset(node: Node, p: P, s: dict[str, torch.Tensor], z: torch.Tensor, threshold: torch.Tensor) -> None:
+def threshold_of(node: Node, c: Tensors, s: Tensors) -> torch.Tensor:
+    """The threshold the step's spike test uses (ALIF: with ``a`` before the step)."""
+    if isinstance(node, ALIF):
+        return c["v_threshold"] + c["beta"] * s["a"]
+    return c["v_threshold"]
+
+
+def reset(node: Node, c: Tensors, s: Tensors, z: torch.Tensor, threshold: torch.Tensor) -> None:
     """The reset where a spike happened (docs/semantics.md, section 3); it is not
     differentiated: neither the spike that triggers it nor the amount subtracted."""
+    spiked = z.bool()  # z is 0.0 or 1.0
     if node.reset == "subtract":
-        amount = (threshold - p("v_reset")).detach().to(s["v"].dtype)
-        s["v"] = s["v"] - torch.where(z > 0, amount, torch.zeros_like(amount))
+        s["v"] = s["v"] - torch.where(spiked, (threshold - c["v_reset"]).detach(), 0.0)
     else:
-        s["v"] = torch.where(z > 0, p("v_reset").to(s["v"].dtype).expand_as(s["v"]), s["v"])
-
-
-def threshold_of(node: Node, p: P, s: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The threshold the step's spike test uses (taken before the step updates ``a``)."""
-    if isinstance(node, ALIF):
-        return p("v_threshold") + p("beta") * s["a"]
-    return p("v_threshold")
+        s["v"] = torch.where(spiked, c["v_reset"], s["v"])
 
 
 NEURON_STEPS: dict[type[Node], Callable[..., torch.Tensor]] = {
@@ -265,41 +243,88 @@ NEURON_STEPS: dict[type[Node], Callable[..., torch.Tensor]] = {
 }
 
 
-def _conv(net: GraphNetwork, name: str, node: Conv1d | Conv2d, x: torch.Tensor) -> torch.Tensor:
+# ------------------------------------------------------------------ node rules
+#
+# What the module does with each IR node type: ``rule(net, name, node, state) -> step``,
+# called once per run; ``step(x)`` is then called at every time step with the node's
+# summed input. ``state`` is the neuron's state variables (None for other nodes).
+
+
+def _neuron(net: GraphNetwork, name: str, node: Neuron, s: Tensors) -> NodeStep:
+    c, spike, update = net.coefficients(name), net.surrogate, NEURON_STEPS[type(node)]
+    if not node.spiking:
+        return lambda x: update(c, s, x, spike)
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        threshold = threshold_of(node, c, s)
+        z = update(c, s, x, spike, threshold)
+        reset(node, c, s, z, threshold)
+        return z
+
+    return step
+
+
+def _delay(net: GraphNetwork, name: str, node: Delay, state: None) -> NodeStep:
+    """y[t] = X[t - k] elementwise (k per element), 0 before the stream reaches it."""
+    k = np.broadcast_to(net._coeffs[name].steps, net.graph.shape(name))  # type: ignore[union-attr]
+    history: deque[torch.Tensor] = deque(maxlen=int(k.max()) + 1)
+    lags = [(int(lag), k == lag) for lag in np.unique(k)]
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        history.append(x)
+        out = torch.zeros_like(x)
+        for lag, mask in lags:
+            if lag < len(history):
+                out = torch.where(torch.as_tensor(mask, device=x.device), history[-1 - lag], out)
+        return out
+
+    return step
+
+
+def _affine(net: GraphNetwork, name: str, node: Affine, state: None) -> NodeStep:
+    # F.linear(x, W, b) on [batch, in] is addmm(b, x, W.t()): transpose once per run.
+    weight_t, bias = net._p(name, "weight").t(), net._p(name, "bias")
+    return lambda x: torch.addmm(bias, x, weight_t)
+
+
+def _linear(net: GraphNetwork, name: str, node: Linear, state: None) -> NodeStep:
+    weight_t = net._p(name, "weight").t()  # F.linear(x, W) on [batch, in] is x @ W.t()
+    return lambda x: torch.mm(x, weight_t)
+
+
+def _conv(net: GraphNetwork, name: str, node: Conv1d | Conv2d, state: None) -> NodeStep:
     conv = F.conv1d if isinstance(node, Conv1d) else F.conv2d
-    return conv(x, net._p(name, "weight"), net._p(name, "bias"), node.stride, node.padding,
-                node.dilation, node.groups)
+    weight, bias = net._p(name, "weight"), net._p(name, "bias")
+    return lambda x: conv(x, weight, bias, node.stride, node.padding, node.dilation, node.groups)
 
 
-def _sum_pool(net: GraphNetwork, name: str, node: SumPool2d, x: torch.Tensor) -> torch.Tensor:
+def _sum_pool(net: GraphNetwork, name: str, node: SumPool2d, state: None) -> NodeStep:
     k = node.kernel_size
-    return F.avg_pool2d(x, k, node.stride, node.padding, count_include_pad=True) * (k[0] * k[1])
+    return lambda x: F.avg_pool2d(x, k, node.stride, node.padding, count_include_pad=True) * (k[0] * k[1])
+
+
+def _flatten(net: GraphNetwork, name: str, node: Flatten, state: None) -> NodeStep:
+    shape = net.graph.shape(name)
+    return lambda x: x.reshape(x.shape[0], *shape)
+
+
+def _scale(net: GraphNetwork, name: str, node: Scale, state: None) -> NodeStep:
+    scale = net._p(name, "scale")
+    return lambda x: x * scale
 
 
 def _input_rule() -> None:
     """Marker: Input nodes are read from the stream (GraphNetwork.forward)."""
 
 
-def _delay_rule() -> None:
-    """Marker: Delay nodes keep their input history (GraphNetwork._delay)."""
-
-
-def _neuron_rule() -> None:
-    """Marker: neuron nodes step their state (NEURON_STEPS)."""
-
-
 NODE_RULES: dict[type[Node], Any] = {
     Input: _input_rule,
-    Output: lambda net, name, node, x: x,
-    Affine: lambda net, name, node, x: F.linear(x, net._p(name, "weight"), net._p(name, "bias")),
-    Linear: lambda net, name, node, x: F.linear(x, net._p(name, "weight")),
-    Conv1d: _conv, Conv2d: _conv, SumPool2d: _sum_pool,
-    Flatten: lambda net, name, node, x: x.reshape(x.shape[0], *net.graph.shape(name)),
-    Scale: lambda net, name, node, x: x * net._p(name, "scale"),
-    Delay: _delay_rule,
-    **{t: _neuron_rule for t in NEURON_STEPS},
+    Output: lambda net, name, node, state: lambda x: x,
+    Affine: _affine, Linear: _linear, Conv1d: _conv, Conv2d: _conv, SumPool2d: _sum_pool,
+    Flatten: _flatten, Scale: _scale, Delay: _delay,
+    **{t: _neuron for t in NEURON_STEPS},
 }
-"""What the torch module does with each IR node type: ``rule(net, name, node, x)``."""
+"""What the torch module does with each IR node type: ``rule(net, name, node, state) -> step``."""
 
 
 def _param(arr: np.ndarray, dtype: torch.dtype) -> torch.nn.Parameter:

@@ -5,12 +5,27 @@ ignores its ``alpha`` and its threshold dispatch cannot be extended.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from neuromorph.errors import NeuromorphError
+
+
+@functools.lru_cache(maxsize=None)
+def _const(number: float) -> torch.Tensor:
+    """``number`` as a 0-d float64 tensor. The spike functions run at every time step; an
+    operation with a Python number wraps it into a new tensor on every call, which costs
+    more than the arithmetic on these small populations. Same values, same rounding."""
+    with torch.inference_mode(False):  # cached: must not become an inference-mode tensor
+        return torch.tensor(number, dtype=torch.float64)
+
+
+def _heaviside(x: torch.Tensor) -> torch.Tensor:
+    """1.0 where x > 0 (strict), else 0.0."""
+    return torch.gt(x, _const(0.0)).to(dtype=x.dtype)
 
 
 class _Spike(torch.autograd.Function):
@@ -25,7 +40,7 @@ class _Spike(torch.autograd.Function):
     def forward(cls, ctx: Any, x: torch.Tensor, alpha: float) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.alpha = alpha
-        return (x > 0).to(x.dtype)
+        return _heaviside(x)
 
     @classmethod
     def backward(cls, ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -38,7 +53,7 @@ class _FastSigmoid(_Spike):
 
     @staticmethod
     def pseudo_grad(grad: torch.Tensor, x: torch.Tensor, alpha: float) -> torch.Tensor:
-        return grad / (alpha * x.abs() + 1.0) ** 2
+        return grad / (_const(alpha) * x.abs() + _const(1.0)).square()
 
 
 class _Triangle(_Spike):
@@ -46,7 +61,7 @@ class _Triangle(_Spike):
 
     @staticmethod
     def pseudo_grad(grad: torch.Tensor, x: torch.Tensor, alpha: float) -> torch.Tensor:
-        return grad * alpha * torch.clamp(1.0 - x.abs(), min=0.0)
+        return grad * _const(alpha) * torch.relu(_const(1.0) - x.abs())
 
 
 _FUNCTIONS = {"fast_sigmoid": _FastSigmoid, "triangle": _Triangle}
@@ -73,7 +88,9 @@ class Surrogate:
             raise NeuromorphError(f"surrogate alpha must be > 0, got {self.alpha}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return _FUNCTIONS[self.name].apply(x, float(self.alpha))
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _FUNCTIONS[self.name].apply(x, float(self.alpha))
+        return _heaviside(x)  # no gradient wanted: the same spikes without autograd's overhead
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         """The pseudo-derivative at ``x``: what the backward pass multiplies by (e-prop's psi)."""
