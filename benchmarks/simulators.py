@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/simulators.py [--samples 8] [--steps 100] [--models digits-mlp,...]
 
 Prints one row per model: the numpy reference (neuromorph.simulate), the torch backend
-(float32, batched), the numpy chip-time netlist model (float and fixed point) and
-the Lava deployment (floating_pt and fixed_pt, Loihi2SimCfg, start-up included).
+(float32, batched), the numpy chip-time netlist model (float and fixed point, all samples
+side by side) and the Lava deployment (floating_pt and fixed_pt, Loihi2SimCfg, start-up
+included): one sample at a time, and fixed point with the samples in lanes side by side
+(asynchronous; benchmarks/deploy_throughput.py compares the plans on whole data sets).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from neuromorph.backends.loihi2.lava.runner import run_lava
+from neuromorph.backends.loihi2.lava.runner import Plan, run_lava
 from neuromorph.backends.loihi2.chip_model import simulate_netlist
 from neuromorph.backends.loihi2.quantize import simulate_fixed
 from neuromorph.backends.torch import GraphNetwork
@@ -36,7 +38,8 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(ZOO))
     args = parser.parse_args()
     n, t = args.samples, args.steps
-    header = ("model", "numpy ref", "torch f32", "netlist f", "netlist fx", "lava float", "lava fixed")
+    header = ("model", "numpy ref", "torch f32", "netlist f", "netlist fx", "lava float", "lava fixed",
+              "lava lanes fx")
     print(f"steps/s per sample ({n} samples x {t} steps; higher is faster)")
     print("  ".join(f"{h:>11}" for h in header))
     for name in args.models.split(","):
@@ -54,6 +57,8 @@ def main() -> None:
             timed(lambda: simulate_fixed(fixed.payload.quantized, x)),
             timed(lambda: run_lava(floating.payload.netlist, x, precision="float")),
             timed(lambda: run_lava(fixed.payload.netlist, x, precision="fixed", quantized=fixed.payload.quantized)),
+            timed(lambda: run_lava(fixed.payload.netlist, x, precision="fixed", quantized=fixed.payload.quantized,
+                                   plan=Plan(n, asynchronous=True))),
         ]
         rates = [n * t / s for s in seconds]
         print(f"{name:>11}  " + "  ".join(f"{r:>11.0f}" for r in rates), flush=True)

@@ -323,7 +323,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_options(args.method, options)
     graph = load_model(args.model if args.model else default_for_task(args.task))
     data = _load_task(args, graph)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
                          seed=args.seed, device=args.device, surrogate=args.surrogate,
                          surrogate_alpha=args.surrogate_alpha, dtype=args.dtype, options=options)
 
@@ -385,10 +385,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.raster:
         _raster_nodes(artifact)  # refuse before the run, not after it
     progress = _progress(args, artifact.target)
+    options = _run_options(args)
     if args.input is not None:
-        info = run_stream(artifact, args.input, args.output, membrane=args.membrane, progress=progress)
+        info = run_stream(artifact, args.input, args.output, membrane=args.membrane, progress=progress,
+                          options=options)
         emit(args, info, lambda: f"ran {info['steps']} steps on {artifact.target}: wrote "
-             f"{', '.join(info['arrays'])} to {args.output}")
+             f"{', '.join(info['arrays'])} to {args.output}{_plan_text(info)}")
         if args.raster:
             from .streams import load_stream
 
@@ -396,14 +398,27 @@ def cmd_run(args: argparse.Namespace) -> int:
             _write_raster(args, artifact, x, "your input")
         return 0
     data = _load_task(args, artifact.graph)
-    info = run_dataset(artifact, data, split=args.split, limit=args.limit, progress=progress)
+    info = run_dataset(artifact, data, split=args.split, limit=args.limit, progress=progress, options=options)
     if args.raster:
         x = data.x_test if args.split == "test" else data.x_train
         _write_raster(args, artifact, x[:1], f"{data.name} sample 0")
     emit(args, info, lambda: f"{artifact.target} ({artifact.precision}): accuracy "
          f"{info['accuracy']:.4f} on {info['samples']} {args.split} samples ({info['steps']} steps "
-         f"each, {info['spikes']} spikes, {info['seconds']:.1f} s)")
+         f"each, {info['spikes']} spikes, {info['seconds']:.1f} s){_plan_text(info)}")
     return 0
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The targets' run options given as flags (Target ``run_options``; None: not given)."""
+    return {k[len("run_option_"):]: v for k, v in vars(args).items() if k.startswith("run_option_")}
+
+
+def _plan_text(info: dict[str, Any]) -> str:
+    """How the target laid the run out, when it says (e.g. the Loihi 2 target's lanes)."""
+    if "plan" not in info:
+        return ""
+    cores = f", {info['cores']} of {info['cores_available']} cores" if "cores" in info else ""
+    return f"\n{info['plan']}{cores}"
 
 
 def _raster_nodes(artifact: Any) -> list[str]:
@@ -498,12 +513,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         x = {name: (rng.random((args.limit, steps, *artifact.graph.shape(name))) < 0.2)
              .astype(np.float64) for name in artifact.graph.inputs}
         decision = slice(None)
-    info = verify(artifact, x, decision, progress=_progress(args, artifact.target))
+    info = verify(artifact, x, decision, progress=_progress(args, artifact.target), options=_run_options(args))
     verdict = "ok" if info["passed"] else f"FAILED (expected >= {info['expected_agreement']})"
     emit(args, info, lambda: f"{artifact.target} {artifact.precision} deployment vs {info['reference']}: "
          f"spike agreement {info['spike_agreement']:.6f} over {info['spikes_compared']} neuron-steps "
          f"({verdict}), prediction agreement {info['prediction_agreement']:.4f} on "
-         f"{info['samples']} samples")
+         f"{info['samples']} samples{_plan_text(info)}")
     return 0 if info["passed"] else EXIT_MISMATCH
 
 
@@ -552,11 +567,20 @@ def cmd_backends(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .registry import DEFAULT_METHOD, DEFAULT_TARGET, MODEL_TARGET, targets
 
-    # Each registered target's own compile options become flags, its name in the help.
+    # Each registered target's own compile options become flags, its name in the help;
+    # so do its run options (``run_options``) for run and verify.
     target_options: dict[str, tuple[type, str]] = {}
+    target_run_options: dict[str, tuple[type, str]] = {}
     for name, tgt in targets().items():
         for flag, (kind, help_) in tgt.options.items():
             target_options.setdefault(flag, (kind, f"{name}: {help_}"))
+        for flag, (kind, help_) in tgt.run_options.items():
+            target_run_options.setdefault(flag, (kind, f"{name}: {help_}"))
+
+    def run_flags(p: argparse.ArgumentParser) -> None:
+        for flag, (kind, help_) in target_run_options.items():
+            p.add_argument(f"--{flag.replace('_', '-')}", dest=f"run_option_{flag}", metavar=flag.upper(),
+                           type=kind, default=None, help=help_)
 
     parser = argparse.ArgumentParser(
         prog="neuromorph",
@@ -601,6 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="constant, or cosine: annealed to 0 over the run")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="seed for data, shuffling and sampling")
     p.add_argument("--surrogate", default=None, help="fast_sigmoid (SuperSpike) or triangle (default: "
@@ -661,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help=".npz to write the output nodes' streams to (with --input)")
     p.add_argument("--membrane", action="store_true", help="also write membrane potentials (NAME.v)")
     p.add_argument("--dt", type=float, default=None, help="time step in seconds (default: the model's)")
+    run_flags(p)
     task_args(p)
 
     p = add("verify", cmd_verify, "run a deployment beside its reference and compare spike for spike "
@@ -673,6 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None,
                    help="task seed (default: the one the model was trained with), or random input's (0)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    run_flags(p)
     task_args(p, f"time steps per sample (the task's default; {VERIFY_STEPS} for random input)")
 
     p = add("import-nir", cmd_import_nir, "convert a NIR file into a neuromorph model file")

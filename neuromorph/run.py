@@ -67,14 +67,30 @@ def check_run_memory(graph: Graph, samples: int, steps: int, probes: Sequence[Pr
                  f"values per step ({sizes[largest]} of them here)", node=largest)
 
 
+def run_options(artifact: Artifact, options: dict[str, Any] | None) -> dict[str, Any]:
+    """The run options given (None values left out), checked against those the artifact's
+    target declares (``run_options``: how it runs, e.g. the Loihi 2 target's ``lanes``);
+    one that it does not take is refused (one line)."""
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    declared = target(artifact.target).run_options
+    for name in given:
+        if name not in declared:
+            flag = "--" + name.replace("_", "-")
+            raise NeuromorphError(f"{flag} is a run option of other targets; '{artifact.target}' takes "
+                                  f"{', '.join('--' + k.replace('_', '-') for k in declared) or 'none'}")
+    return given
+
+
 def record(artifact: Artifact, x: Any, probes: Sequence[str | Probe] = (),
-           progress: Progress | None = None) -> Recording:
-    """Run inputs ({Input: [N, T, *shape]} or one array) through the deployment."""
+           progress: Progress | None = None, options: dict[str, Any] | None = None) -> Recording:
+    """Run inputs ({Input: [N, T, *shape]} or one array) through the deployment;
+    ``options``: the target's run options (:func:`run_options`)."""
+    given = run_options(artifact, options)
     inputs, _ = check_streams(input_shapes(artifact.graph), x)  # refuses 0 samples or 0 steps
     n, t = next(iter(inputs.values())).shape[:2]
     parsed = parse_probes(artifact.graph, [p.text if isinstance(p, Probe) else p for p in probes])
     check_run_memory(artifact.graph, n, t, parsed)
-    return target(artifact.target).run(artifact, inputs, probes=parsed, progress=progress)
+    return target(artifact.target).run(artifact, inputs, probes=parsed, progress=progress, **given)
 
 
 def _split(data: Dataset, split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -89,12 +105,13 @@ def _split(data: Dataset, split: str, limit: int | None) -> tuple[np.ndarray, np
 
 
 def run_dataset(artifact: Artifact, data: Dataset, *, split: str = "test",
-                limit: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
+                limit: int | None = None, progress: Progress | None = None,
+                options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run a deployment over a task's split and score it."""
     x, y = _split(data, split, limit)
     output = data.check_model(artifact.graph)
     start = time.perf_counter()
-    rec = record(artifact, x, progress=progress)
+    rec = record(artifact, x, progress=progress, options=options)
     seconds = time.perf_counter() - start
     pred = predict(rec.outputs[output], data.decision_steps)
     return {
@@ -107,13 +124,14 @@ def run_dataset(artifact: Artifact, data: Dataset, *, split: str = "test",
 
 
 def run_stream(artifact: Artifact, input_path: str | Path, output_path: str | Path, *,
-               membrane: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+               membrane: bool = False, progress: Progress | None = None,
+               options: dict[str, Any] | None = None) -> dict[str, Any]:
     """``X.npy`` in, ``Y.npz`` out: the Output nodes' streams, and with ``membrane`` the
     membrane (``NAME.v``) of every neuron node that feeds an Output."""
     inputs, batched = load_stream(input_path, artifact.graph)
     probes = readout_membranes(artifact.graph) if membrane else []
     start = time.perf_counter()
-    rec = record(artifact, inputs, probes, progress)
+    rec = record(artifact, inputs, probes, progress, options)
     seconds = time.perf_counter() - start
     return {
         "backend": artifact.target, "precision": artifact.precision,
@@ -123,13 +141,13 @@ def run_stream(artifact: Artifact, input_path: str | Path, output_path: str | Pa
 
 
 def verify(artifact: Artifact, x: Any, decision: slice = slice(None),
-           progress: Progress | None = None) -> dict[str, Any]:
+           progress: Progress | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The deployment beside its target's reference on the same inputs: spike for spike
     on every spiking node, and prediction for prediction on the first Output."""
     graph = artifact.graph
     inputs, _ = check_streams(input_shapes(graph), x)
     probes = [Probe(n) for n in spiking_nodes(graph)]
-    got = record(artifact, inputs, probes, progress)
+    got = record(artifact, inputs, probes, progress, options)
     ref = target(artifact.target).reference(artifact, inputs, probes=probes)
     want = ref.recording
     equal = sum(int(np.sum(got.probes[p.text] == want.probes[p.text])) for p in probes)
@@ -148,4 +166,5 @@ def verify(artifact: Artifact, x: Any, decision: slice = slice(None),
         "reference": ref.name, "backend": artifact.target, "precision": artifact.precision,
         "samples": int(len(next(iter(inputs.values())))), "steps": int(next(iter(inputs.values())).shape[1]),
         "spikes_compared": total,
+        **{k: got.info[k] for k in ("plan", "lanes", "cores", "cores_available") if k in got.info},
     }

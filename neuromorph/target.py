@@ -72,6 +72,9 @@ class Target(ABC):
     plasticity: frozenset[str] = frozenset()
     """Plasticity rules (ir.PLASTICITY_RULES) this target executes; others are refused."""
     options: Mapping[str, tuple[type, str]] = {}
+    run_options: Mapping[str, tuple[type, str]] = {}
+    """How a run may be done, {name: (type, help)} (CLI flags of run and verify; the
+    Loihi 2 target's ``lanes``); passed to :meth:`run` as keyword arguments."""
     """Extra compile options this target takes: name -> (type, help). Each becomes a
     ``neuromorph compile --NAME`` flag and a keyword argument of ``compile``."""
 

@@ -30,11 +30,15 @@ Progress = Callable[[dict[str, Any]], None]
 """Called after every epoch with that epoch's record (epoch, loss, accuracies, seconds)."""
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
     lr: float = 5e-3  # Adam
+    lr_schedule: str = "constant"  # or "cosine": annealed to 0 over the run (per update)
     seed: int = 0
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
     surrogate: str | None = None  # fast_sigmoid or triangle; None: the method's default
@@ -45,6 +49,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise NeuromorphError("epochs and batch size must be >= 1 and the learning rate > 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise NeuromorphError(f"lr schedule must be one of {', '.join(LR_SCHEDULES)}, got '{self.lr_schedule}'")
         if self.dtype not in ("float32", "float64"):
             raise NeuromorphError(f"dtype must be float32 or float64, got '{self.dtype}'")
 

@@ -44,6 +44,7 @@ MODULE_MARKERS: dict[str, tuple[str, ...]] = {
     "test_lava_compat": ("lava",),
     "test_lava_lifecycle": ("lava",),
     "test_eprop": ("torch",),
+    "test_lanes": ("lava",),
     "test_nir": ("torch",),  # snnTorch / Norse files and behaviour; imports torch at module level
     "test_simulate": ("torch",),  # torch's conv/pool are the references; imported at module level
     "test_torch_backend": ("torch",),
@@ -88,6 +89,7 @@ TEST_MARKERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("test_conv_deploy", "test_a_sinabs_nmnist_cnn_imports_compiles_small_and_deploys_exactly"): ("lava",),
     # The torch target's node rules import torch.
     ("test_plasticity", "test_every_target_refuses_every_rule_naming_the_connection[torch]"): ("torch",),
+    ("test_lanes", "test_a_target_without_lanes_refuses_the_option"): ("torch",),
     # `neuromorph backends` loads every registered target and method, bptt included.
     ("test_cli", "test_backends_lists_what_the_registry_holds"): ("torch",),
     ("test_cli", "test_unknown_backend_and_method_name_the_registered_ones"): ("torch",),
@@ -114,6 +116,7 @@ SLOW_TESTS = {
     "tests/test_training.py::test_training_lowers_the_loss_and_beats_chance",  # 8-14 / 21
     "tests/test_training.py::test_training_is_reproducible_for_a_seed",  # 6-11 / 7
     "tests/test_training.py::test_cli_train_prints_the_promised_json",  # 7-9 / 9
+    "tests/test_training.py::test_a_cosine_schedule_changes_training_and_a_bad_one_is_refused",  # - / 20
     "tests/test_examples.py::test_main_job_trains_compiles_and_runs_in_lava",  # 8-10 / 27
     "tests/test_examples.py::test_snntorch_nir_file_deploys_and_matches_snntorch",  # - / 6
     "tests/test_tasks.py::test_randman_alpha_sets_smoothness",  # 2-4 / 4
@@ -126,6 +129,9 @@ SLOW_TESTS = {
     "tests/test_plugin.py::test_a_plugin_target_compiles_runs_and_verifies_through_the_cli",  # - / 11-21
     "tests/test_file_safety.py::test_loading_16000_nodes_is_near_linear",  # - / 9
     "tests/test_fuzz.py::test_fuzzed_files_load_or_are_refused_with_one_line",  # - / 22 (2500 cases)
+    "tests/test_lanes.py::test_neuromorph_run_says_its_plan_and_lanes_1_gives_the_same_scores",  # 10-20
+    "tests/test_lanes.py::test_ctrl_c_during_an_asynchronous_lanes_run_leaves_no_lava_processes",  # 3.5-6
+    "tests/test_lanes.py::test_verify_runs_the_default_plan_and_stays_exact_in_fixed_and_float",  # 3-7
     "tests/test_conv_deploy.py::test_a_sinabs_nmnist_cnn_imports_compiles_small_and_deploys_exactly",  # 20
     "tests/test_eprop.py::test_true_learning_signal_gives_the_bptt_gradient_over_1000_steps",  # 14 (6 cases)
     "tests/test_eprop.py::test_streaming_equals_autograd_over_2000_steps",  # 3-4

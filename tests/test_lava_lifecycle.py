@@ -130,7 +130,8 @@ class Run:
 
     def __init__(self, artifact: Path, env: "dict[str, str] | None" = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "neuromorph", "run", str(artifact), "--task", "digits", "--split", "train"],
+            [sys.executable, "-m", "neuromorph", "run", str(artifact), "--task", "digits", "--split", "train",
+             "--lanes", "1"],  # one sample at a time: long enough to interrupt
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
             env={**os.environ, **(env or {})}, preexec_fn=_default_signals)
         self.lines: "queue.Queue[tuple[str, bytes | None]]" = queue.Queue()

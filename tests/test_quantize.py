@@ -328,3 +328,150 @@ def test_li_readout_converts_back_to_ir_units():
     want, _ = simulate_netlist(net, x)
     np.testing.assert_allclose(got["y"], want["y"], atol=1e-4)
     assert np.ptp(want["y"]) > 0.5
+
+
+# ---------------------------------------------------------------- vectorised models = one sample at a time
+
+
+def _reference_run(net, x, precision, q=None):
+    """The chip models as they were written before lanes: one sample after another in
+    chip time (period P = T + G), the synapses' per-sample integer arithmetic spelled out
+    here (Lava's Dense: int64 sums of binary spikes, int32 dot of graded payloads; the
+    convolution: int64), the neurons' step functions on [n] vectors."""
+    from neuromorph.backends.loihi2.conv import ConvOp
+
+    n, t = next(iter(x.values())).shape[:2]
+    gap = max((c.ir_delay for c in net.connections), default=0)
+    period, last = t + gap, max(p.offset for p in net.populations)
+    total = n * period + last
+    depth = 2 + max((c.extra_delay for c in net.connections), default=0)
+    fixed = precision == "fixed"
+    params = {p.name: (q.populations[p.name] if fixed else {k: getattr(p, k) for k in neuron_step.FLOAT_PARAMS})
+              for p in net.populations}
+    init, step = ((neuron_step.init_fixed, neuron_step.step_fixed) if fixed
+                  else (neuron_step.init_float, neuron_step.step_float))
+
+    def synapse(i, c, src):
+        if not fixed:
+            return ConvOp(c.conv, c.weight).apply(src) if c.conv is not None else c.weight @ src
+        graded = q.num_message_bits.get(c.source, 0) > 0
+        if c.source in q.input_scale:
+            src = np.rint(src * q.input_scale[c.source])
+        w, e = q.weights[i], q.weight_exps[i]
+        if c.conv is not None:
+            msg = src.astype(np.int64) if graded else (src != 0).astype(np.int64)
+            acc = ConvOp(c.conv, w.astype(np.int64)).apply(msg)
+        elif graded:
+            acc = w.astype(np.int32).dot(src.astype(np.int32))
+        else:
+            acc = w.astype(np.int64) @ (src != 0).astype(np.int64)
+        return (np.left_shift(acc, e) if e > 0 else np.right_shift(acc, -e)).astype(np.int32)
+
+    streams = {p.name: np.zeros((total, p.size)) for p in net.inputs}
+    for p in net.inputs:
+        for j in range(n):
+            streams[p.name][j * period:j * period + t] = x[p.name][j].reshape(t, p.size)
+    pending = {p.name: np.zeros((depth, p.size)) for p in net.populations}
+    out = {o.name: np.zeros((n, t, net.population(o.population).size)) for o in net.outputs}
+    trains = {p.name: np.zeros((n, t, p.size)) for p in net.populations if p.spiking}
+    counts = {p.name: 0 for p in net.populations}
+    state, sent = {}, {}
+    for c in range(total):
+        for p in net.inputs:
+            sent[p.name] = streams[p.name][c]
+        for pop in net.populations:
+            rel = c - pop.offset
+            j, k = (rel // period, rel % period) if rel >= 0 else (-1, -1)
+            a_in = pending[pop.name][c % depth].copy()
+            pending[pop.name][c % depth] = 0
+            if j < 0 or j >= n or k >= t:
+                sent[pop.name] = np.zeros(pop.size)
+                continue
+            if k == 0:
+                state[pop.name] = init(params[pop.name])
+            s = step(params[pop.name], state[pop.name], a_in, pop.spiking, pop.reset == "subtract")
+            sent[pop.name] = s
+            counts[pop.name] += int(np.count_nonzero(s))
+            if pop.spiking:
+                trains[pop.name][j, k] = s
+            for o in net.outputs:
+                if o.population == pop.name:
+                    v = state[pop.name]["v"]
+                    out[o.name][j, k] = s if o.signal == "spikes" else (
+                        q.membrane(pop.name, v) if fixed else v + pop.v_shift)
+        for i, conn in enumerate(net.connections):
+            if c + 1 + conn.extra_delay < total:
+                pending[conn.target][(c + 1 + conn.extra_delay) % depth] += synapse(i, conn, sent[conn.source])
+    out = {o.name: out[o.name].reshape(n, t, *o.shape) for o in net.outputs}
+    out.update({f"{k}.spikes": v.reshape(n, t, *net.population(k).shape) for k, v in trains.items()})
+    return out, counts
+
+
+def _lane_graphs():
+    from neuromorph.ir import IF, Conv2d, Delay, Flatten, SumPool2d
+
+    rng = np.random.default_rng(11)
+    ff = Graph({"x": Input((7,)), "w": Affine(rng.normal(0.4, 0.6, (9, 7)), rng.normal(0, 0.05, 9)),
+                "h": CubaLIF(tau_mem=6e-3, tau_syn=4e-3, r=6.0), "w2": Linear(rng.normal(0.3, 0.8, (3, 9))),
+                "ro": LI(tau=10e-3, r=10.0, v_leak=0.2), "y": Output()},
+               [("x", "w"), ("w", "h"), ("h", "w2"), ("w2", "ro"), ("ro", "y")], dt=DT)
+    rec = Graph({"x": Input((4,)), "w": Linear(rng.normal(0.8, 0.3, (8, 4))),
+                 "h": ALIF(tau_mem=5e-3, tau_adapt=20e-3, beta=rng.uniform(0.2, 1, 8), r=5.0, reset="subtract"),
+                 "rec": Linear(rng.normal(0, 0.8, (8, 8))), "d": Delay(3 * DT),
+                 "w2": Linear(rng.normal(0.5, 0.5, (2, 8))), "ro": LI(tau=10e-3, r=10.0), "y": Output()},
+                [("x", "w"), ("w", "h"), ("h", "rec"), ("rec", "h", 2), ("h", "d"), ("d", "w2"),
+                 ("w2", "ro"), ("ro", "y")], dt=DT)
+    conv = Graph({"x": Input((2, 6, 6)), "c": Conv2d(rng.normal(0.3, 0.8, (4, 2, 3, 3)), np.zeros(4), padding=1),
+                  "l": IF(r=300.0, v_threshold=1.0), "p": SumPool2d(2), "f": Flatten(),
+                  "w": Linear(rng.normal(0, 1, (5, 36))), "skip": Conv2d(rng.normal(0, 0.3, (1, 2, 6, 6)), np.zeros(1)),
+                  "sf": Flatten(), "sw": Linear(rng.normal(0, 1, (5, 1))), "ro": LI(tau=10e-3, r=10.0), "y": Output()},
+                 [("x", "c"), ("c", "l"), ("l", "p"), ("p", "f"), ("f", "w"), ("w", "ro"),
+                  ("x", "skip"), ("skip", "sf"), ("sf", "sw"), ("sw", "ro"), ("ro", "y")], dt=DT)
+    return {"feedforward": ff, "recurrent": rec, "conv": conv}
+
+
+@pytest.mark.parametrize("precision", ["float", "fixed"])
+@pytest.mark.parametrize("name", ["feedforward", "recurrent", "conv"])
+def test_vectorised_chip_models_equal_one_sample_at_a_time_bit_for_bit(name, precision):
+    net = lower(_lane_graphs()[name])
+    rng = np.random.default_rng(3)
+    # graded inputs (a 1/8 grid: exact payloads) for the first graph, spikes for the others
+    x = {p.name: (rng.integers(0, 9, (5, 14, *p.shape)) / 8.0 if name == "feedforward"
+                  else (rng.random((5, 14, *p.shape)) < 0.4) * 1.0) for p in net.inputs}
+    q = quantize(net, x) if precision == "fixed" else None
+    if q is not None and name == "feedforward":
+        assert q.num_message_bits["x"] > 0  # graded payloads
+    want, want_counts = _reference_run(net, x, precision, q)
+    assert sum(want_counts.values()) > 0
+    for lanes in (None, 1, 2, 5):
+        got, counts = (simulate_fixed(q, x, record_spikes=True, lanes=lanes) if q is not None
+                       else simulate_netlist(net, x, record_spikes=True, lanes=lanes))
+        assert counts == want_counts, lanes
+        assert set(got) == set(want)
+        for key in want:  # bit for bit, signed zeros included
+            assert got[key].dtype == want[key].dtype and got[key].tobytes() == want[key].tobytes(), (key, lanes)
+
+
+def test_fixed_synapses_sum_integers_exactly_in_float_or_int64():
+    from neuromorph.backends.loihi2.conv import ConvGeometry
+    from neuromorph.backends.loihi2.synapse import FixedConv, FixedDense
+
+    rng = np.random.default_rng(4)
+    w = rng.integers(-128, 128, (6, 40)) * 2
+    x = rng.integers(-2**15 + 1, 2**15, (3, 40))
+    fast = FixedDense(w, -2, graded=True, max_message=2**15 - 1)
+    slow = FixedDense(w, -2, graded=True)  # no bound: int64 sums
+    assert fast.exact_float and not slow.exact_float
+    want = np.stack([np.right_shift(w.astype(np.int32).dot(row.astype(np.int32)), 2) for row in x])
+    np.testing.assert_array_equal(fast(x), want)
+    np.testing.assert_array_equal(slow(x), want)
+    with pytest.raises(ValueError, match="exceeds the connection's bound"):
+        fast(x * 2)
+    # a bound beyond 2^53 falls back to int64
+    assert not FixedDense(w, 0, graded=True, max_message=2**52).exact_float
+    geom = ConvGeometry((2, 5, 5), (3, 5, 5), (3, 3), (1, 1), (1, 1), (1, 1), 1)
+    k = rng.integers(-255, 256, geom.kernel_shape)
+    s = rng.integers(0, 2**7, (4, geom.n_in))
+    a, b = FixedConv(geom, k, 3, True, 2**7 - 1), FixedConv(geom, k, 3, True)
+    assert a.exact_float and not b.exact_float
+    np.testing.assert_array_equal(a(s), b(s))

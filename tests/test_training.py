@@ -97,3 +97,13 @@ def test_cli_train_prints_the_promised_json(tmp_path):
     trained = nm.load(out)
     assert trained.metadata["zoo"] == "digits-mlp"
     assert not np.array_equal(trained.nodes["fc1"].weight, get("digits-mlp").nodes["fc1"].weight)
+
+
+def test_a_cosine_schedule_changes_training_and_a_bad_one_is_refused():
+    graph = nm.feedforward(64, [16], 10, seed=0)
+    data = tasks.load("digits", steps=4)
+    constant = train(graph, data, TrainConfig(epochs=1, batch_size=256)).graph
+    cosine = train(graph, data, TrainConfig(epochs=1, batch_size=256, lr_schedule="cosine")).graph
+    assert constant != cosine
+    with pytest.raises(nm.NeuromorphError, match="lr schedule must be one of constant, cosine"):
+        TrainConfig(lr_schedule="step")

@@ -164,14 +164,15 @@ class ConvOp:
         out = np.matmul(self.weight, cols.reshape(*lead, g, (c_in // g) * k, p_out))
         return out.reshape(*lead, geom.n_out)
 
+    __call__ = apply
+
 
 def conv_fixed(op: ConvOp, weight_exp: int, s_in: np.ndarray, graded: bool) -> np.ndarray:
     """One step of the fixed-point convolutional synapse: the int32 ``a_out`` for ``s_in``
-    (``op`` holds the int64 mantissas)."""
-    msg = np.asarray(s_in).astype(np.int64) if graded else (np.asarray(s_in) != 0).astype(np.int64)
-    acc = op.apply(msg)
-    acc = np.left_shift(acc, weight_exp) if weight_exp > 0 else np.right_shift(acc, -weight_exp)
-    return acc.astype(np.int32)
+    (``op`` holds the integer mantissas): ``synapse.FixedConv`` for one call."""
+    from .synapse import FixedConv
+
+    return FixedConv(op.geom, op.weight.reshape(op.geom.kernel_shape), weight_exp, graded)(s_in)
 
 
 # ---------------------------------------------------------------- counts and expansions

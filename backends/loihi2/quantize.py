@@ -2,9 +2,10 @@
 
 ``quantize(net, calibration)`` turns the float netlist into the integers Lava's
 fixed-point models take, and reports the error it made per connection and population;
-``simulate_fixed(q, x)`` is the bit-exact numpy model of that integer arithmetic (the
-neuron update is ``neuron_step.step_fixed``, shared with the Lava backend; the synapse
-arithmetic below copies Lava's ``PyDenseModelBitAcc``).
+``simulate_fixed(q, x)`` is the bit-exact numpy model of that integer arithmetic, many
+samples side by side (chip_model.py's lanes; the neuron update is
+``neuron_step.FixedNeurons``, the synapses ``synapse.FixedDense`` / ``FixedConv``, which
+copy Lava's ``PyDenseModelBitAcc``; all shared with the Lava processes).
 
 Units. Every population p gets a voltage scale ``S = v_scale[p]``: its integer membrane
 and current are ``v_int = S * v`` and ``u_int = S * u`` (float netlist units, shifted
@@ -76,15 +77,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from neuromorph.errors import NeuromorphError
 from . import neuron_step
-from .conv import ConvOp, connection_abs_sums, connection_fan_in, conv_fixed
+from .conv import connection_abs_sums, connection_fan_in
 from .netlist import Netlist, Population
-from .chip_model import check_inputs, float_params, simulate_netlist
+from .chip_model import FloatArithmetic, check_inputs, simulate_netlist
+from .synapse import FixedConv, FixedDense, message_bound
 
 WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7
 VTH_MAX = 2**17 - 1
@@ -140,13 +142,10 @@ def lava_weights(w: np.ndarray) -> np.ndarray:
 
 
 def dense_fixed(weights: np.ndarray, weight_exp: int, s_in: np.ndarray, graded: bool) -> np.ndarray:
-    """One step of Lava's PyDenseModelBitAcc: the int32 ``a_out`` it sends for input ``s_in``."""
-    if graded:
-        acc = weights.astype(np.int32).dot(np.asarray(s_in).astype(np.int32))  # int32, as Lava
-    else:
-        acc = weights.astype(np.int64) @ (np.asarray(s_in) != 0).astype(np.int64)  # sum over spikes
-    acc = np.left_shift(acc, weight_exp) if weight_exp > 0 else np.right_shift(acc, -weight_exp)
-    return acc.astype(np.int32)  # the int32 channel
+    """One step of Lava's PyDenseModelBitAcc: the int32 ``a_out`` it sends for input ``s_in``
+    (``synapse.FixedDense`` for one call: binary spikes summed in int64, graded payloads
+    in int32 as Lava's ``weights.dot(s_in)``, then the exponent's shift)."""
+    return FixedDense(weights, weight_exp, graded)(s_in)
 
 
 def quantize_weights(w_eff: np.ndarray, label: str = "") -> tuple[np.ndarray, int]:
@@ -247,24 +246,33 @@ def input_payload(q: QuantizedNetlist, name: str, x: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- peaks of the float state
 
 
-def _float_peaks(net: Netlist, calibration: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Largest |a_in|, |u|, v (before reset) and a per population in a float run."""
-    params = {p.name: float_params(p) for p in net.populations}
-    names = {id(v): k for k, v in params.items()}
-    peaks = {p.name: {"a_in": 0.0, "u": 0.0, "v": 0.0, "a": 0.0} for p in net.populations}
+class _PeakNeurons:
+    """A population's float update that keeps the largest |a_in|, |u|, v (before the
+    reset) and a it sees."""
 
-    def step(prm: dict[str, np.ndarray], state: dict[str, np.ndarray], a_in: np.ndarray, spiking: bool,
-             subtract: bool = False) -> np.ndarray:
-        rec = peaks[names[id(prm)]]
+    def __init__(self, neurons: neuron_step.FloatNeurons, record: dict[str, float]) -> None:
+        self.neurons, self.record = neurons, record
+
+    def init(self, lanes: int | None = None) -> dict[str, np.ndarray]:
+        return self.neurons.init(lanes)
+
+    def step(self, state: dict[str, np.ndarray], a_in: np.ndarray) -> np.ndarray:
+        n, rec = self.neurons, self.record
         v_old = state["v"]
-        s = neuron_step.step_float(prm, state, a_in, spiking, subtract)
-        v_pre = v_old * (1.0 - prm["dv"]) + state["u"] + prm["bias_v"]
+        s = n.step(state, a_in)
+        v_pre = v_old * n.keep_v + state["u"] + n.bias_v
         for key, val in (("a_in", a_in), ("u", state["u"]), ("v", v_pre), ("a", state["a"])):
             if val.size:
                 rec[key] = max(rec[key], float(np.max(np.abs(val))))
         return s
 
-    simulate_netlist(net, dict(calibration), params=params, step=step)
+
+def _float_peaks(net: Netlist, calibration: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Largest |a_in|, |u|, v (before reset) and a per population in a float run."""
+    peaks = {p.name: {"a_in": 0.0, "u": 0.0, "v": 0.0, "a": 0.0} for p in net.populations}
+    arith = FloatArithmetic(net)
+    arith.neurons = {k: _PeakNeurons(v, peaks[k]) for k, v in arith.neurons.items()}
+    simulate_netlist(net, dict(calibration), arithmetic=arith)
     return peaks
 
 
@@ -516,59 +524,49 @@ def quantize(net: Netlist, calibration: Mapping[str, np.ndarray] | None = None) 
 # ---------------------------------------------------------------- the bit-exact model
 
 
-def _recorder(step: Callable[..., np.ndarray], names: dict[int, str],
-              store: dict[str, list[np.ndarray]]) -> Callable[..., np.ndarray]:
-    """Wrap a step function to keep every population's spikes, in call order (sample, step)."""
-    def rec(params: dict[str, np.ndarray], state: dict[str, np.ndarray], a_in: np.ndarray,
-            spiking: bool, subtract: bool = False) -> np.ndarray:
-        s = step(params, state, a_in, spiking, subtract)
-        store[names[id(params)]].append(np.asarray(s, dtype=np.float64).copy())
-        return s
-    return rec
+class FixedArithmetic:
+    """The fixed-point chip for ``chip_model.simulate_netlist``: ``neuron_step.FixedNeurons``
+    per population, ``synapse.FixedDense`` / ``FixedConv`` per connection (the mantissas
+    converted once), inputs sent as their integer payloads, the membrane read back in IR
+    units."""
 
+    dtype = np.int64  # the summed Dense outputs, exact (Lava's int32 sum is the same modulo 2^32)
 
-def _spike_arrays(net: Netlist, store: dict[str, list[np.ndarray]], n: int, t: int) -> dict[str, np.ndarray]:
-    return {f"{p.name}.spikes": np.asarray(store[p.name]).reshape(n, t, *p.shape)
-            for p in net.populations if p.spiking}
+    def __init__(self, q: QuantizedNetlist) -> None:
+        net = q.net
+        self.q = q
+        self.neurons = {p.name: neuron_step.FixedNeurons(q.populations[p.name], p.spiking, p.reset == "subtract")
+                        for p in net.populations}
+        self.synapses = []
+        for i, c in enumerate(net.connections):
+            bits = q.num_message_bits.get(c.source, 0)
+            graded = c.source in q.input_scale and bits > 0
+            kind = FixedConv if c.conv is not None else FixedDense
+            args = (c.conv,) if c.conv is not None else ()
+            self.synapses.append(kind(*args, q.weights[i], q.weight_exps[i], graded, message_bound(graded, bits)))
+
+    def message(self, port: str, x: np.ndarray) -> np.ndarray:
+        return np.rint(x * self.q.input_scale[port])
+
+    def readout(self, population: str, v: np.ndarray) -> np.ndarray:
+        return self.q.membrane(population, v)
 
 
 def simulate_fixed(q: QuantizedNetlist, x: np.ndarray | Mapping[str, np.ndarray], *,
-                   record_spikes: bool = False) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+                   record_spikes: bool = False, lanes: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Bit-exact numpy model of the deployed integer arithmetic (Lava fixed_pt).
 
     Returns ({output: [N, T, *shape]}, {population: spike count}); with
     ``record_spikes`` the outputs also hold ``"<population>.spikes"`` ([N, T, *shape])
     for every spiking population. LI outputs are converted back to IR units.
+    ``lanes``: samples computed side by side (chip_model.simulate_netlist); the results
+    do not depend on it.
     """
     net = q.net
-    inputs, n, t = check_inputs(net, x)
+    inputs, _, _ = check_inputs(net, x)
     for port in net.inputs:
         input_payload(q, port.name, inputs[port.name])  # refuse what the chip would mangle
-    graded = [c.source in q.num_message_bits and q.num_message_bits[c.source] > 0 for c in net.connections]
-    is_input = [c.source in q.input_scale for c in net.connections]
-
-    ops = [ConvOp(c.conv, q.weights[i].astype(np.int64)) if c.conv is not None else None
-           for i, c in enumerate(net.connections)]
-
-    def synapse(i: int, src: np.ndarray) -> np.ndarray:
-        c = net.connections[i]
-        msg = np.rint(src * q.input_scale[c.source]) if is_input[i] else src
-        if ops[i] is not None:
-            return conv_fixed(ops[i], q.weight_exps[i], msg, graded[i])
-        return dense_fixed(q.weights[i], q.weight_exps[i], msg, graded[i])
-
-    readout = q.membrane
-
-    params = {k: dict(v) for k, v in q.populations.items()}
-    step: Callable[..., np.ndarray] = neuron_step.step_fixed
-    store: dict[str, list[np.ndarray]] = {p.name: [] for p in net.populations}
-    if record_spikes:
-        step = _recorder(step, {id(v): k for k, v in params.items()}, store)
-    outputs, counts = simulate_netlist(net, inputs, params=params, synapse=synapse,
-                                       init=neuron_step.init_fixed, step=step, readout=readout)
-    if record_spikes:
-        outputs.update(_spike_arrays(net, store, n, t))
-    return outputs, counts
+    return simulate_netlist(net, inputs, arithmetic=FixedArithmetic(q), record_spikes=record_spikes, lanes=lanes)
 
 
 def compare(q: QuantizedNetlist, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -576,12 +574,8 @@ def compare(q: QuantizedNetlist, x: np.ndarray | Mapping[str, np.ndarray]) -> di
     and the fraction of (sample, step, neuron) entries that agree, and the Dice overlap
     of the spike sets (2 |F and Q| / (|F| + |Q|)); per output the error of the signal."""
     net = q.net
-    inputs, n, t = check_inputs(net, x)
-    params = {p.name: float_params(p) for p in net.populations}
-    store: dict[str, list[np.ndarray]] = {p.name: [] for p in net.populations}
-    step = _recorder(neuron_step.step_float, {id(v): k for k, v in params.items()}, store)
-    want, _ = simulate_netlist(net, inputs, params=params, step=step)
-    want.update(_spike_arrays(net, store, n, t))
+    inputs, _, _ = check_inputs(net, x)
+    want, _ = simulate_netlist(net, inputs, record_spikes=True)
     got, _ = simulate_fixed(q, inputs, record_spikes=True)
     result: dict[str, Any] = {"populations": {}, "outputs": {}}
     for p in net.populations:

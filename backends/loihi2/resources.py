@@ -206,6 +206,27 @@ class ResourceMap:
         """Chips needed (at least 1)."""
         return max(1, math.ceil(self.cores / self.limits.cores_per_chip))
 
+    @property
+    def max_lanes(self) -> int:
+        """Copies of the network that fit the allowed chips side by side, each on cores of
+        its own and within one chip (or, when one copy needs several chips, on chips of
+        its own): how many samples a lane plan may run at once."""
+        per_chip = self.limits.cores_per_chip
+        if self.cores <= per_chip:
+            return self.chips_allowed * (per_chip // max(self.cores, 1))
+        return self.chips_allowed // self.chips
+
+    def check_lanes(self, lanes: int) -> None:
+        """Refuse (one line) more lanes than :attr:`max_lanes`."""
+        if lanes < 1:
+            raise NeuromorphError(f"lanes must be at least 1, got {lanes}")
+        if lanes > self.max_lanes:
+            raise NeuromorphError(
+                f"{lanes} lanes do not fit: {lanes} copies of the network need {lanes * self.cores} "
+                f"Loihi 2 neuron cores ({self.cores} each) but {self.chips_allowed} chip(s) have "
+                f"{self.chips_allowed * self.limits.cores_per_chip}; at most {self.max_lanes} lanes "
+                "(compile with more chips for more)")
+
     def to_dict(self) -> dict[str, Any]:
         lim = self.limits
         return {

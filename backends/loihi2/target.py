@@ -3,7 +3,9 @@
     compile:   discretise (neuromorph.discretize) -> lower (netlist.py) -> map onto cores
                (resources.py) -> quantise to Loihi 2 formats when precision is "fixed"
                (quantize.py)
-    run:       Lava's Loihi2SimCfg, floating_pt or fixed_pt (lava/runner.py)
+    run:       Lava's Loihi2SimCfg, floating_pt or fixed_pt (lava/runner.py); by default many
+               samples side by side ("lanes": copies of the network on the chip's spare
+               cores) under Lava's AsyncProtocol, ``lanes=1`` one sample at a time
     reference: float -> the IR semantics (neuromorph.simulate), spike for spike up to
                float rounding; fixed -> the bit-exact numpy model of the integer
                arithmetic (quantize.simulate_fixed), which must agree exactly
@@ -44,6 +46,10 @@ class Loihi2Target(Target):
     description = "Loihi 2 in Intel Lava 0.10.0's simulator (Loihi2SimCfg floating_pt / fixed_pt)"
     precisions = ("float", "fixed")
     options = {"chips": (int, "number of Loihi 2 chips the network may use (default 1)")}
+    run_options = {"lanes": (int, "samples run side by side in Lava, as copies of the network on spare "
+                                  "cores (default: as many as fit the chips the artifact was compiled "
+                                  "for, asynchronous); 1: one at a time, Lava's Dense, LoihiProtocol")}
+    """Options of ``run`` (``neuromorph run`` / ``verify`` flags): name -> (type, help)."""
 
     @property
     def rules(self) -> RuleTable:
@@ -94,18 +100,24 @@ class Loihi2Target(Target):
     # ------------------------------------------------------------ running
 
     def run(self, artifact: Any, inputs: Mapping[str, np.ndarray], *,
-            probes: Sequence[Probe] = (), progress: Progress | None = None) -> Recording:
+            probes: Sequence[Probe] = (), progress: Progress | None = None,
+            lanes: int | None = None) -> Recording:
         from .lava.runner import run_lava
 
         dep: Deployment = artifact.payload
         wanted = _population_probes(dep.netlist, probes)
+        samples = len(next(iter(inputs.values())))
+        plan, cores = run_plan(artifact, samples, lanes)
         outputs, spikes, info = run_lava(dep.netlist, dict(inputs), precision=artifact.precision,
                                          quantized=dep.quantized, probes=list(wanted.values()),
-                                         progress=progress)
+                                         progress=progress, plan=plan)
         return Recording(
             outputs, {text: info.probes[sel] for text, sel in wanted.items()}, spikes,
             {"chip_steps": info.chip_steps, "lava_processes": info.processes,
-             "latency_steps": dep.netlist.latency,
+             "latency_steps": dep.netlist.latency, "plan": info.plan.describe(),
+             "lanes": info.plan.lanes, "asynchronous": info.plan.asynchronous,
+             "cores_per_lane": cores["per_lane"], "cores": cores["per_lane"] * info.plan.lanes,
+             "cores_available": cores["available"],
              "seconds_build": round(info.seconds_build, 3), "seconds_run": round(info.seconds_run, 3)})
 
     def reference(self, artifact: Any, inputs: Mapping[str, np.ndarray], *,
@@ -133,6 +145,36 @@ class Loihi2Target(Target):
                 lines.append("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                               for k, v in item.items()))
         return "\n".join(lines)
+
+
+def run_plan(artifact: Any, samples: int, lanes: int | None) -> tuple[Any, dict[str, int]]:
+    """The Lava plan of a run (lava/runner.py's ``Plan``) and the cores it takes.
+
+    ``lanes`` None: as many lanes as the chips the artifact was compiled for hold copies
+    of the network (``ResourceMap.max_lanes``), spread evenly over the rounds the samples
+    need (360 samples, 64 lanes at most: 6 rounds of 60), asynchronous; 1: one sample at
+    a time with Lava's own Dense (the plan for anything that needs Lava's phases); B > 1:
+    B lanes, asynchronous, refused (one line) when they do not fit the chips."""
+    from .lava.runner import Plan
+
+    mapping = map_netlist(artifact.payload.netlist, chips_allowed=_chips_allowed(artifact))
+    cores = {"per_lane": mapping.cores, "available": mapping.chips_allowed * mapping.limits.cores_per_chip}
+    if lanes is not None:
+        mapping.check_lanes(int(lanes))
+        lanes = min(int(lanes), max(int(samples), 1))
+        return Plan(lanes, asynchronous=lanes > 1), cores
+    most = max(1, mapping.max_lanes)
+    rounds = -(-max(int(samples), 1) // most)
+    return Plan(-(-max(int(samples), 1) // rounds), asynchronous=True), cores
+
+
+def _chips_allowed(artifact: Any) -> int:
+    """The chips the artifact was compiled for (its report; 1 where it does not say)."""
+    try:
+        chips = artifact.report["resources"]["chips_allowed"]
+    except (KeyError, TypeError):
+        return 1
+    return chips if isinstance(chips, int) and not isinstance(chips, bool) and chips >= 1 else 1
 
 
 def _record(obj: Any) -> dict[str, Any]:

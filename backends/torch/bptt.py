@@ -108,6 +108,9 @@ def fit(
     Adam step, evaluate. Returns the per-epoch history and the seconds it took."""
     device = next(net.parameters()).device
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
+    updates = config.epochs * -(-len(data.x_train) // config.batch_size)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=updates)
+                if config.lr_schedule == "cosine" else None)
     rng = np.random.default_rng(config.seed)
     x_all = torch.as_tensor(data.x_train)
     y_all = torch.as_tensor(data.y_train)
@@ -127,6 +130,8 @@ def fit(
                 loss_sum = batch_gradients(x_all[mine].to(device), y_all[mine].to(device), len(idx))
             cluster.sum_gradients(net)
             optimiser.step()
+            if schedule is not None:
+                schedule.step()
             if after_step is not None:
                 after_step()
             total_loss += cluster.sum_scalar(loss_sum) / len(idx)

@@ -12,12 +12,16 @@ cross-correlations on flat channel-major vectors; it is 2-d only (the IR has Con
 it has no synaptic delay; and its first message is ``np.zeros_like(a_out.shape)``.
 
 So a convolutional connection is this process, with a ``floating_pt`` and a ``fixed_pt``
-model that both run ``backends/loihi2/conv.py`` (numpy only), the arithmetic the numpy
-chip model runs too:
+model that both run ``backends/loihi2/conv.py`` / ``synapse.py`` (numpy only), the
+arithmetic the numpy chip model runs too:
 
 - ``floating_pt``: ``a_out = ConvOp(kernel).apply(s_in)`` (float64);
-- ``fixed_pt``: ``a_out = conv_fixed(ConvOp(mantissas), weight_exp, s_in, graded)``
-  (int64 sum, exponent shift, int32 message), as Lava's Dense does with a matrix.
+- ``fixed_pt``: ``a_out = FixedConv(mantissas, weight_exp, graded)(s_in)`` (the sums of
+  ``conv.conv_fixed``: int64, exponent shift, int32 message), as Lava's Dense does with
+  a matrix;
+
+each synchronous and asynchronous, for one sample or for lanes (``lanes=B``: ``[B, n]``
+ports; lanes.py says what the lane plan and the asynchronous models are).
 
 Timing is Dense's and DelayDense's: what arrives at chip step ``c`` goes out at step
 ``c + 1 + delay`` (the first ``1 + delay`` messages are zeros).
@@ -35,30 +39,34 @@ from neuromorph.backends.loihi2.lava.compat import import_lava
 import_lava()
 
 from lava.magma.core.decorator import implements, requires, tag  # noqa: E402
-from lava.magma.core.model.py.model import PyLoihiProcessModel  # noqa: E402
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort  # noqa: E402
 from lava.magma.core.model.py.type import LavaPyType  # noqa: E402
 from lava.magma.core.process.ports.ports import InPort, OutPort  # noqa: E402
 from lava.magma.core.process.process import AbstractProcess  # noqa: E402
 from lava.magma.core.process.variable import Var  # noqa: E402
 from lava.magma.core.resources import CPU  # noqa: E402
+from lava.magma.core.sync.protocols.async_protocol import AsyncProtocol  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 
-from neuromorph.backends.loihi2.conv import ConvGeometry, ConvOp, conv_fixed  # noqa: E402
+from neuromorph.backends.loihi2.conv import ConvGeometry, ConvOp  # noqa: E402
+from neuromorph.backends.loihi2.lava.lanes import SynapseLogic, _AsyncModel, _SyncModel  # noqa: E402
+from neuromorph.backends.loihi2.synapse import FixedConv  # noqa: E402
 
 
 class ConvSynapse(AbstractProcess):
-    """A convolutional synapse between flat ports: ``s_in`` [n_in] -> ``a_out`` [n_out].
+    """A convolutional synapse between flat ports: ``s_in`` [n_in] -> ``a_out`` [n_out]
+    (with ``lanes=B``: ``[B, n_in]`` -> ``[B, n_out]``, the same kernel for every lane).
 
     ``kernel``: ``[C_out, C_in/groups, *K]`` (float weights, or integer mantissas for
     ``precision="fixed"``); ``geometry``: the netlist's ``ConvGeometry``; ``weight_exp``:
     the fixed-point exponent; ``graded``: fixed point only, inputs are integer payloads
-    (else binary spikes, ``s_in != 0``); ``delay``: extra synaptic delay in steps.
+    (else binary spikes, ``s_in != 0``); ``max_message``: the payloads' limit (synapse.py;
+    None: int64 sums); ``delay``: extra synaptic delay in steps.
     """
 
     def __init__(self, *, kernel: np.ndarray, geometry: ConvGeometry, precision: str = "float",
-                 weight_exp: int = 0, graded: bool = False, delay: int = 0,
-                 name: Optional[str] = None) -> None:
+                 weight_exp: int = 0, graded: bool = False, max_message: Optional[int] = None,
+                 delay: int = 0, lanes: Optional[int] = None, name: Optional[str] = None) -> None:
         if precision not in ("float", "fixed"):
             raise ValueError(f"ConvSynapse '{name}': unknown precision '{precision}'")
         if tuple(np.shape(kernel)) != geometry.kernel_shape:
@@ -69,78 +77,66 @@ class ConvSynapse(AbstractProcess):
         geom = {k: getattr(geometry, k) for k in ("in_shape", "out_shape", "kernel", "stride", "padding",
                                                   "dilation", "groups")}
         super().__init__(geometry=geom, precision=precision, weight_exp=int(weight_exp), graded=bool(graded),
+                         max_message=None if max_message is None else int(max_message),
                          delay=int(delay), connection=name or "", name=name)
-        self.s_in = InPort(shape=(geometry.n_in,))
-        self.a_out = OutPort(shape=(geometry.n_out,))
+        lead = () if lanes is None else (int(lanes),)
+        self.s_in = InPort(shape=(*lead, geometry.n_in))
+        self.a_out = OutPort(shape=(*lead, geometry.n_out))
         self.weight = Var(shape=geometry.kernel_shape, init=np.asarray(kernel).copy())
 
 
-class _ConvSynapseModel(PyLoihiProcessModel):
-    """The delay line and error context; subclasses pick the arithmetic."""
+class _ConvLogic(SynapseLogic):
+    """The delay line and error context (lanes.SynapseLogic), a convolution's geometry."""
 
-    def __init__(self, proc_params: Any) -> None:
-        super().__init__(proc_params)
+    def _setup(self, proc_params: Any) -> None:
+        super()._setup(proc_params)
         self.geometry = ConvGeometry(**proc_params["geometry"])
-        self.connection: str = proc_params["connection"]
-        self.weight_exp: int = int(proc_params["weight_exp"])
-        self.graded: bool = bool(proc_params["graded"])
-        self.delay: int = int(proc_params["delay"])
-        self._op: Optional[ConvOp] = None
-        self._queue: list = []
-
-    def run_spk(self) -> None:
-        if not self._queue:  # the first 1 + delay messages are zeros
-            self._queue = [self._zeros() for _ in range(self.delay + 1)]
-        self.a_out.send(self._queue.pop(0))
-        s_in = self.s_in.recv()
-        try:
-            self._queue.append(self._step(s_in))
-        except Exception as exc:
-            raise RuntimeError(f"connection '{self.connection}', chip step {self.time_step - 1}: "
-                               f"{type(exc).__name__}: {exc}") from None
-
-    def _op_of(self, dtype: Any) -> ConvOp:
-        if self._op is None:  # built inside Lava's worker process, once
-            self._op = ConvOp(self.geometry, np.asarray(self.weight).astype(dtype))
-        return self._op
-
-    def _zeros(self) -> np.ndarray:
-        raise NotImplementedError
-
-    def _step(self, s_in: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
 
 
-@implements(proc=ConvSynapse, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyConvSynapseFloat(_ConvSynapseModel):
+class _FloatConvTypes(_ConvLogic):
     """Float64: ``ConvOp.apply`` (backends/loihi2/conv.py)."""
 
+    _dtype = np.float64
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     weight: np.ndarray = LavaPyType(np.ndarray, float)
 
-    def _zeros(self) -> np.ndarray:
-        return np.zeros(self.geometry.n_out)
-
-    def _step(self, s_in: np.ndarray) -> np.ndarray:
-        return self._op_of(np.float64).apply(np.asarray(s_in, dtype=np.float64))
+    def _make(self) -> Any:
+        op = ConvOp(self.geometry, np.asarray(self.weight).astype(np.float64))
+        return lambda s_in: op.apply(np.asarray(s_in, dtype=np.float64))
 
 
-@implements(proc=ConvSynapse, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyConvSynapseFixed(_ConvSynapseModel):
-    """Integers: ``conv_fixed`` (backends/loihi2/conv.py): 8-bit mantissas, the
+class _FixedConvTypes(_ConvLogic):
+    """Integers: ``synapse.FixedConv`` (as ``conv.conv_fixed``): 8-bit mantissas, the
     connection's weight exponent, int32 messages."""
 
+    _dtype = np.int32
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     weight: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
 
-    def _zeros(self) -> np.ndarray:
-        return np.zeros(self.geometry.n_out, np.int32)
+    def _make(self) -> Any:
+        return FixedConv(self.geometry, np.asarray(self.weight), self.weight_exp, self.graded,
+                         1 if not self.graded else self.max_message)
 
-    def _step(self, s_in: np.ndarray) -> np.ndarray:
-        return conv_fixed(self._op_of(np.int64), self.weight_exp, s_in, self.graded)
+
+def _model(name: str, types: type, base: type, protocol: Any, tag_: str) -> type:
+    def __init__(self: Any, proc_params: Any) -> None:
+        base.__init__(self, proc_params)
+        self._setup(proc_params)
+
+    cls = type(name, (types, base), {"__init__": __init__, "__module__": __name__,
+                                     "__doc__": f"{types.__doc__} ({protocol.__name__})"})
+    return implements(proc=ConvSynapse, protocol=protocol)(requires(CPU)(tag(tag_)(cls)))
+
+
+PyConvSynapseFloat = _model("PyConvSynapseFloat", _FloatConvTypes, _SyncModel, LoihiProtocol, "floating_pt")
+PyConvSynapseFixed = _model("PyConvSynapseFixed", _FixedConvTypes, _SyncModel, LoihiProtocol, "fixed_pt")
+PyConvSynapseFloatAsync = _model("PyConvSynapseFloatAsync", _FloatConvTypes, _AsyncModel, AsyncProtocol,
+                                 "floating_pt_async")
+PyConvSynapseFixedAsync = _model("PyConvSynapseFixedAsync", _FixedConvTypes, _AsyncModel, AsyncProtocol,
+                                 "fixed_pt_async")
+
+MODELS = {("float", False): PyConvSynapseFloat, ("fixed", False): PyConvSynapseFixed,
+          ("float", True): PyConvSynapseFloatAsync, ("fixed", True): PyConvSynapseFixedAsync}
+"""(precision, asynchronous) -> the ProcessModel the runner maps a ConvSynapse to."""

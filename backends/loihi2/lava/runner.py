@@ -1,16 +1,30 @@
 """Run a compiled netlist in Lava's Loihi 2 CPU simulator (``Loihi2SimCfg``).
 
 The Lava network mirrors the numpy chip model (``chip_model.py``), the
-specification of what the deployment does step by step:
+specification of what the deployment does step by step. A :class:`Plan` says how the
+samples are laid out:
 
-- one ``RingBuffer`` per input port plays chip_model's chip-time input stream (float:
-  real values; fixed: the integer payloads of ``quantize.input_payload``);
-- one ``NeuronGroup`` (process.py) per population runs its sample windows;
-- one synapse per connection: Lava's ``Dense`` delivers at chip step ``c + 1`` what it
-  received at ``c``; ``DelayDense`` with ``delays = extra_delay`` delivers at
-  ``c + 1 + extra_delay`` (its buffer column 0 goes out next step), exactly chip_model's
-  ``arrival = c + 1 + extra_delay``; a convolutional connection is our ``ConvSynapse``
-  (conv.py: Lava's ``Conv`` ignores ``weight_exp``), with the same timing.
+- one at a time (``Plan(lanes=1)``, the default here; the plan for anything that needs
+  Lava's phases, such as on-chip learning): one ``RingBuffer`` per input port plays
+  chip_model's chip-time input stream (float: real values; fixed: the integer payloads
+  of ``quantize.input_payload``); one ``NeuronGroup`` (process.py) per population runs
+  its sample windows; one synapse per connection: Lava's ``Dense`` delivers at chip step
+  ``c + 1`` what it received at ``c``; ``DelayDense`` with ``delays = extra_delay``
+  delivers at ``c + 1 + extra_delay`` (its buffer column 0 goes out next step), exactly
+  chip_model's ``arrival = c + 1 + extra_delay``; a convolutional connection is our
+  ``ConvSynapse`` (conv.py: Lava's ``Conv`` ignores ``weight_exp``), with the same timing;
+  every process steps under Lava's ``LoihiProtocol``;
+- lanes (``Plan(lanes=B)``, asynchronous unless asked otherwise): B copies of the network
+  side by side, as on B groups of spare cores (lanes.py): a ``LaneSource`` per input
+  port, ``NeuronGroup(lanes=B)``, ``LaneDense`` / ``ConvSynapse(lanes=B)`` with the
+  arithmetic of Dense / DelayDense / ConvSynapse per lane, so that every lane's spikes
+  and outputs are bit for bit those of the one-at-a-time plan; lane ``b`` runs samples
+  ``b, b + B, ...`` (chip_model.Schedule); the processes run under Lava's
+  ``AsyncProtocol`` (no per-step handshake with the runtime), or ``LoihiProtocol``.
+
+Every ProcessModel of our own processes is chosen here, by process
+(``exception_proc_model_map``: no search through the modules, no ambiguity between the
+synchronous and asynchronous models).
 
 All ``sched.total`` chip steps run as one ``RunSteps`` (or, with a progress callback, in
 chunks: Lava keeps its state between them). Lava is always stopped, also when the run
@@ -46,12 +60,19 @@ from lava.magma.runtime.mgmt_token_enums import MGMT_COMMAND, MGMT_RESPONSE, enu
 from lava.proc.dense.process import DelayDense, Dense  # noqa: E402
 from lava.proc.io.source import RingBuffer  # noqa: E402
 
+from neuromorph.backends.loihi2.lava import conv as conv_models  # noqa: E402
+from neuromorph.backends.loihi2.lava import lanes as lane_models  # noqa: E402
 from neuromorph.backends.loihi2.lava import lifecycle  # noqa: E402
+from neuromorph.backends.loihi2.lava import process as neuron_models  # noqa: E402
 from neuromorph.backends.loihi2.lava.conv import ConvSynapse  # noqa: E402
+from neuromorph.backends.loihi2.lava.lanes import LaneDense, LaneSource  # noqa: E402
 from neuromorph.backends.loihi2.lava.process import NeuronGroup  # noqa: E402
 from neuromorph.backends.loihi2.netlist import Connection, Netlist  # noqa: E402
 from neuromorph.backends.loihi2.resources import Loihi2Limits  # noqa: E402
-from neuromorph.backends.loihi2.chip_model import Schedule, check_inputs, float_params, input_stream  # noqa: E402
+from neuromorph.backends.loihi2.chip_model import (  # noqa: E402
+    Schedule, check_inputs, fill_stream, float_params, input_stream,
+)
+from neuromorph.backends.loihi2.synapse import message_bound  # noqa: E402
 from neuromorph.errors import NeuromorphError  # noqa: E402
 
 TAGS = {"float": "floating_pt", "fixed": "fixed_pt"}
@@ -74,6 +95,30 @@ Progress = Callable[[int, int], None]
 """``progress(chip steps done, total chip steps)``, called between chunks of the run."""
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How the samples of a run are laid out on Lava (module docstring): ``lanes`` samples
+    side by side (1: one at a time), ``asynchronous`` under Lava's AsyncProtocol. One
+    lane, synchronous, is the plan of Lava's own Dense and RingBuffer processes."""
+
+    lanes: int = 1
+    asynchronous: bool = False
+
+    def __post_init__(self) -> None:
+        if int(self.lanes) < 1:
+            raise NeuromorphError(f"lanes must be at least 1, got {self.lanes}")
+
+    @property
+    def one_at_a_time(self) -> bool:
+        return self.lanes == 1 and not self.asynchronous
+
+    def describe(self) -> str:
+        if self.one_at_a_time:
+            return "one sample at a time (Lava Dense, LoihiProtocol)"
+        return (f"lanes: {self.lanes} sample{'s' if self.lanes > 1 else ''} side by side, "
+                f"{'async' if self.asynchronous else 'sync'}")
+
+
 @dataclass
 class LavaInfo:
     """How a run went: its schedule, Lava process count, seconds spent building the
@@ -90,6 +135,7 @@ class LavaInfo:
     seconds_run: float = 0.0
     seconds_read: float = 0.0
     probes: dict = field(default_factory=dict)
+    plan: Plan = field(default_factory=Plan)
 
     @property
     def steps_per_second(self) -> float:
@@ -106,6 +152,7 @@ def run_lava(
     progress: Optional[Progress] = None,
     chunk: int = 0,
     stall_timeout: Optional[float] = None,
+    plan: Optional[Plan] = None,
 ) -> "tuple[dict[str, np.ndarray], dict[str, int], LavaInfo]":
     """Run ``x`` ({input: [N, T, *shape]}, or one array for a single input) through
     ``net`` in Lava's CPU simulator.
@@ -118,6 +165,8 @@ def run_lava(
     (default chunk: a twentieth of the run); without it the run is one ``RunSteps``.
     ``stall_timeout``: seconds without a finished chip step after which the run fails
     (default: ``$NEUROMORPH_LAVA_STALL_S``, else 60).
+    ``plan``: one sample at a time (default) or lanes (:class:`Plan`); more lanes than
+    samples run as many lanes as samples.
 
     Returns ({output: [N, T, *shape]}, {population: spikes inside sample windows}, info),
     the outputs aligned to IR time steps as ``simulate_netlist`` returns them.
@@ -135,9 +184,12 @@ def run_lava(
         raise NeuromorphError("nothing to run: the input has no samples or no time steps")
     probe_sel = _check_probes(net, probes)
     _check_connected(net)
-    _check_delays(net, precision)
+    plan = plan or Plan()
+    if plan.lanes > n:
+        plan = Plan(n, plan.asynchronous)
+    _check_delays(net, precision, plan)
     stall_s = _stall_timeout(stall_timeout)
-    sched = Schedule.of(net, n, t)
+    sched = Schedule.of(net, n, t, lanes=plan.lanes)
 
     # Exits in reverse order: the temp folder is removed, the guardian ends (removing
     # whatever a failure left), then a signal that arrived is acted upon.
@@ -146,12 +198,13 @@ def run_lava(
         guard.folder(workdir)
         t0 = time.perf_counter()
         with interrupts.armed():
-            groups, others, files, status = _build(
+            groups, others, files, status, models = _build(
                 net, inputs, sched, precision, quantized,
-                {(o.population, o.signal) for o in net.outputs} | set(probe_sel), workdir)
+                {(o.population, o.signal) for o in net.outputs} | set(probe_sel), workdir, plan)
         t1 = time.perf_counter()
         chunk = (chunk if chunk > 0 else max(1, -(-sched.total // 20))) if progress else sched.total
-        counts = _execute(groups, status, sched.total, TAGS[precision], chunk, progress, interrupts, stall_s)
+        cfg = Loihi2SimCfg(select_tag=TAGS[precision], exception_proc_model_map=models)
+        counts = _execute(groups, status, sched.total, cfg, chunk, progress, interrupts, stall_s)
         t2 = time.perf_counter()
 
         def read(pop_name: str, signal_: str) -> np.ndarray:
@@ -166,7 +219,7 @@ def run_lava(
                       for sel in probe_sel}
         t3 = time.perf_counter()
     info = LavaInfo(precision, sched.total, n, t, sched.period, len(groups) + len(others),
-                    t1 - t0, t2 - t1, t3 - t2, probe_data)
+                    t1 - t0, t2 - t1, t3 - t2, probe_data, plan)
     return outputs, counts, info
 
 
@@ -174,22 +227,41 @@ def run_lava(
 
 
 def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, precision: str,
-           quantized: Any, wanted: set, workdir: str) -> tuple[dict, list, dict, str]:
+           quantized: Any, wanted: set, workdir: str, plan: Plan) -> tuple[dict, list, dict, str, dict]:
     """Lava processes for the netlist: ({population: NeuronGroup}, [sources and
-    synapses], {(population, signal): record file}, the groups' status file)."""
+    synapses], {(population, signal): record file}, the groups' status file, {process:
+    ProcessModel} for our own processes)."""
     fixed = precision == "fixed"
     n, t = sched.samples, sched.steps
-    streams = input_stream(net, inputs, sched)
+    lanes = None if plan.one_at_a_time else sched.lanes
+    key = (precision, plan.asynchronous)
+    sends = dict(inputs)  # what the input ports send: float values, or fixed point's payloads
     if fixed:
         from neuromorph.backends.loihi2.quantize import input_payload
 
         # Integer payloads, converted once; out-of-range input is refused here, before Lava.
-        streams = {name: input_payload(quantized, name, s) for name, s in streams.items()}
+        sends = {name: input_payload(quantized, name, x) for name, x in inputs.items()}
     status = os.path.join(workdir, "status.npy")  # per group: (time step, spike count)
     np.lib.format.open_memmap(status, mode="w+", dtype=np.int64, shape=(len(net.populations), 2)).flush()
+    models: dict[Any, Any] = {}
     try:
-        sources = {port.name: RingBuffer(data=np.ascontiguousarray(streams[port.name].T))
-                   for port in net.inputs}
+        sources: dict[str, Any] = {}
+        streams = input_stream(net, sends, sched) if lanes is None else {}  # [total, size]
+        for port in net.inputs:
+            if lanes is None:  # chip_model's stream, as RingBuffer data [size, total]
+                stream = streams[port.name]
+                sources[port.name] = RingBuffer(data=np.ascontiguousarray(
+                    stream.T.astype(np.int32) if fixed else stream.T))
+                continue
+            # [total, lanes, size], written straight into the file the source plays
+            path = os.path.join(workdir, f"input-{len(sources)}.npy")
+            stream = np.lib.format.open_memmap(path, mode="w+", dtype=np.int32 if fixed else np.float64,
+                                               shape=(sched.total, lanes, port.size))
+            fill_stream(sends[port.name], sched, stream)
+            del stream  # unmapped; the source maps the same pages (no need to write them to disk first)
+            sources[port.name] = LaneSource(path=path, lanes=lanes, size=port.size, precision=precision,
+                                            name=port.name)
+            models[sources[port.name]] = lane_models.MODELS[LaneSource][key]
 
         files: dict[tuple[str, str], str] = {}
         groups: dict[str, NeuronGroup] = {}
@@ -203,36 +275,52 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
             groups[pop.name] = NeuronGroup(
                 size=pop.size, params=quantized.populations[pop.name] if fixed else float_params(pop),
                 precision=precision, spiking=pop.spiking, reset=pop.reset, offset=pop.offset, steps=t,
-                period=sched.period, samples=n, record_spikes=files.get((pop.name, "spikes")),
+                period=sched.period, samples=n, lanes=lanes, record_spikes=files.get((pop.name, "spikes")),
                 record_v=files.get((pop.name, "v")), status=status, status_row=row, name=pop.name,
             )
+            models[groups[pop.name]] = neuron_models.MODELS[key]
 
         synapses = []
         for i, conn in enumerate(net.connections):
             from_input = conn.source in sources
             bits = quantized.num_message_bits[conn.source] if fixed and from_input else 0
             syn = _synapse(conn, precision, bits,
-                           (quantized.weights[i], int(quantized.weight_exps[i])) if fixed else None)
+                           (quantized.weights[i], int(quantized.weight_exps[i])) if fixed else None, lanes)
             (sources[conn.source] if from_input else groups[conn.source]).s_out.connect(syn.s_in)
             syn.a_out.connect(groups[conn.target].a_in)
             synapses.append(syn)
+            if isinstance(syn, ConvSynapse):
+                models[syn] = conv_models.MODELS[key]
+            elif isinstance(syn, LaneDense):
+                models[syn] = lane_models.MODELS[LaneDense][key]
     except NeuromorphError:
         raise
     except Exception as exc:
         raise NeuromorphError(f"cannot build the Lava network: {_one_line(exc)}") from exc
-    return groups, [*sources.values(), *synapses], files, status
+    return groups, [*sources.values(), *synapses], files, status, models
 
 
-def _synapse(conn: Connection, precision: str, bits: int, integers: Optional[tuple]) -> Any:
-    """The Lava process of one connection: Lava's ``Dense`` (``DelayDense`` when it has an
-    extra delay), or our ``ConvSynapse`` for a convolutional one (why: lava/conv.py).
+def _synapse(conn: Connection, precision: str, bits: int, integers: Optional[tuple],
+             lanes: Optional[int] = None) -> Any:
+    """The Lava process of one connection. One sample at a time (``lanes`` None): Lava's
+    ``Dense`` (``DelayDense`` when it has an extra delay), or our ``ConvSynapse`` for a
+    convolutional one (why: lava/conv.py). Lanes: ``LaneDense`` with the arithmetic of
+    Dense (DelayDense when delayed), or ``ConvSynapse(lanes=...)``.
     ``integers``: fixed point's (mantissas, weight_exp); ``bits``: the source's message bits."""
     name = f"{conn.source}->{conn.target}"
     delay = int(conn.extra_delay)
+    graded = bits > 0
+    bound = message_bound(graded, bits) if integers is not None else None
     if conn.conv is not None:
         kernel, exp = integers if integers is not None else (conn.weight, 0)
         return ConvSynapse(kernel=kernel, geometry=conn.conv, precision=precision, weight_exp=exp,
-                           graded=bits > 0, delay=delay, name=name)
+                           graded=graded, max_message=bound, delay=delay, lanes=lanes, name=name)
+    if lanes is not None:
+        if integers is not None:
+            return LaneDense(weights=integers[0], weight_exp=integers[1], graded=graded, max_message=bound,
+                             lanes=lanes, precision=precision, delay=delay, name=name)
+        return LaneDense(weights=conn.weight, lanes=lanes, delay=delay, name=name,
+                         summation="sum" if delay > 0 else "dot")  # as DelayDense / Dense sum
     kwargs: dict[str, Any] = {"name": name}
     if integers is not None:
         kwargs.update(weights=integers[0], weight_exp=integers[1], num_message_bits=bits)
@@ -251,10 +339,11 @@ def _check_probes(net: Netlist, probes: Sequence[tuple[str, str]]) -> list[tuple
     return list(dict.fromkeys(probes))
 
 
-def _check_delays(net: Netlist, precision: str) -> None:
+def _check_delays(net: Netlist, precision: str, plan: Plan = Plan()) -> None:
     """Refuse, before any Lava process exists, delays Lava cannot run: above Loihi 2's
-    6 bits in fixed point; in float, delays whose DelayDense matrix would not fit
-    ``MAX_DELAY_MATRIX_BYTES`` (a worker would otherwise try to allocate it)."""
+    6 bits in fixed point; in float, one sample at a time, delays whose DelayDense matrix
+    would not fit ``MAX_DELAY_MATRIX_BYTES`` (a worker would otherwise try to allocate it;
+    the lane synapses keep a queue of messages instead)."""
     for c in net.connections:
         delay = int(c.extra_delay)
         where = f"connection {c.source}->{c.target}"
@@ -266,7 +355,7 @@ def _check_delays(net: Netlist, precision: str) -> None:
                                       f"Loihi 2 delays are at most {MAX_DELAY}")
             continue
         per_delay = 8 * int(np.prod(np.shape(c.weight)))
-        if c.conv is None and delay > 0 and (delay + 1) * per_delay > MAX_DELAY_MATRIX_BYTES:
+        if plan.one_at_a_time and c.conv is None and delay > 0 and (delay + 1) * per_delay > MAX_DELAY_MATRIX_BYTES:
             raise NeuromorphError(
                 f"{where} needs a synaptic delay of {delay} chip steps; Lava's DelayDense would "
                 f"build a {(delay + 1) * per_delay / 2**30:.3g} GiB matrix every step (this "
@@ -310,12 +399,11 @@ def _check_connected(net: Netlist) -> None:
 # ---------------------------------------------------------------- running it
 
 
-def _execute(groups: dict[str, NeuronGroup], status_path: str, total: int, tag: str, chunk: int,
+def _execute(groups: dict[str, NeuronGroup], status_path: str, total: int, cfg: Loihi2SimCfg, chunk: int,
              progress: Optional[Progress], interrupts: lifecycle.Interrupts,
              stall_s: float) -> dict[str, int]:
     """Run ``total`` chip steps (in chunks), read the spike counts, always stop Lava."""
     anchor = next(iter(groups.values()))
-    cfg = Loihi2SimCfg(select_tag=tag)
     status = np.load(status_path, mmap_mode="r")
     in_flight = True  # until a RunSteps has come back complete, Lava's state is unknown
     try:

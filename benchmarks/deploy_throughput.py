@@ -1,0 +1,188 @@
+"""How fast a deployed network runs in Lava, against torch and the numpy chip model.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/deploy_throughput.py [--digits-model M.json]
+        [--repeat 1] [--trials 32] [--naive-samples 0] [--naive-trials 4] [--json]
+
+Two workloads, each compiled for Loihi 2 in fixed point:
+
+- digits: the digits test split (360 samples x 16 steps; ``--repeat`` passes it several
+  times) through a digits model (``--digits-model``, else the zoo's digits-mlp trained
+  here for 3 epochs);
+- cue: the zoo's LSNN (untrained, seed 0: the arithmetic and the messages are the same
+  whatever the weights) on ``--trials`` cue-accumulation trials (775 steps each).
+
+Rows, all from one run of this script, each the minimum of ``--runs`` (3) timings:
+torch's batched float32 inference of the model (``backends/torch``, no gradients, one
+thread; timed in a child process, so that this one, like ``neuromorph run``, never
+imports torch: a parent holding torch's memory makes every fork of Lava's workers
+slower), the
+vectorised numpy fixed-point model of the artifact (``quantize.simulate_fixed``), Lava
+one sample at a time (Lava's Dense, LoihiProtocol; on the first ``--naive-samples`` /
+``--naive-trials`` samples and extrapolated linearly to all, labelled so, when fewer
+than all), Lava lanes synchronous, and Lava's default plan (lanes, asynchronous: what
+``neuromorph run`` uses). Seconds are the whole call (Lava: building, starting, running,
+stopping, reading back); ``x torch`` is the ratio to the torch row of the same workload.
+``agreement`` compares every Lava row's outputs and spike counts with the numpy model
+(bit-exact: 1.0 means identical).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import neuromorph as nm
+from neuromorph import tasks
+from neuromorph.backends.loihi2.lava.runner import Plan, run_lava
+from neuromorph.backends.loihi2.quantize import simulate_fixed
+from neuromorph.backends.loihi2.target import run_plan
+from neuromorph.compile import compile_graph
+from neuromorph.models import get
+
+CALIBRATION = 256
+
+
+def best(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
+    """The shortest of ``runs`` timings of ``fn()``, and its last result."""
+    times, result = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def agreement(got: tuple, want: tuple) -> float:
+    """Fraction of output values equal to the bit-exact model's (1.0 when the spike counts
+    differ is impossible: then 0.0)."""
+    (out, counts), (ref, ref_counts) = got, want
+    if counts != ref_counts:
+        return 0.0
+    equal = sum(int(np.sum(out[k] == ref[k])) for k in ref)
+    return equal / sum(ref[k].size for k in ref)
+
+
+def digits_graph(path: str | None, folder: Path) -> nm.Graph:
+    """The digits model given, or the zoo's digits-mlp trained for 3 epochs (by the
+    ``neuromorph`` command, in a child process: this one does not import torch)."""
+    if not path:
+        print("training digits-mlp for 3 epochs ...", file=sys.stderr, flush=True)
+        path = str(folder / "digits.json")
+        subprocess.run([sys.executable, "-m", "neuromorph", "train", "--task", "digits", "--epochs", "3",
+                        "--quiet", "-o", path], check=True, stdout=subprocess.DEVNULL)
+    return nm.load(path)
+
+
+def torch_seconds(graph: nm.Graph, x: np.ndarray, runs: int, folder: Path) -> float:
+    """The torch row, timed in a child process (see the module docstring)."""
+    model, data = folder / "torch_model.json", folder / "torch_x.npy"
+    nm.save(graph, model)
+    np.save(data, x)
+    done = subprocess.run([sys.executable, __file__, "--torch-row", str(model), str(data), "--runs", str(runs)],
+                          check=True, capture_output=True, text=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def torch_row(model: str, data: str, runs: int) -> None:
+    """Child process: torch's batched float32 inference, one thread; prints the seconds."""
+    import torch
+
+    from neuromorph.backends.torch import GraphNetwork
+
+    torch.set_num_threads(1)
+    net = GraphNetwork(nm.load(model))
+    x = torch.as_tensor(np.load(data), dtype=torch.float32)
+    with torch.no_grad():
+        seconds, _ = best(lambda: net(x), runs)
+    print(seconds)
+
+
+def workload(name: str, graph: nm.Graph, x: np.ndarray, calibration: np.ndarray, args: argparse.Namespace,
+             naive: int, folder: Path) -> list[dict[str, Any]]:
+    artifact = compile_graph(graph, backend="lava", precision="fixed",
+                             calibration={graph.inputs[0]: calibration})
+    dep = artifact.payload
+    n = len(x)
+    rows: list[dict[str, Any]] = []
+
+    def row(what: str, seconds: float, **extra: Any) -> None:
+        rows.append({"task": name, "samples": n, "what": what, "seconds": round(seconds, 4), **extra})
+        print(f"  {name}: {what}: {seconds:.3f} s", file=sys.stderr, flush=True)
+
+    torch_s = torch_seconds(graph, x, args.runs, folder)
+    row("torch float32, batched", torch_s)
+    numpy_s, ref = best(lambda: simulate_fixed(dep.quantized, x), args.runs)
+    row("numpy fixed-point model, vectorised", numpy_s)
+
+    def lava(plan: Plan, xs: np.ndarray) -> tuple:
+        out, counts, _ = run_lava(dep.netlist, xs, precision="fixed", quantized=dep.quantized, plan=plan)
+        return out, counts
+
+    k = n if naive <= 0 else min(naive, n)
+    seconds, got = best(lambda: lava(Plan(1), x[:k]), args.runs)
+    ref_k = simulate_fixed(dep.quantized, x[:k]) if k < n else ref
+    row("Lava one at a time" + (f" (extrapolated from {k} samples)" if k < n else ""), seconds * n / k,
+        plan=Plan(1).describe(), extrapolated_from=k if k < n else None, agreement=agreement(got, ref_k))
+    default, cores = run_plan(artifact, n, None)
+    sync = Plan(default.lanes, asynchronous=False)
+    seconds, got = best(lambda: lava(sync, x), args.runs)
+    row(f"Lava lanes ({default.lanes}), sync", seconds, plan=sync.describe(), agreement=agreement(got, ref))
+    seconds, got = best(lambda: lava(default, x), args.runs)
+    row(f"Lava lanes ({default.lanes}), async: the default plan", seconds, plan=default.describe(),
+        cores=cores["per_lane"] * default.lanes, agreement=agreement(got, ref))
+    for r in rows:
+        r["ratio_to_torch"] = round(r["seconds"] / torch_s, 2)
+    numpy_row = rows[1]["seconds"]
+    rows[-1]["ratio_to_numpy"] = round(rows[-1]["seconds"] / numpy_row, 2)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--digits-model", help="a trained digits model file (default: train one, 3 epochs)")
+    parser.add_argument("--repeat", type=int, default=1, help="passes over the digits test split (default 1)")
+    parser.add_argument("--trials", type=int, default=32, help="cue-accumulation trials (default 32)")
+    parser.add_argument("--naive-samples", type=int, default=0,
+                        help="digits samples for the one-at-a-time row (default 0: all)")
+    parser.add_argument("--naive-trials", type=int, default=4,
+                        help="cue trials for the one-at-a-time row, extrapolated (default 4; 0: all)")
+    parser.add_argument("--runs", type=int, default=3, help="timings per row, the shortest counts (default 3)")
+    parser.add_argument("--skip", choices=("digits", "cue"), action="append", default=[])
+    parser.add_argument("--json", action="store_true", help='print {"rows": [...]} on stdout')
+    parser.add_argument("--torch-row", nargs=2, metavar=("MODEL", "X"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.torch_row:
+        torch_row(*args.torch_row, args.runs)
+        return
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="deploy-throughput-") as tmp:
+        folder = Path(tmp)
+        if "digits" not in args.skip:
+            data = tasks.load("digits")
+            x = np.concatenate([data.x_test] * max(1, args.repeat))
+            rows += workload("digits", digits_graph(args.digits_model, folder), x, data.x_train[:CALIBRATION],
+                             args, args.naive_samples, folder)
+        if "cue" not in args.skip:
+            data = tasks.load("cue-accumulation")
+            rows += workload("cue LSNN", get("lsnn-cue", seed=0), data.x_test[:args.trials],
+                             data.x_train[:CALIBRATION], args, args.naive_trials, folder)
+    if args.json:
+        print(json.dumps({"rows": rows}))
+        return
+    print(f"{'task':<9} {'samples':>7}  {'what':<52} {'seconds':>8} {'x torch':>8}  agreement")
+    for r in rows:
+        agree = f"{r['agreement']:.3f}" if "agreement" in r else "-"
+        print(f"{r['task']:<9} {r['samples']:>7}  {r['what']:<52} {r['seconds']:>8.3f} "
+              f"{r['ratio_to_torch']:>8.1f}  {agree}")
+
+
+if __name__ == "__main__":
+    main()
