@@ -165,13 +165,15 @@ def test_a_fixed_artifact_keeps_the_dtypes_its_target_hands_over(tmp_path, fixed
             back_value = q1["populations"][pop][key]
             assert back_value.dtype == value.dtype and np.array_equal(back_value, value)
     assert back.graph == fixed_artifact.graph and back.report == json.loads(json.dumps(fixed_artifact.report))
-    # the old JSON text form (version 2) still loads, its integers widened to int64 as before
+    # the JSON text form (version 2) still loads: its integers are int64 in the file, read
+    # back as the runtime's int32 mantissas and int64 parameters
     text = tmp_path / "old.loihi"
     text.write_text(artifact.dumps_text(fixed_artifact))
     assert json.loads(text.read_text())["version"] == 2 and artifact.is_artifact(text)
     old = artifact.load_artifact(text)
-    assert all(w.dtype == np.int64 for w in old.payload.quantized.weights)
+    assert all(w.dtype == np.int32 for w in old.payload.quantized.weights)
     assert all(np.array_equal(a, b) for a, b in zip(old.payload.quantized.weights, back.payload.quantized.weights))
+    assert all(v.dtype == np.int64 for p in old.payload.quantized.populations.values() for v in p.values())
 
 
 def test_json_text_at_the_binary_version_may_hold_any_plain_dtype():
@@ -343,15 +345,246 @@ def test_hostile_binary_artifacts_are_refused_in_one_line(tmp_path, fixed_artifa
 def test_a_binary_artifact_with_a_damaged_weight_fails_its_payload_check(tmp_path, fixed_artifact):
     path = artifact.save_artifact(fixed_artifact, tmp_path / "a.loihi")
     head, body = unpack(path.read_bytes())
-    ref = refs(head["artifact"]["payload"]["quantized"]["weights"])[0]
+    quantized = head["artifact"]["payload"]["quantized"]
+    ref = refs(quantized["weights"])[0]
+    assert quantized["weight_signs"][0] == "mixed" and ref["dtype"] == "int8"
     offset, nbytes = ref["__data__"]
     body = bytearray(body)
-    count = nbytes // np.dtype(ref["dtype"]).itemsize
-    body[offset: offset + nbytes] = np.resize(np.array([3, -5], ref["dtype"]), count).tobytes()  # odd, mixed signs
+    body[offset: offset + nbytes] = np.resize(np.array([3, 5], np.int8), nbytes).tobytes()  # no negative left
     path.write_bytes(pack(head, bytes(body)))
-    with pytest.raises(ModelFileError, match="clip and truncate") as exc:
+    with pytest.raises(ModelFileError, match="weight_signs: 'mixed', but the mantissas are excitatory") as exc:
         artifact.load_artifact(path)
     one_line(exc)
+
+
+# ------------------------------------------------------------------ fixed point at its natural width
+# Loihi 2's weights are 8-bit mantissas whose sign comes from the connection's sign mode
+# (Lava's determine_sign_mode / truncate_weights): mixed signs keep even values -256..254,
+# excitatory 0..255, inhibitory -255..0. The stored form (backends/loihi2/payload.py):
+# mixed as w >> 1 in int8, excitatory as w and inhibitory as -w in uint8, the mode in
+# quantized.weight_signs; population parameters at the narrowest signed dtype their range
+# allows.
+
+PARAM_DTYPES = {"du": "int16", "dv": "int16", "da": "int16", "bias_u": "int32", "bias_mant": "int16",
+                "bias_exp": "int8", "vth": "int32", "v_init": "int32", "a_inc": "int32", "beta_mant": "int16",
+                "beta_shift": "int8"}
+"""Read off docs/compiler.md's field widths: 12-bit decays, 24-bit bias_u/v_init/a_inc,
+13-bit bias and beta mantissas, 17-bit vth, bias_exp 0..7, beta_shift -27..62."""
+
+
+@pytest.fixture(scope="module")
+def signs_artifact():
+    """A fixed artifact with one connection of each sign mode (x->h1 and x->h2
+    excitatory, h1->h2 inhibitory, h2->ro mixed), whose every population spikes or moves."""
+    from neuromorph.ir import LI, LIF, Input, Linear, Output
+
+    rng = np.random.default_rng(3)
+    g = Graph({"x": Input((4,)), "exc": Linear(rng.uniform(0.2, 1.5, (5, 4))), "h1": LIF(tau=10e-3, r=10.0),
+               "inh": Linear(-rng.uniform(0.1, 0.8, (5, 5))), "exc2": Linear(rng.uniform(0.3, 1.2, (5, 4))),
+               "h2": LIF(tau=10e-3, r=10.0), "mix": Linear(rng.normal(0, 1, (3, 5))), "ro": LI(tau=20e-3, r=20.0),
+               "y": Output()},
+              [("x", "exc"), ("exc", "h1"), ("h1", "inh"), ("inh", "h2"), ("x", "exc2"), ("exc2", "h2"),
+               ("h2", "mix"), ("mix", "ro"), ("ro", "y")], dt=1e-3)
+    return compile_graph(g, backend="lava", precision="fixed")
+
+
+SIGNS = ["excitatory", "inhibitory", "excitatory", "mixed"]  # signs_artifact's connections, in order
+
+
+def run_fixed(a):
+    from neuromorph.backends.loihi2.quantize import simulate_fixed
+
+    x = (np.random.default_rng(5).random((3, 40, 4)) < 0.5).astype(float)
+    out, counts = simulate_fixed(a.payload.quantized, {"x": x}, record_spikes=True)
+    return out, counts
+
+
+def same_integers(a, b):
+    qa, qb = a.payload.quantized, b.payload.quantized
+    for wa, wb in zip(qa.weights, qb.weights, strict=True):
+        assert wb.dtype == np.int32 and np.array_equal(wa, wb)
+    assert qb.weight_exps == qa.weight_exps
+    for name, params in qa.populations.items():
+        for key, value in params.items():
+            assert qb.populations[name][key].dtype == np.int64 and np.array_equal(qb.populations[name][key], value)
+    out_a, counts_a = run_fixed(a)
+    out_b, counts_b = run_fixed(b)
+    assert counts_a == counts_b and set(out_a) == set(out_b)
+    assert all(np.array_equal(out_a[k], out_b[k]) for k in out_a)  # bit-identical
+
+
+def artifact_bytes(a, edit=None) -> bytes:
+    """A binary artifact of ``a``'s content (as target.encode_payload hands it over) after
+    ``edit(content)``, which sees the arrays as arrays; written by the container's writer."""
+    content = artifact.to_dict(a, lambda x: x)
+    if edit is not None:
+        edit(content)
+    writer = documents.ArrayWriter()
+    return documents.dumps_binary(artifact.FORMAT, artifact.VERSION, "artifact",
+                                  documents.encode_tree(content, writer.encode), writer)
+
+
+def test_each_sign_mode_is_stored_in_a_byte_and_round_trips(tmp_path, signs_artifact):
+    q = signs_artifact.payload.quantized
+    counts = run_fixed(signs_artifact)[1]
+    assert all(counts[p] > 0 for p in ("h1", "h2")), counts  # the inhibition acts on a spiking population
+    path = artifact.save_artifact(signs_artifact, tmp_path / "a.loihi")
+    head, body = unpack(path.read_bytes())
+    stored = head["artifact"]["payload"]["quantized"]
+    assert stored["weight_signs"] == SIGNS
+    expected = {"excitatory": lambda w: w.astype("u1"), "inhibitory": lambda w: (-w).astype("u1"),
+                "mixed": lambda w: (w // 2).astype("i1")}
+    for mode, ref, w in zip(SIGNS, refs(stored["weights"]), q.weights, strict=True):
+        offset, nbytes = ref["__data__"]
+        assert ref["dtype"] == {"mixed": "int8"}.get(mode, "uint8") and nbytes == w.size  # a byte each
+        assert body[offset: offset + nbytes] == expected[mode](w).tobytes(), mode
+    # odd values of one sign keep their LSB; mixed signs are even and take both signs
+    assert np.max(q.weights[1]) <= 0 and np.any(q.weights[1] % 2) and np.any(q.weights[0] % 2)
+    assert np.min(q.weights[3]) < 0 < np.max(q.weights[3])
+    for name, params in stored["populations"].items():
+        assert {k: r["dtype"] for k, r in params.items()} == PARAM_DTYPES, name
+    same_integers(signs_artifact, artifact.load_artifact(path))
+    # the JSON text form (int64 arrays, the same weight_signs)
+    text = tmp_path / "a.json"
+    text.write_text(artifact.dumps_text(signs_artifact))
+    assert json.loads(text.read_text())["artifact"]["payload"]["quantized"]["weight_signs"] == SIGNS
+    same_integers(signs_artifact, artifact.load_artifact(text))
+
+
+def _weights(i, convert):
+    def edit(content):
+        q = content["payload"]["quantized"]
+        q["weights"][i] = convert(q["weights"][i])
+    return edit
+
+
+def _signs(i, mode):
+    def edit(content):
+        content["payload"]["quantized"]["weight_signs"][i] = mode
+    return edit
+
+
+def _param(key, dtype):
+    def edit(content):
+        for params in content["payload"]["quantized"]["populations"].values():
+            params[key] = params[key].astype(dtype)
+    return edit
+
+
+WRONG_DTYPES = [
+    ("mixed as uint8", _weights(3, lambda w: w.view("u1")),
+     r"h2->ro: weights: stored as uint8, expected int8 \('mixed' mantissas as w >> 1\) or int64 \(JSON text\)"),
+    ("mixed as int32", _weights(3, lambda w: w.astype("i4")), "h2->ro: weights: stored as int32, expected int8"),
+    ("mixed as int16", _weights(3, lambda w: w.astype("i2")), "h2->ro: weights: stored as int16, expected int8"),
+    ("excitatory as int8", _weights(0, lambda w: w.view("i1")),
+     r"x->h1: weights: stored as int8, expected uint8 \('excitatory' mantissas as w\)"),
+    ("inhibitory as int8", _weights(1, lambda w: w.view("i1")),
+     r"h1->h2: weights: stored as int8, expected uint8 \('inhibitory' mantissas as -w\)"),
+    ("inhibitory as int32", _weights(1, lambda w: -w.astype("i4")), "h1->h2: weights: stored as int32, expected uint8"),
+    ("mixed declared excitatory", _signs(3, "excitatory"), "h2->ro: weights: stored as int8, expected uint8"),
+    ("excitatory declared mixed", _signs(0, "mixed"), "x->h1: weights: stored as uint8, expected int8"),
+    ("float weights", _weights(0, lambda w: w.astype("f8")), "x->h1: weights: stored as float64, expected uint8"),
+    ("du as uint16", _param("du", "u2"), r"du: stored as uint16, expected int16 \(its range 0..4095\)"),
+    ("bias_exp as int16", _param("bias_exp", "i2"), "bias_exp: stored as int16, expected int8"),
+    ("v_init as float32", _param("v_init", "f4"), "v_init: stored as float32, expected int32"),
+    ("unknown mode", _signs(2, "positive"), "x->h2: weight_signs: 'positive' is not a sign mode"),
+    ("modes short", lambda c: c["payload"]["quantized"]["weight_signs"].pop(),
+     "weight_signs: has 3 entries, expected 4"),
+    ("inhibitory all zero", _weights(1, lambda w: np.zeros_like(w)),
+     "h1->h2: weight_signs: 'inhibitory', but the mantissas are excitatory"),
+]
+
+
+@pytest.mark.parametrize("name, edit, words", WRONG_DTYPES, ids=[c[0] for c in WRONG_DTYPES])
+def test_a_wrong_stored_dtype_or_mode_is_refused_in_one_line(tmp_path, signs_artifact, name, edit, words):
+    path = tmp_path / "a.loihi"
+    path.write_bytes(artifact_bytes(signs_artifact, edit))
+    with pytest.raises(ModelFileError, match=words) as exc:
+        artifact.load_artifact(path)
+    one_line(exc)
+
+
+def test_int64_is_read_as_the_json_text_form(tmp_path, signs_artifact):
+    """Every integer array of the text form is int64 (documents.encode_array); the same
+    arrays in the binary container load too, and are range-checked in their stored form."""
+    def wide(content):
+        q = content["payload"]["quantized"]
+        q["weights"] = [w.astype(np.int64) for w in q["weights"]]
+        for params in q["populations"].values():
+            params.update({k: v.astype(np.int64) for k, v in params.items()})
+
+    path = tmp_path / "a.loihi"
+    path.write_bytes(artifact_bytes(signs_artifact, wide))
+    same_integers(signs_artifact, artifact.load_artifact(path))
+    for i, value, words in ((3, 128, r"h2->ro: weights \(stored as w >> 1\): value 128 is outside -128..127"),
+                            (1, -1, r"h1->h2: weights \(stored as -w\): value -1 is outside 0..255"),
+                            (0, 256, r"x->h1: weights \(stored as w\): value 256 is outside 0..255")):
+        path.write_bytes(artifact_bytes(signs_artifact, lambda c: (
+            wide(c), c["payload"]["quantized"]["weights"][i].__setitem__((0, 0), value))))
+        with pytest.raises(ModelFileError, match=words) as exc:
+            artifact.load_artifact(path)
+        one_line(exc)
+
+
+def test_an_odd_mantissa_with_mixed_signs_cannot_be_encoded(tmp_path, signs_artifact):
+    """quantize.py emits mantissas that Lava leaves unchanged; one that is not (an odd one
+    with mixed signs would lose its LSB in w >> 1) is a bug, never a file."""
+    from dataclasses import replace
+
+    from neuromorph.backends.loihi2.target import Deployment
+
+    q = signs_artifact.payload.quantized
+    for i, change, words in ((3, 1, "odd weight mantissa with mixed signs"),
+                             (0, 300, "that Lava's clip and truncate would change")):
+        weights = [w.copy() for w in q.weights]
+        weights[i][0, 0] += change
+        bad = replace(signs_artifact, payload=Deployment(signs_artifact.payload.netlist, replace(q, weights=weights)))
+        with pytest.raises(AssertionError, match=words):
+            artifact.save_artifact(bad, tmp_path / "bad.loihi")
+        assert not (tmp_path / "bad.loihi").exists() and list(tmp_path.iterdir()) == []
+    params = {k: dict(v) for k, v in q.populations.items()}
+    params["h1"]["du"] = params["h1"]["du"] + 4096
+    bad = replace(signs_artifact, payload=Deployment(signs_artifact.payload.netlist, replace(q, populations=params)))
+    with pytest.raises(AssertionError, match="population 'h1': du outside 0..4095"):
+        artifact.save_artifact(bad, tmp_path / "bad.loihi")
+
+
+def _old_encoder(q):
+    """What target.encode_payload handed over before the stored form: the mantissas as
+    int32, the parameters as int64, no weight_signs."""
+    from dataclasses import fields
+
+    return {f.name: getattr(q, f.name) for f in fields(q) if f.name != "net"}
+
+
+def test_artifacts_written_before_the_stored_form_still_load(tmp_path, signs_artifact, monkeypatch):
+    from neuromorph.backends.loihi2 import payload
+
+    with monkeypatch.context() as m:
+        m.setattr(payload, "encode_quantized", _old_encoder)
+        binary = artifact.save_artifact(signs_artifact, tmp_path / "old.loihi")
+        text = tmp_path / "old.json"
+        text.write_text(artifact.dumps_text(signs_artifact))
+    head, _ = unpack(binary.read_bytes())
+    stored = head["artifact"]["payload"]["quantized"]
+    assert "weight_signs" not in stored and {r["dtype"] for r in refs(stored["weights"])} == {"int32"}
+    assert {r["dtype"] for r in refs(stored["populations"])} == {"int64"}
+    assert "weight_signs" not in json.loads(text.read_text())["artifact"]["payload"]["quantized"]
+    for path in (binary, text):
+        same_integers(signs_artifact, artifact.load_artifact(path))
+    # the old form's checks: mantissas Lava leaves unchanged, and no narrow dtype without its mode
+    old = _old_encoder(signs_artifact.payload.quantized)
+    for i, convert, words in (
+            (3, lambda w: w + 1, "h2->ro: weights: not 8-bit mantissas that Lava's clip and truncate leave"),
+            (0, lambda w: w.astype(np.int8), "x->h1: weights: int8 without quantized.weight_signs"),
+            (0, lambda w: w * 1000, r"x->h1: weights: value \d+ is outside -256..255")):
+        def edit(content):
+            content["payload"]["quantized"] = dict(old, weights=[convert(w) if j == i else w
+                                                                 for j, w in enumerate(old["weights"])])
+        binary.write_bytes(artifact_bytes(signs_artifact, edit))
+        with pytest.raises(ModelFileError, match=words) as exc:
+            artifact.load_artifact(binary)
+        one_line(exc)
 
 
 def test_huge_declared_sizes_are_refused_before_anything_is_allocated(tmp_path, model_bytes, monkeypatch):

@@ -3,6 +3,7 @@ can be refused, with one line, but can never make neuromorph read another file, 
 run away in memory or recursion, or run garbage.
 
 Each test here failed before the fix it covers."""
+import base64
 import copy
 import hashlib
 import json
@@ -426,9 +427,16 @@ PAYLOAD_CASES = [
     ("fixed", f"{Q}.v_scale.lif1", 0, "v_scale: 0 is outside"),
     ("fixed", f"{Q}.weight_exps.0", 40, "weight_exp: 40 is outside -8..7"),
     ("fixed", f"{Q}.weight_exps.0", 1.5, "weight_exp: must be an int"),
-    ("fixed", f"{Q}.weights.0", _arr(np.full((3, 4), 100000)), "value 100000 is outside -256..255"),
-    ("fixed", f"{Q}.weights.0", _arr(np.array([[3, -5, 0, 1]] * 3)), "clip and truncate"),
-    ("fixed", f"{Q}.weights.0", _arr(np.ones((3, 4)) * 0.5), "must be int64"),
+    # the stored form (backends/loihi2/payload.py): connection 0 has mixed signs, w >> 1
+    ("fixed", f"{Q}.weights.0", _arr(np.full((3, 4), 100000)), "value 100000 is outside -128..127"),
+    ("fixed", f"{Q}.weights.0", _arr(np.array([[3, 5, 0, 1]] * 3)), "'mixed', but the mantissas are excitatory"),
+    ("fixed", f"{Q}.weights.0", _arr(np.ones((3, 4)) * 0.5), "stored as float64, expected int8"),
+    ("fixed", f"{Q}.weight_signs.0", "excitatory", "is outside 0..255"),
+    ("fixed", f"{Q}.weight_signs.0", "both", "weight_signs: 'both' is not a sign mode"),
+    ("fixed", f"{Q}.weight_signs.0", 1, "weight_signs: 1 is not a sign mode"),
+    ("fixed", f"{Q}.weight_signs", ["mixed"], "weight_signs: has 1 entries, expected 2"),
+    ("fixed", f"{Q}.weight_signs", "mixed", "weight_signs: must be a list"),
+    ("fixed", f"{Q}.populations.lif1.du", _arr([0.5] * 3), "du: stored as float64, expected int16"),
     ("fixed", f"{Q}.populations.lif1.du", _arr([5000] * 3), "du: value 5000 is outside 0..4095"),
     ("fixed", f"{Q}.populations.lif1.vth", _arr([2**17] * 3), "vth: value 131072 is outside"),
     ("fixed", f"{Q}.populations.lif1.bias_mant", _arr([100000] * 3), "bias_mant"),
@@ -461,6 +469,54 @@ def test_every_payload_field_is_checked_on_load(tmp_path, artifacts, precision, 
     with pytest.raises(ModelFileError, match=words.replace("[", r"\[").replace("(", r"\(")) as exc:
         artifact.load_artifact(path)
     one_line(exc.value)
+
+
+def _raw(a, dtype):
+    """An inline array record at ``dtype`` (the binary form keeps it; JSON text at
+    version 2 refuses all but float64/int64)."""
+    a = np.asarray(a, dtype)
+    return {"__array__": base64.b64encode(a.tobytes()).decode(), "dtype": dtype, "shape": list(a.shape)}
+
+
+OLD_WEIGHT_CASES = [  # artifacts written before the stored form: mantissas as int32/int64, no weight_signs
+    ("text", _arr(np.full((3, 4), 100000)), "value 100000 is outside -256..255"),
+    ("text", _arr(np.full((3, 4), 2**32)), "value 4.29497e.09 is outside -256..255"),  # not wrapped to 0
+    ("text", _arr(np.array([[3, -5, 0, 1]] * 3)), "clip and truncate"),
+    ("text", _arr(np.ones((3, 4)) * 0.5), "must be int64"),
+    ("binary", _raw([[3, -5, 0, 1]] * 3, "int32"), "clip and truncate"),
+    ("binary", _raw([[2, -4, 0, 2]] * 3, "int8"), "weights: int8 without quantized.weight_signs"),
+    ("binary", _raw([[2, 4, 0, 2]] * 3, "uint8"), "weights: must be int64, got uint8"),
+]
+
+
+@pytest.mark.parametrize("form, value, words", OLD_WEIGHT_CASES,
+                         ids=[f"{f}-{w[:20]}" for f, _, w in OLD_WEIGHT_CASES])
+def test_the_weights_of_older_artifacts_are_checked_on_load(tmp_path, artifacts, form, value, words):
+    doc = copy.deepcopy(artifacts["fixed"])
+    _set(f"{Q}.weight_signs", "-")(doc["artifact"])
+    _set(f"{Q}.weights.0", value)(doc["artifact"])
+    path = rewrite(tmp_path / "a.loihi", doc, "artifact", form)
+    with pytest.raises(ModelFileError, match=words.replace("(", r"\(")) as exc:
+        artifact.load_artifact(path)
+    one_line(exc.value)
+
+
+def test_an_older_fixed_artifact_still_loads(tmp_path, artifacts):
+    """Without weight_signs the stored integers are the mantissas themselves (int64 in
+    JSON text, int32 in the binary container), parameters int64."""
+    new = artifact.load_artifact(rewrite(tmp_path / "new.loihi", artifacts["fixed"], "artifact"))
+    q = new.payload.quantized
+    doc = copy.deepcopy(artifacts["fixed"])
+    stored = doc["artifact"]["payload"]["quantized"]
+    del stored["weight_signs"]
+    for form, dtype in (("text", np.int64), ("binary", "int32")):
+        stored["weights"] = [_arr(w) if form == "text" else _raw(w, dtype) for w in q.weights]
+        stored["populations"] = {name: {k: _arr(v) for k, v in params.items()}
+                                 for name, params in q.populations.items()}
+        old = artifact.load_artifact(rewrite(tmp_path / f"old.{form}", doc, "artifact", form)).payload.quantized
+        assert all(a.dtype == np.int32 and np.array_equal(a, b) for a, b in zip(old.weights, q.weights, strict=True))
+        assert all(old.populations[p][k].dtype == np.int64 and np.array_equal(old.populations[p][k], v)
+                   for p, params in q.populations.items() for k, v in params.items())
 
 
 @pytest.mark.parametrize("form", ["text", "binary"])

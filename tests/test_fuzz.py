@@ -1,4 +1,5 @@
-"""Fuzzing the loaders: mutated model files, artifacts (float and fixed), NIR files and .npy
+"""Fuzzing the loaders: mutated model files, artifacts (float and fixed; fixed with every
+weight sign mode, and as written before the narrow stored form), NIR files and .npy
 input arrays must load or be refused with one line (a NeuromorphError), never raise
 anything else, never hang and never allocate beyond a stated bound.
 
@@ -434,7 +435,7 @@ def corpus(folder: Path) -> dict[str, Any]:
     from neuromorph.backends.nir import write_nir
     from neuromorph.compile import compile_graph, save_artifact
     from neuromorph.ir import (
-        ALIF, IF, LI, Conv2d, CubaLIF, Delay, Flatten, Graph, Input, Linear, Output, Plasticity, Scale,
+        ALIF, IF, LI, LIF, Conv2d, CubaLIF, Delay, Flatten, Graph, Input, Linear, Output, Plasticity, Scale,
         SumPool2d,
     )
 
@@ -461,6 +462,27 @@ def corpus(folder: Path) -> dict[str, Any]:
         a = compile_graph(g, backend="lava", precision=precision)
         out["artifact"].append(artifact.dumps_text(a).encode())  # JSON text, version 2
         out["artifact-bin"].append(save_artifact(a, folder / f"a{len(out['artifact-bin'])}.loihi").read_bytes())
+    # one connection of each sign mode (stored as uint8 w, uint8 -w, int8 w >> 1), and the
+    # same artifact as written before that stored form (int32 mantissas, int64 parameters)
+    signs = Graph({"x": Input((4,)), "e": Linear(rng.uniform(0.2, 1.5, (5, 4))), "h1": LIF(tau=1e-2, r=10.0),
+                   "i": Linear(-rng.uniform(0.1, 0.8, (5, 5))), "e2": Linear(rng.uniform(0.3, 1.2, (5, 4))),
+                   "h2": LIF(tau=1e-2, r=10.0), "m": Linear(rng.normal(0, 1, (3, 5))), "ro": LI(tau=2e-2, r=20.0),
+                   "y": Output()},
+                  [("x", "e"), ("e", "h1"), ("h1", "i"), ("i", "h2"), ("x", "e2"), ("e2", "h2"), ("h2", "m"),
+                   ("m", "ro"), ("ro", "y")], dt=1e-3)
+    a = compile_graph(signs, backend="lava", precision="fixed")
+    out["artifact"].append(artifact.dumps_text(a).encode())
+    out["artifact-bin"].append(save_artifact(a, folder / "signs.loihi").read_bytes())
+    from dataclasses import fields
+
+    from neuromorph.backends.loihi2 import payload
+
+    stored_form = payload.encode_quantized
+    payload.encode_quantized = lambda q: {f.name: getattr(q, f.name) for f in fields(q) if f.name != "net"}
+    try:
+        out["artifact-bin"].append(save_artifact(a, folder / "old.loihi").read_bytes())
+    finally:
+        payload.encode_quantized = stored_form
     for name, g in (("small", small), ("rec", rec.replace_nodes(w=Linear(rec.nodes["w"].weight)))):
         write_nir(g, folder / f"{name}.nir")
         out["nir"].append(folder / f"{name}.nir")

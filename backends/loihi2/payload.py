@@ -28,6 +28,17 @@ naming the field:
   (:data:`FIXED_RANGES`), weight mantissas that Lava's clip/truncate leaves unchanged
   (8-bit), weight exponents in ``WEIGHT_EXP_MIN..WEIGHT_EXP_MAX``, message bits in
   0/8/16/24, positive finite scales.
+
+The stored form of the integers (:func:`encode_quantized`, what ``target.encode_payload``
+hands to the container, which keeps each array's dtype): weight mantissas by their sign
+mode (``quantized.weight_signs``, one per connection, Lava's determine_sign_mode):
+"mixed" (even values -256..254) as ``w >> 1`` in int8, "excitatory" (0..255) as uint8,
+"inhibitory" (-255..0) as ``-w`` in uint8; population parameters at the narrowest of
+int8/int16/int32 that holds their :data:`FIXED_RANGES` (:data:`PARAM_DTYPES`). Reading
+takes exactly those dtypes, or int64 (the JSON text form widens every integer array to
+int64), widens them to what the runtime uses (int32 mantissas, int64 parameters) and then
+checks the values as before. Artifacts written before (no ``weight_signs``) hold the
+mantissas themselves as int32 (binary) or int64 (JSON text), parameters as int64.
 """
 from __future__ import annotations
 
@@ -49,7 +60,7 @@ from .netlist import KINDS, Connection, InputPort, Netlist, OutputPort, Populati
 from .resources import Loihi2Limits
 from .quantize import (
     BETA_MANT_MAX, BIAS_EXP_MAX, BIAS_MANT_MAX, PAYLOAD_BITS, UV_LIMIT, VTH_MAX, WEIGHT_EXP_MAX,
-    WEIGHT_EXP_MIN, QuantizedNetlist, lava_weights,
+    WEIGHT_EXP_MIN, QuantizedNetlist, lava_weights, sign_mode,
 )
 
 KIND_OF = {"IF": "if", "LIF": "lif", "CubaLIF": "cuba", "ALIF": "alif", "LI": "li"}
@@ -77,6 +88,26 @@ FIXED_RANGES: dict[str, tuple[int, int]] = {
 """Inclusive range of every fixed-point population parameter (neuron_step.FIXED_PARAMS)."""
 assert set(FIXED_RANGES) == set(neuron_step.FIXED_PARAMS)
 
+
+def _narrowest(lo: int, hi: int) -> np.dtype:
+    return next(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64)
+                if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
+
+
+PARAM_DTYPES: dict[str, np.dtype] = {k: _narrowest(lo, hi) for k, (lo, hi) in FIXED_RANGES.items()}
+"""The dtype each fixed-point population parameter is stored at: the narrowest signed
+integer that holds its FIXED_RANGES."""
+
+SIGN_MODES = ("mixed", "excitatory", "inhibitory")
+
+WEIGHT_DTYPES: dict[str, np.dtype] = {"mixed": np.dtype(np.int8), "excitatory": np.dtype(np.uint8),
+                                      "inhibitory": np.dtype(np.uint8)}
+"""The dtype a connection's weight mantissas are stored at, by sign mode: mixed as
+``w >> 1`` (int8), excitatory as ``w``, inhibitory as ``-w`` (uint8)."""
+
+_STORED_RANGE = {"mixed": (-128, 127), "excitatory": (0, 255), "inhibitory": (0, 255)}
+_STORED_AS = {"mixed": "w >> 1", "excitatory": "w", "inhibitory": "-w"}
+
 V_SCALE_MAX = 2.0**30  # quantize._v_scale's cap
 
 GEOMETRY_MAX = 2**31 - 1
@@ -87,6 +118,43 @@ taps that exist)."""
 _FLOAT_ARRAYS = ("du", "dv", "bias_u", "bias_v", "vth", "v_init", "v_shift", "da", "beta")
 _DECAYS = ("du", "dv", "da")
 _QUANTIZED_KEYS = tuple(f.name for f in fields(QuantizedNetlist) if f.name != "net")
+
+
+def store_weights(w: np.ndarray, label: str = "") -> tuple[str, np.ndarray]:
+    """(sign mode, stored array) of a connection's mantissas; mantissas that Lava's clip
+    and truncate would change (an odd one with mixed signs, one outside 8 bits) cannot
+    come from quantize.py: an AssertionError, not a file."""
+    mode = sign_mode(w)
+    if mode == "mixed" and np.any(np.asarray(w) & 1):
+        raise AssertionError(f"connection {label}: an odd weight mantissa with mixed signs (Lava "
+                             "keeps only even ones): quantize.py must not emit it")
+    if not np.array_equal(lava_weights(w), w):
+        raise AssertionError(f"connection {label}: weight mantissas that Lava's clip and truncate "
+                             "would change: quantize.py must not emit them")
+    if mode == "mixed":
+        return mode, (np.asarray(w) >> 1).astype(np.int8)
+    return mode, (np.asarray(w) if mode == "excitatory" else -np.asarray(w)).astype(np.uint8)
+
+
+def encode_quantized(q: QuantizedNetlist) -> dict[str, Any]:
+    """The fixed-point integers of a payload in their stored form (the module docstring):
+    mantissas by sign mode in a byte each, parameters at :data:`PARAM_DTYPES`."""
+    out: dict[str, Any] = {f.name: getattr(q, f.name) for f in fields(q) if f.name != "net"}
+    stored = [store_weights(w, f"{c.source}->{c.target}") for c, w in zip(q.net.connections, q.weights)]
+    out["weights"] = [arr for _, arr in stored]
+    out["weight_signs"] = [mode for mode, _ in stored]
+    out["populations"] = {name: {k: _store_param(v, k, name) for k, v in params.items()}
+                          for name, params in q.populations.items()}
+    return out
+
+
+def _store_param(value: np.ndarray, key: str, population: str) -> np.ndarray:
+    lo, hi = FIXED_RANGES[key]
+    value = np.asarray(value)
+    if value.size and (int(value.min()) < lo or int(value.max()) > hi):
+        raise AssertionError(f"population '{population}': {key} outside {lo}..{hi}: quantize.py must "
+                             "not emit it")
+    return value.astype(PARAM_DTYPES[key])
 
 
 def _keys(cls: type) -> tuple[str, ...]:
@@ -360,7 +428,9 @@ def _population(r: _Reader, rec: dict[str, Any], name: str, node: Neuron, shape:
 
 
 def _quantized(r: _Reader, data: dict[str, Any], net: Netlist) -> QuantizedNetlist:
-    q = r.record(data, "quantized", _QUANTIZED_KEYS)
+    # "weight_signs" is in every artifact written since the stored form (module docstring)
+    keys = _QUANTIZED_KEYS + (("weight_signs",) if isinstance(data, dict) and "weight_signs" in data else ())
+    q = r.record(data, "quantized", keys)
     pops = {p.name: p for p in net.populations}
     ins = [p.name for p in net.inputs]
 
@@ -370,21 +440,44 @@ def _quantized(r: _Reader, data: dict[str, Any], net: Netlist) -> QuantizedNetli
         r.mapping(params, where, list(FIXED_RANGES))
         populations[name] = {}
         for key, (lo, hi) in FIXED_RANGES.items():
-            arr = r.array(params[key], f"{where}: {key}", (pops[name].size,), "i")
+            arr = _stored(r, params[key], f"{where}: {key}", (pops[name].size,), PARAM_DTYPES[key],
+                          f"its range {lo}..{hi}", "JSON text, older artifacts")
             r.within(arr, f"{where}: {key}", lo, hi)
-            populations[name][key] = arr
+            populations[name][key] = np.asarray(arr, dtype=np.int64)
 
     n = len(net.connections)
+    signs = None
+    if "weight_signs" in q:
+        signs = r.list(q["weight_signs"], "quantized.weight_signs", n)
     weights, exps = [], []
     for i, (c, w, e) in enumerate(zip(net.connections,
                                       r.list(q["weights"], "quantized.weights", n),
                                       r.list(q["weight_exps"], "quantized.weight_exps", n))):
         where = f"quantized connection {c.source}->{c.target}"
-        w = r.array(w, f"{where}: weights", c.weight.shape, "i")
-        r.within(w, f"{where}: weights", -256, 255)
+        if signs is None:  # written before the stored form: the mantissas themselves
+            w = r.array(w, f"{where}: weights", c.weight.shape, "i")
+            if w.dtype not in (np.int32, np.int64):
+                r.fail(f"{where}: weights", f"{w.dtype} without quantized.weight_signs (older artifacts store "
+                       "the mantissas as int32, or int64 in JSON text)")
+        else:
+            mode = r.name(signs[i], f"{where}: weight_signs", SIGN_MODES, f"a sign mode ({', '.join(SIGN_MODES)})")
+            w = _stored(r, w, f"{where}: weights", c.weight.shape, WEIGHT_DTYPES[mode],
+                        f"'{mode}' mantissas as {_STORED_AS[mode]}", "JSON text")
+            if w.dtype == np.int64:  # the exact dtypes hold nothing else
+                r.within(w, f"{where}: weights (stored as {_STORED_AS[mode]})", *_STORED_RANGE[mode])
+            w = w.astype(np.int32)
+            if mode == "mixed":
+                w <<= 1
+            elif mode == "inhibitory":
+                np.negative(w, out=w)
+        r.within(w, f"{where}: weights", -256, 255)  # before an int64 is narrowed
+        w = np.asarray(w, dtype=np.int32)
         if not np.array_equal(lava_weights(w), w):
             r.fail(f"{where}: weights", "not 8-bit mantissas that Lava's clip and truncate leave "
                    "unchanged (0..255, -255..0, or even -256..254 for mixed signs)")
+        if signs is not None and sign_mode(w) != signs[i]:
+            r.fail(f"{where}: weight_signs", f"'{signs[i]}', but the mantissas are {sign_mode(w)} (Lava's "
+                   "determine_sign_mode)")
         weights.append(w)
         exps.append(r.integer(e, f"{where}: weight_exp", WEIGHT_EXP_MIN, WEIGHT_EXP_MAX))
 
@@ -403,3 +496,16 @@ def _quantized(r: _Reader, data: dict[str, Any], net: Netlist) -> QuantizedNetli
     return QuantizedNetlist(net=net, populations=populations, weights=weights, weight_exps=exps,
                             input_scale=input_scale, num_message_bits=bits, v_scale=v_scale,
                             report=q["report"])
+
+
+def _stored(r: _Reader, value: Any, where: str, shape: tuple[int, ...], dtype: np.dtype, why: str,
+            wide: str) -> np.ndarray:
+    """A stored integer array of exactly ``shape`` and ``dtype``, or int64 (``wide``: where
+    that comes from); a one-line refusal naming the expected dtype otherwise."""
+    if not isinstance(value, np.ndarray):
+        r.fail(where, f"must be an array, got {shown(value)}")
+    if value.dtype != dtype and value.dtype != np.int64:
+        r.fail(where, f"stored as {value.dtype}, expected {dtype} ({why}) or int64 ({wide})")
+    if value.shape != shape:
+        r.fail(where, f"has shape {list(value.shape)}, expected {list(shape)}")
+    return value

@@ -84,8 +84,10 @@ class Loihi2Target(Target):
             "quantized": None,
         }
         if payload.quantized is not None:
-            q = payload.quantized
-            data["quantized"] = {f.name: getattr(q, f.name) for f in fields(q) if f.name != "net"}
+            from .payload import encode_quantized
+
+            # mantissas a byte each by sign mode, parameters at their narrowest dtype (payload.py)
+            data["quantized"] = encode_quantized(payload.quantized)
         return data
 
     def decode_payload(self, data: Any, *, graph: Graph, dt: float, precision: str,
