@@ -130,7 +130,6 @@ SLOW_TESTS = {
     "tests/test_file_safety.py::test_loading_16000_nodes_is_near_linear",  # - / 9
     "tests/test_fuzz.py::test_fuzzed_files_load_or_are_refused_with_one_line",  # - / 22 (2500 cases)
     "tests/test_lanes.py::test_neuromorph_run_says_its_plan_and_lanes_1_gives_the_same_scores",  # 10-20
-    "tests/test_lanes.py::test_ctrl_c_during_an_asynchronous_lanes_run_leaves_no_lava_processes",  # 3.5-6
     "tests/test_lanes.py::test_verify_runs_the_default_plan_and_stays_exact_in_fixed_and_float",  # 3-7
     "tests/test_conv_deploy.py::test_a_sinabs_nmnist_cnn_imports_compiles_small_and_deploys_exactly",  # 20
     "tests/test_eprop.py::test_true_learning_signal_gives_the_bptt_gradient_over_1000_steps",  # 14 (6 cases)

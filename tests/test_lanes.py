@@ -2,16 +2,13 @@
 asynchronous or not, compute bit for bit what one sample at a time computes (float and
 fixed, dense and convolutional, feed-forward and recurrent, delays); `neuromorph run`
 picks the plan and says which; verify stays exact; a lane count that does not fit the
-chip is refused; a lanes run is stopped on errors and on Ctrl-C like any Lava run."""
+chip is refused; a lanes run is stopped on errors (Ctrl-C: test_lava_backend, both plans) like any Lava run."""
 from __future__ import annotations
 
 import json
 import multiprocessing
-import os
-import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -182,7 +179,7 @@ def test_neuromorph_run_says_its_plan_and_lanes_1_gives_the_same_scores(tmp_path
         "at most 64 lanes" in err
 
 
-# ---------------------------------------------------------------- stopped on errors and Ctrl-C
+# ---------------------------------------------------------------- stopped on errors
 
 
 def test_an_error_in_an_asynchronous_neuron_model_stops_lava_and_names_the_population(monkeypatch):
@@ -229,41 +226,3 @@ def test_a_stuck_asynchronous_worker_ends_the_run_after_the_stall_timeout(monkey
                  stall_timeout=1.5)
     assert time.monotonic() - start < 20
     assert no_lava_workers()
-
-
-def test_ctrl_c_during_an_asynchronous_lanes_run_leaves_no_lava_processes():
-    script = textwrap.dedent("""
-        import multiprocessing, signal, numpy as np
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
-        from neuromorph.backends.loihi2.netlist import lower
-        from neuromorph.models import get
-        from neuromorph.backends.loihi2.lava.runner import Plan, run_lava
-        net = lower(get("randman-mlp"))
-        try:
-            run_lava(net, np.ones((256, 3000, 20)), plan=Plan(64, asynchronous=True),
-                     progress=lambda d, t: print("running", flush=True), chunk=200)
-        except KeyboardInterrupt:
-            print("interrupted", len(multiprocessing.active_children()), flush=True)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
-        assert proc.stdout.readline().strip() == "running"
-        time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the whole process group
-        out, err = proc.communicate(timeout=30)
-        assert "interrupted 0" in out, err
-        assert proc.returncode == 0, err
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # nothing of the group outlives it
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("processes of the interrupted run are still alive")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()

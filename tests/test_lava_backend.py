@@ -241,19 +241,26 @@ def test_exception_from_the_progress_callback_stops_lava_and_passes_through(erro
     assert no_lava_workers()
 
 
-def test_ctrl_c_during_a_run_leaves_no_lava_processes():
+CTRL_C_RUNS = {  # long enough to be interrupted, in each run plan
+    "one-at-a-time": "np.ones((400, 100, 20)), chunk=500",
+    "lanes-async": "np.ones((256, 3000, 20)), plan=Plan(64, asynchronous=True), chunk=200",
+}
+
+
+@pytest.mark.parametrize("plan", list(CTRL_C_RUNS))
+def test_ctrl_c_during_a_run_leaves_no_lava_processes(plan):
     script = textwrap.dedent("""
         import multiprocessing, signal, numpy as np
         signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
         from neuromorph.backends.loihi2.netlist import lower
         from neuromorph.models import get
-        from neuromorph.backends.loihi2.lava.runner import run_lava
+        from neuromorph.backends.loihi2.lava.runner import Plan, run_lava
         net = lower(get("randman-mlp"))
         try:
-            run_lava(net, np.ones((400, 100, 20)), progress=lambda d, t: print("running", flush=True), chunk=500)
+            run_lava(net, RUN, progress=lambda d, t: print("running", flush=True))
         except KeyboardInterrupt:
             print("interrupted", len(multiprocessing.active_children()), flush=True)
-    """)
+    """).replace("RUN", CTRL_C_RUNS[plan])
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
