@@ -1,7 +1,7 @@
 """How fast a deployed network runs in Lava, against torch and the numpy chip model.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/deploy_throughput.py [--digits-model M.json]
-        [--repeat 1] [--trials 32] [--naive-samples 0] [--naive-trials 4] [--json]
+        [--repeat 1] [--trials 32] [--naive-samples 0] [--naive-trials 4] [--json] [--quick]
 
 Two workloads, each compiled for Loihi 2 in fixed point:
 
@@ -24,6 +24,13 @@ than all), Lava lanes synchronous, and Lava's default plan (lanes, asynchronous:
 stopping, reading back); ``x torch`` is the ratio to the torch row of the same workload.
 ``agreement`` compares every Lava row's outputs and spike counts with the numpy model
 (bit-exact: 1.0 means identical).
+
+``--json`` prints ``{"rows": [...]}`` and, from those rows, ``samples`` (digits),
+``ratio`` (digits, default plan / torch), ``naive_ratio`` (digits, one at a time / torch,
+extrapolated where the row says so), ``lsnn_ratio`` (cue, default plan / torch) and
+``agreement`` (the lowest of the Lava rows). ``--quick`` caps the one-at-a-time rows at
+360 digits samples (one pass of the test split) and 4 cue trials, extrapolated, so that
+``--repeat 10`` (3600 samples) stays within about two minutes on a 2-core machine.
 """
 from __future__ import annotations
 
@@ -144,6 +151,28 @@ def workload(name: str, graph: nm.Graph, x: np.ndarray, calibration: np.ndarray,
     return rows
 
 
+def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures issue 12 asks for, read off the rows."""
+    def pick(task: str, start: str = "", end: str = "") -> dict[str, Any] | None:
+        return next((r for r in rows if r["task"] == task and r["what"].startswith(start)
+                     and r["what"].endswith(end)), None)
+
+    out: dict[str, Any] = {}
+    default = pick("digits", end="the default plan")
+    naive = pick("digits", start="Lava one at a time")
+    if default:
+        out.update(samples=default["samples"], ratio=default["ratio_to_torch"])
+    if naive:
+        out["naive_ratio"] = naive["ratio_to_torch"]
+    cue = pick("cue LSNN", end="the default plan")
+    if cue:
+        out["lsnn_ratio"] = cue["ratio_to_torch"]
+    agreements = [r["agreement"] for r in rows if "agreement" in r]
+    if agreements:
+        out["agreement"] = min(agreements)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--digits-model", help="a trained digits model file (default: train one, 3 epochs)")
@@ -156,11 +185,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="timings per row, the shortest counts (default 3)")
     parser.add_argument("--skip", choices=("digits", "cue"), action="append", default=[])
     parser.add_argument("--json", action="store_true", help='print {"rows": [...]} on stdout')
+    parser.add_argument("--quick", action="store_true",
+                        help="one-at-a-time rows on at most 360 digits samples and 4 cue trials, extrapolated")
     parser.add_argument("--torch-row", nargs=2, metavar=("MODEL", "X"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_row:
         torch_row(*args.torch_row, args.runs)
         return
+    if args.quick:
+        args.naive_samples = 360 if args.naive_samples <= 0 else min(args.naive_samples, 360)
+        args.naive_trials = 4 if args.naive_trials <= 0 else min(args.naive_trials, 4)
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="deploy-throughput-") as tmp:
@@ -175,7 +209,7 @@ def main() -> None:
             rows += workload("cue LSNN", get("lsnn-cue", seed=0), data.x_test[:args.trials],
                              data.x_train[:CALIBRATION], args, args.naive_trials, folder)
     if args.json:
-        print(json.dumps({"rows": rows}))
+        print(json.dumps({**headline(rows), "rows": rows}))
         return
     print(f"{'task':<9} {'samples':>7}  {'what':<52} {'seconds':>8} {'x torch':>8}  agreement")
     for r in rows:
