@@ -632,7 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--surrogate", default=None, help="fast_sigmoid (SuperSpike) or triangle (default: "
                    "fast_sigmoid for bptt, triangle for eprop)")
     p.add_argument("--surrogate-alpha", type=float, default=None,
-                   help="surrogate sharpness; the triangle's height gamma (default: 10 for bptt, 0.3 for eprop)")
+                   help="surrogate sharpness; the triangle's height gamma (default: 10 for fast_sigmoid, "
+                        "0.3 for triangle)")
     e = p.add_argument_group("e-prop options (--method eprop; docs/eprop.md)")
     e.add_argument("--learning-signal", default=None, choices=("symmetric", "random", "broadcast", "adaptive"),
                    help="how the readout error reaches the hidden neurons: readout weights transposed "

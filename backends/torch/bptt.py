@@ -72,8 +72,7 @@ def train_bptt(
             return train_bptt(graph, data, config, progress, made)
     device = cluster.device if cluster.world_size > 1 else resolve_device(config.device)
     torch.manual_seed(config.seed)
-    surrogate = Surrogate(config.surrogate or "fast_sigmoid",
-                          10.0 if config.surrogate_alpha is None else config.surrogate_alpha)
+    surrogate = Surrogate.named(config.surrogate or "fast_sigmoid", config.surrogate_alpha)
     net = GraphNetwork(graph, dt=data.dt, surrogate=surrogate, dtype=dtype_of(config)).to(device)
 
     def batch_gradients(x: torch.Tensor, y: torch.Tensor, global_batch: int) -> float:
@@ -103,9 +102,12 @@ def fit(
     batch_gradients: BatchGradients,
     progress: Progress | None = None,
     after_step: Callable[[], None] | None = None,
+    idle: Callable[[], None] | None = None,
 ) -> tuple[list[dict[str, Any]], float]:
     """The epoch loop every gradient method shares: shuffle, shard, gradients, all-reduce,
-    Adam step, evaluate. Returns the per-epoch history and the seconds it took."""
+    Adam step, evaluate. Returns the per-epoch history and the seconds it took. ``idle``
+    runs instead of ``batch_gradients`` on a rank whose shard is empty (to join any
+    collective the method makes inside ``batch_gradients``)."""
     device = next(net.parameters()).device
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     updates = config.epochs * -(-len(data.x_train) // config.batch_size)
@@ -128,6 +130,8 @@ def fit(
             loss_sum = 0.0
             if len(mine):  # a rank whose shard is empty contributes zero gradients
                 loss_sum = batch_gradients(x_all[mine].to(device), y_all[mine].to(device), len(idx))
+            elif idle is not None:
+                idle()
             cluster.sum_gradients(net)
             optimiser.step()
             if schedule is not None:

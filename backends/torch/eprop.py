@@ -52,7 +52,7 @@ from .surrogate import Surrogate
 
 SIGNALS = ("symmetric", "random", "broadcast", "adaptive")
 SPIKING = (LIF, IF, CubaLIF, ALIF)
-DEFAULT_SURROGATE = ("triangle", 0.3)  # the paper's pseudo-derivative, gamma = 0.3
+DEFAULT_SURROGATE = "triangle"  # the paper's pseudo-derivative, gamma = 0.3 (surrogate.DEFAULT_ALPHA)
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,8 @@ class EpropOptions:
                 number = float(value)
                 if not np.isfinite(number) or number < 0:
                     raise NeuromorphError(f"e-prop option {key} must be a finite number >= 0, got {value}")
+                if key == "kp_decay" and number >= 1:
+                    raise NeuromorphError(f"e-prop option kp_decay must be < 1 (a fraction per update), got {value}")
                 values[key] = number
         return cls(**values)
 
@@ -459,6 +461,7 @@ class Eprop:
         # dE/dscores for E = summed loss / global_batch; each decision step gets 1/|window|.
         delta = (torch.softmax(scores, 1) - F.one_hot(labels, scores.shape[1]).to(scores.dtype)) / global_batch
         error = delta * net._p(plan.readout, "gain").reshape(-1) / len(window)  # [batch, n_out]
+        excess = self._rate_excess(traces.spikes, global_batch * steps) if signal is None else {}
         grads: dict[str, torch.Tensor] = {}
         for syn in plan.synapses:
             if syn.target == plan.readout:
@@ -468,19 +471,29 @@ class Eprop:
             else:
                 learning = error @ self.feedback.matrix(syn.target).T  # [batch, n_post]
                 g = torch.einsum("bj,bji->ji", learning, traces.window[syn.name])
-                _split(grads, syn, g + self._rate_term(syn, traces, global_batch, steps))
+                if syn.target in excess:  # d/dW of the rate regulariser
+                    g = g + excess[syn.target].unsqueeze(1) * traces.total[syn.name]
+                _split(grads, syn, g)
         return float(loss), grads
 
-    def _rate_term(self, syn: Synapse, traces: Traces, global_batch: int, steps: int) -> torch.Tensor | float:
-        """d/dW of rate_reg/2 * sum_j (rate_j - target)^2, rate_j = spikes per step over
-        the global batch and the sequence (in Hz / dt units)."""
+    def _rate_excess(self, spikes: Mapping[str, torch.Tensor], count: int) -> dict[str, torch.Tensor]:
+        """Per population, d E_reg / d z_j(t) for E_reg = rate_reg/2 sum_j (rate_j - target)^2,
+        rate_j = spikes per step over the global batch and the sequence (``count`` = global
+        batch x steps). Spike counts are summed over ranks: one collective per population,
+        which :meth:`idle` matches on a rank with no samples."""
         o = self.options
         if not o.rate_reg:
-            return 0.0
-        spikes = self.cluster.sum_tensor(traces.spikes[syn.target].clone())
-        rate = spikes / (global_batch * steps)
-        excess = o.rate_reg * (rate - o.rate_target * self.net.dt) / (global_batch * steps)
-        return excess.unsqueeze(1) * traces.total[syn.name]
+            return {}
+        rates = {p: self.cluster.sum_tensor(spikes[p].clone()) / count for p in self.plan.populations}
+        return {p: o.rate_reg * (r - o.rate_target * self.net.dt) / count for p, r in rates.items()}
+
+    def idle(self) -> None:
+        """A rank whose shard of a batch is empty: it joins the collectives of
+        :meth:`gradients` with nothing to add (its gradients are zero)."""
+        ref = self.net._p(self.plan.synapses[0].name, "weight")
+        zeros = {p: torch.zeros(self.net.graph.shape(p)[0], dtype=ref.dtype, device=ref.device)
+                 for p in self.plan.populations}
+        self._rate_excess(zeros, 1)
 
     def apply(self, grads: Mapping[str, torch.Tensor]) -> None:
         """Write ``grads`` into the parameters' ``.grad`` (for the optimiser)."""
@@ -560,8 +573,7 @@ def train_eprop(
             return train_eprop(graph, data, config, progress, made)
     device = cluster.device if cluster.world_size > 1 else resolve_device(config.device)
     torch.manual_seed(config.seed)
-    name, alpha = DEFAULT_SURROGATE
-    surrogate = Surrogate(config.surrogate or name, alpha if config.surrogate_alpha is None else config.surrogate_alpha)
+    surrogate = Surrogate.named(config.surrogate or DEFAULT_SURROGATE, config.surrogate_alpha)
     net = GraphNetwork(graph, dt=data.dt, surrogate=surrogate, dtype=dtype_of(config)).to(device)
     eprop = Eprop(net, plan, options, config.seed, cluster)
 
@@ -573,7 +585,7 @@ def train_eprop(
     def after_step() -> None:
         eprop.feedback.after_update(options.kp_decay)
 
-    history, seconds = fit(net, data, config, cluster, batch_gradients, progress, after_step)
+    history, seconds = fit(net, data, config, cluster, batch_gradients, progress, after_step, eprop.idle)
     extra = {"learning_signal": options.learning_signal}
     return TrainResult(net.to_graph(), history[-1]["test_accuracy"], history, seconds, str(device),
                        "eprop", cluster.rank, cluster.world_size, extra)

@@ -66,6 +66,8 @@ class _Triangle(_Spike):
 
 _FUNCTIONS = {"fast_sigmoid": _FastSigmoid, "triangle": _Triangle}
 SURROGATES = tuple(_FUNCTIONS)
+DEFAULT_ALPHA = {"fast_sigmoid": 10.0, "triangle": 0.3}
+"""Each surrogate's usual sharpness: SuperSpike's 10, and Bellec et al.'s gamma = 0.3."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,11 @@ class Surrogate:
             )
         if not self.alpha > 0:
             raise NeuromorphError(f"surrogate alpha must be > 0, got {self.alpha}")
+
+    @classmethod
+    def named(cls, name: str, alpha: float | None = None) -> "Surrogate":
+        """``name`` with ``alpha``, or that surrogate's usual sharpness (DEFAULT_ALPHA)."""
+        return cls(name, DEFAULT_ALPHA.get(name, 10.0) if alpha is None else alpha)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and x.requires_grad:
