@@ -327,6 +327,7 @@ class Traces:
         self.eps: dict[str, dict[str, torch.Tensor]] = {}
         self.e: dict[str, torch.Tensor] = {}  # this step's eligibility trace (a reused buffer)
         self.coefficients = {p: _coefficients(net, p) for p in plan.populations}
+        self.into = {t: plan.into(t) for t in (*plan.populations, plan.readout)}  # not per step
         self.filtered: dict[str, torch.Tensor] = {}
         self.window: dict[str, torch.Tensor] = {}  # sum over decision steps of the filtered trace
         self.total: dict[str, torch.Tensor] = {}  # sum over batch and time of e (regulariser)
@@ -360,7 +361,7 @@ class Traces:
             node, c = net.graph.nodes[pop], self.coefficients[pop]
             psi = net.surrogate.derivative(step.u[pop] - step.threshold[pop]).unsqueeze(2)
             carry = (self.rho[pop] if c["decay"] is None else c["decay"] * self.rho[pop]).unsqueeze(2)
-            for syn in plan.into(pop):
+            for syn in self.into[pop]:
                 x = step.pre[syn.name].unsqueeze(1)  # [batch, 1, n_pre]
                 eps, e = self.eps[syn.name], self.e[syn.name]
                 if isinstance(node, CubaLIF):
@@ -383,27 +384,22 @@ class Traces:
             z = step.y[pop]
             self.spikes[pop].add_(z.sum(0))
             self.rho[pop] = torch.ones_like(z) if node.reset == "subtract" else 1.0 - z
-        for syn in plan.into(plan.readout):
+        for syn in self.into[plan.readout]:
             torch.add(step.pre[syn.name], self.filtered[syn.name], alpha=self.kappa, out=self.filtered[syn.name])
             if in_window:
                 self.window[syn.name].add_(self.filtered[syn.name])
 
 
 def _coefficients(net: GraphNetwork, pop: str) -> dict[str, torch.Tensor | None]:
-    """The population's discrete coefficients, shaped to multiply [batch, n_post, n_pre]:
-    ``decay`` carries the membrane over a step (none for IF), ``gain`` scales its input
-    (for CubaLIF: the current), ``keep_i``/``gain_i`` the CubaLIF current, ``keep_a`` and
-    ``beta`` the ALIF adaptation."""
-    node = net.graph.nodes[pop]
-    p = lambda f: _column(net._p(pop, f))  # noqa: E731
-    c: dict[str, torch.Tensor | None] = {"decay": None if isinstance(node, IF) else 1.0 - net._p(pop, "dv")}
-    if isinstance(node, CubaLIF):
-        c.update(keep_i=1.0 - p("di"), gain_i=p("gain_i"), gain=p("gain_v"))
-    else:
-        c["gain"] = p("gain")
-    if isinstance(node, ALIF):
-        c.update(keep_a=1.0 - p("da"), beta=p("beta"))
-    return c
+    """The population's coefficients (GraphNetwork.coefficients), shaped to multiply
+    [batch, n_post, n_pre]: ``decay`` carries the membrane over a step (none for IF),
+    ``gain`` scales its input (for CubaLIF: the current), ``keep_i``/``gain_i`` the CubaLIF
+    current, ``keep_a`` and ``beta`` the ALIF adaptation."""
+    c = net.coefficients(pop)
+    gain = "gain_v" if isinstance(net.graph.nodes[pop], CubaLIF) else "gain"
+    shaped: dict[str, torch.Tensor | None] = {"decay": c.get("keep"), "gain": _column(c[gain])}
+    shaped.update({k: _column(c[k]) for k in ("keep_i", "gain_i", "keep_a", "beta") if k in c})
+    return shaped
 
 
 def _column(value: torch.Tensor) -> torch.Tensor:
