@@ -70,10 +70,7 @@ def train_bptt(
     if cluster is None:
         with Cluster.from_environment(config.device) as made:
             return train_bptt(graph, data, config, progress, made)
-    device = cluster.device if cluster.world_size > 1 else resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    surrogate = Surrogate.named(config.surrogate or "fast_sigmoid", config.surrogate_alpha)
-    net = GraphNetwork(graph, dt=data.dt, surrogate=surrogate, dtype=dtype_of(config)).to(device)
+    device, net = network_for(graph, data, config, cluster, "fast_sigmoid")
 
     def batch_gradients(x: torch.Tensor, y: torch.Tensor, global_batch: int) -> float:
         loss = torch.nn.functional.cross_entropy(scores(net, x, data.decision_steps), y, reduction="sum")
@@ -92,6 +89,16 @@ of this shard's summed loss divided by the global batch size."""
 
 def dtype_of(config: TrainConfig) -> torch.dtype:
     return torch.float64 if config.dtype == "float64" else torch.float32
+
+
+def network_for(graph: Graph, data: Dataset, config: TrainConfig, cluster: Cluster,
+                default_surrogate: str) -> tuple[torch.device, GraphNetwork]:
+    """What every training method starts from: this process's device, the seed set, and
+    the graph as a torch network with the configured (or the method's default) surrogate."""
+    device = cluster.device if cluster.world_size > 1 else resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    surrogate = Surrogate.named(config.surrogate or default_surrogate, config.surrogate_alpha)
+    return device, GraphNetwork(graph, dt=data.dt, surrogate=surrogate, dtype=dtype_of(config)).to(device)
 
 
 def fit(

@@ -45,10 +45,9 @@ from neuromorph.ir import ALIF, IF, LI, LIF, Affine, CubaLIF, Graph, Input, Line
 from neuromorph.tasks import Dataset
 from neuromorph.training import Progress, TrainConfig, TrainResult
 
-from .bptt import dtype_of, fit, resolve_device
+from .bptt import fit, network_for
 from .distributed import Cluster
 from .network import NEURON_STEPS, GraphNetwork, reset, threshold_of
-from .surrogate import Surrogate
 
 SIGNALS = ("symmetric", "random", "broadcast", "adaptive")
 SPIKING = (LIF, IF, CubaLIF, ALIF)
@@ -567,10 +566,7 @@ def train_eprop(
     if cluster is None:
         with Cluster.from_environment(config.device) as made:
             return train_eprop(graph, data, config, progress, made)
-    device = cluster.device if cluster.world_size > 1 else resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    surrogate = Surrogate.named(config.surrogate or DEFAULT_SURROGATE, config.surrogate_alpha)
-    net = GraphNetwork(graph, dt=data.dt, surrogate=surrogate, dtype=dtype_of(config)).to(device)
+    device, net = network_for(graph, data, config, cluster, DEFAULT_SURROGATE)
     eprop = Eprop(net, plan, options, config.seed, cluster)
 
     def batch_gradients(x: torch.Tensor, y: torch.Tensor, global_batch: int) -> float:
