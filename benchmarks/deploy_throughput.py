@@ -28,7 +28,14 @@ stopping, reading back); ``x torch`` is the ratio to the torch row of the same w
 ``--json`` prints ``{"rows": [...]}`` and, from those rows, ``samples`` (digits),
 ``ratio`` (digits, default plan / torch), ``naive_ratio`` (digits, one at a time / torch,
 extrapolated where the row says so), ``lsnn_ratio`` (cue, default plan / torch) and
-``agreement`` (the lowest of the Lava rows). ``--quick`` caps the one-at-a-time rows at
+``agreement`` (the lowest of the Lava rows), ``limit_ratio`` (digits) and ``lsnn_limit_ratio``
+(cue): Lava's steady-state time per sample in the default plan over the numpy model's
+time per sample. The steady state leaves out what a run costs whatever its length
+(building, compiling and starting the Lava processes, stopping them): the default plan
+is timed again on the first half of its rounds (``lanes x floor(rounds / 2)``
+samples), and the difference of the two timings over the difference of the sample
+counts is its time per sample (the default-plan row also gives ``startup_s``, the half
+run's time less that many samples, and the half run's ``half_agreement``). ``--quick`` caps the one-at-a-time rows at
 360 digits samples (one pass of the test split) and 4 cue trials, extrapolated, so that
 ``--repeat 10`` (3600 samples) stays within about two minutes on a 2-core machine.
 """
@@ -144,6 +151,17 @@ def workload(name: str, graph: nm.Graph, x: np.ndarray, calibration: np.ndarray,
     seconds, got = best(lambda: lava(default, x), args.runs)
     row(f"Lava lanes ({default.lanes}), async: the default plan", seconds, plan=default.describe(),
         cores=cores["per_lane"] * default.lanes, agreement=agreement(got, ref))
+    rounds = -(-n // default.lanes)
+    if rounds >= 2:  # the steady state: the same plan on half the rounds, and the difference
+        half = default.lanes * (rounds // 2)
+        half_s, got = best(lambda: lava(default, x[:half]), args.runs)
+        per_sample = max(seconds - half_s, 0.0) / (n - half)
+        ref_half = simulate_fixed(dep.quantized, x[:half])
+        rows[-1].update(steady_per_sample_s=round(per_sample, 9), startup_s=round(max(half_s - per_sample * half, 0.0), 4),
+                        limit_ratio=round(per_sample / (numpy_s / n), 2),
+                        half_agreement=agreement(got, ref_half))
+        print(f"  {name}: Lava steady state {per_sample * 1e6:.1f} us/sample (from {half} and {n} samples), "
+              f"numpy {numpy_s / n * 1e6:.1f} us/sample", file=sys.stderr, flush=True)
     for r in rows:
         r["ratio_to_torch"] = round(r["seconds"] / torch_s, 2)
     numpy_row = rows[1]["seconds"]
@@ -162,12 +180,16 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     naive = pick("digits", start="Lava one at a time")
     if default:
         out.update(samples=default["samples"], ratio=default["ratio_to_torch"])
+        if "limit_ratio" in default:
+            out["limit_ratio"] = default["limit_ratio"]
     if naive:
         out["naive_ratio"] = naive["ratio_to_torch"]
     cue = pick("cue LSNN", end="the default plan")
     if cue:
         out["lsnn_ratio"] = cue["ratio_to_torch"]
-    agreements = [r["agreement"] for r in rows if "agreement" in r]
+        if "limit_ratio" in cue:
+            out["lsnn_limit_ratio"] = cue["limit_ratio"]
+    agreements = [r[k] for r in rows for k in ("agreement", "half_agreement") if k in r]
     if agreements:
         out["agreement"] = min(agreements)
     return out
@@ -216,6 +238,10 @@ def main() -> None:
         agree = f"{r['agreement']:.3f}" if "agreement" in r else "-"
         print(f"{r['task']:<9} {r['samples']:>7}  {r['what']:<52} {r['seconds']:>8.3f} "
               f"{r['ratio_to_torch']:>8.1f}  {agree}")
+    for r in rows:
+        if "limit_ratio" in r:
+            print(f"{r['task']}: Lava steady state {r['steady_per_sample_s'] * 1e6:.1f} us/sample, start-up "
+                  f"{r['startup_s']:.3f} s; limit_ratio (steady / numpy per sample) {r['limit_ratio']:.2f}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ in which arrays appear as records. Two containers carry it; the first bytes tell
 
     offset  size  field
     0       8     magic  89 4E 4D 46 0D 0A 1A 0A  ("\\x89NMF\\r\\n\\x1a\\n", PNG-style: not text)
-    8       4     layout, uint32 little-endian: 1 (this byte layout; :data:`LAYOUT`)
+    8       4     layout, uint32 little-endian: 1, or 2 when arrays share bytes (:data:`LAYOUTS`)
     12      4     flags, uint32 LE: 0 (reserved; anything else is refused)
     16      8     J, uint64 LE: length of the JSON head in bytes
     24      8     N, uint64 LE: length of the data section in bytes
@@ -23,13 +23,27 @@ and unsigned 8..64-bit integers, 16..64-bit floats); an array keeps its dtype, s
 weights round-trip bit-exactly and int8 data takes one byte per value. The writer packs
 the arrays in order, each at the next multiple of ALIGN after the previous one's end
 (an empty array: ``[0, 0]``), and the reader requires exactly that, so arrays cannot
-overlap, alias each other, be misaligned or leave unreferenced bytes: every offset is a
-multiple of ALIGN, ``offset + nbytes <= N``, no two non-empty arrays share a byte, and,
-sorted by offset, the first starts at 0, each next one at ``align(previous offset +
-nbytes)``, and N is the last one's end. The file size must be exactly ``D + N``; that is
+overlap, be misaligned or leave unreferenced bytes: every offset is a multiple of ALIGN,
+``offset + nbytes <= N``, no two non-empty arrays share a byte, and, sorted by offset,
+the first starts at 0, each next one at ``align(previous offset + nbytes)``, and N is
+the last one's end.
+
+Layout 2 is layout 1 plus one thing: the data section is content-addressed. An array
+whose bytes and dtype equal an array written before it in the same document is not
+stored again; its reference repeats that array's ``[offset, nbytes]`` exactly (a
+compiled artifact's model and its deployment often hold the same weight matrix, and
+constant per-neuron arrays repeat). A reference may repeat an earlier span only
+exactly (same offset and length; any other overlap is refused), and decodes to a copy
+of those bytes, so that no two decoded arrays share memory; what those copies take
+counts against :data:`neuromorph.streams.MEMORY_BOUND` with the file itself (a small
+file cannot make the reader allocate without bound).
+The writer stamps layout 1 when no span repeats (such a file is byte for byte what
+earlier versions wrote, and they read it), else 2; the reader takes both, and refuses
+a repeated span in layout 1 as an overlap. The file size must be exactly ``D + N``; that is
 checked from the 64-byte header and the file's size, and what loading takes against
 :data:`neuromorph.streams.MEMORY_BOUND`, before the rest is read. Arrays are views
-into the one buffer the file is read into (writeable; no copy per array). The padding
+into the one buffer the file is read into (writeable; no copy per array, but for a
+repeated span of layout 2). The padding
 bytes are covered by the checksum, not checked to be zero.
 
 **JSON text** (model files version 1, artifacts version 2, as neuromorph wrote them
@@ -357,8 +371,15 @@ MAGIC = b"\x89NMF\r\n\x1a\n"
 so, and CR LF / SUB / LF, so a text-mode transfer that mangles line ends is caught)."""
 
 LAYOUT = 1
-"""The byte layout of the binary container this neuromorph reads and writes (header
+"""The byte layout of a binary container whose arrays are all stored once each (header
 field 2). The document inside has its own version (per format)."""
+
+LAYOUT_SHARED = 2
+"""The byte layout of a container in which references may repeat an array's span
+(identical arrays stored once; module docstring)."""
+
+LAYOUTS = (LAYOUT, LAYOUT_SHARED)
+"""The byte layouts this neuromorph reads."""
 
 ALIGN = 64
 """Alignment of the data section and of every array in it (bytes)."""
@@ -378,15 +399,50 @@ def is_binary(data: bytes | bytearray | memoryview) -> bool:
     return head == MAGIC or (0 < len(head) < len(MAGIC) and MAGIC.startswith(head))
 
 
+_COMPARE_CHUNK = 2**20
+
+
+def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    """Do two C-contiguous arrays of the same size hold the same bytes? Compared a chunk
+    at a time (a small first chunk: arrays that differ usually differ early), so that no
+    temporary of the arrays' size is made."""
+    x, y = a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)
+    start, step = 0, 4096
+    while start < x.size:
+        if not np.array_equal(x[start:start + step], y[start:start + step]):
+            return False
+        start, step = start + step, _COMPARE_CHUNK
+    return True
+
+
 class ArrayWriter:
     """Collects the arrays of a document being written: ``encode(array)`` returns the
     reference that stands for it in the JSON head and keeps the (little-endian,
     contiguous) data for :func:`write_binary`, packed in order, each at the first
-    multiple of ALIGN after the one before (an empty array: offset 0, no bytes)."""
+    multiple of ALIGN after the one before (an empty array: offset 0, no bytes).
+
+    An array with the same dtype and bytes as one encoded before is stored once: its
+    reference repeats that one's span (``shared`` counts such references; the file is
+    then layout 2, see the module docstring). Arrays are compared byte for byte (no hash
+    to trust), so ``-0.0`` and ``0.0`` stay apart: small ones (up to :data:`SMALL`
+    bytes, such as the scalars of neuron parameters) by their bytes as a dict key, larger
+    ones against the earlier arrays of the same dtype and size."""
+
+    SMALL = 4096
 
     def __init__(self) -> None:
         self.parts: list[tuple[int, np.ndarray]] = []
         self.size = 0
+        self.shared = 0
+        self._small: dict[tuple[str, bytes], int] = {}
+        self._large: dict[tuple[str, int], list[tuple[int, np.ndarray]]] = {}
+
+    def _stored_at(self, name: str, data: np.ndarray) -> int | None:
+        """The offset of an array stored before with this dtype and these bytes, if any."""
+        if data.nbytes <= self.SMALL:
+            return self._small.get((name, data.tobytes()))
+        return next((offset for offset, other in self._large.get((name, data.nbytes), ())
+                     if _same_bytes(data, other)), None)
 
     def encode(self, value: np.ndarray) -> dict[str, Any]:
         arr = np.asarray(value)
@@ -394,10 +450,23 @@ class ArrayWriter:
         data = np.asarray(arr, dtype=DTYPES[name], order="C")
         if data.nbytes == 0:  # an empty array has no bytes: offset 0
             return {"dtype": name, "shape": list(arr.shape), "__data__": [0, 0]}
+        offset = self._stored_at(name, data)
+        if offset is not None:
+            self.shared += 1
+            return {"dtype": name, "shape": list(arr.shape), "__data__": [offset, data.nbytes]}
         offset = _align(self.size)
         self.parts.append((offset, data))
+        if data.nbytes <= self.SMALL:
+            self._small[(name, data.tobytes())] = offset
+        else:
+            self._large.setdefault((name, data.nbytes), []).append((offset, data))
         self.size = offset + data.nbytes
         return {"dtype": name, "shape": list(arr.shape), "__data__": [offset, data.nbytes]}
+
+    @property
+    def layout(self) -> int:
+        """The byte layout the arrays need: LAYOUT_SHARED if a span is repeated, else LAYOUT."""
+        return LAYOUT_SHARED if self.shared else LAYOUT
 
 
 def write_binary(f: Any, fmt: str, version: int, key: str, payload: Any, arrays: ArrayWriter) -> int:
@@ -409,7 +478,7 @@ def write_binary(f: Any, fmt: str, version: int, key: str, payload: Any, arrays:
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{fmt}: content is not JSON-serialisable: {exc}") from None
     start = _align(HEADER_BYTES + len(head))
-    fixed = _HEAD.pack(MAGIC, LAYOUT, 0, len(head), arrays.size)
+    fixed = _HEAD.pack(MAGIC, arrays.layout, 0, len(head), arrays.size)
     digest = hashlib.sha256(fixed)
     f.write(fixed + bytes(32))
 
@@ -436,16 +505,18 @@ def dumps_binary(fmt: str, version: int, key: str, payload: Any, arrays: ArrayWr
     return buf.getvalue()
 
 
-def _check_header(head: bytes | bytearray | memoryview, size: int, source: str, what: str) -> tuple[int, int, int]:
-    """``(J, D, N)`` from a binary file's first bytes and its size, or a one-line refusal:
-    truncated, another layout, flags, or a size other than the header declares."""
+def _check_header(head: bytes | bytearray | memoryview, size: int, source: str,
+                  what: str) -> tuple[int, int, int, int]:
+    """``(J, D, N, layout)`` from a binary file's first bytes and its size, or a one-line
+    refusal: truncated, another layout, flags, or a size other than the header declares."""
     if len(head) < HEADER_BYTES:
         raise ModelFileError(f"{source}: not a complete {what} (truncated: {size} bytes, shorter than "
                              f"the {HEADER_BYTES}-byte header)")
     magic, layout, flags, j, n = _HEAD.unpack(bytes(head[: _HEAD.size]))
-    if layout != LAYOUT:
+    if layout not in LAYOUTS:
         raise ModelFileError(f"{source}: {what} in binary layout {layout} is not supported (this "
-                             f"neuromorph reads layout {LAYOUT}; written by a newer neuromorph?)")
+                             f"neuromorph reads layouts {_versions(LAYOUTS)}; written by a newer "
+                             "neuromorph?)")
     if flags:
         raise ModelFileError(f"{source}: {what} has header flags {flags:#x}, which this neuromorph "
                              "does not know (they must be 0)")
@@ -456,7 +527,7 @@ def _check_header(head: bytes | bytearray | memoryview, size: int, source: str, 
                                  f"{start + n} bytes, the file has {size})")
         raise ModelFileError(f"{source}: {what} is {size} bytes, but its header declares {start + n} "
                              "(data after its end)")
-    return j, start, n
+    return j, start, n, layout
 
 
 class BinaryArrays:
@@ -464,22 +535,37 @@ class BinaryArrays:
 
     ``decode`` checks one reference (exact keys, a :data:`DTYPES` name, the shape, an
     aligned offset, bytes inside the data section that fill the shape exactly, no byte
-    shared with an array decoded before: no two arrays alias); ``finish`` then checks
+    shared with an array decoded before, except in layout 2 an exact repeat of an earlier
+    span, which decodes to a copy: no two decoded arrays alias); ``finish`` then checks
     that the decoded arrays tile the data section as the writer packs them (no gap
     beyond alignment, nothing unreferenced)."""
 
-    def __init__(self, buf: bytearray, start: int, size: int, source: str) -> None:
+    def __init__(self, buf: bytearray, start: int, size: int, source: str, layout: int = LAYOUT) -> None:
         self.buf, self.start, self.size, self.source = buf, start, size, source
         self.spans: list[tuple[int, int, str]] = []  # sorted (offset, end, where) of non-empty arrays
         self.empty = 0
+        self.shared = layout == LAYOUT_SHARED  # may a reference repeat a span?
+        self.repeated = 0  # bytes decoded again from repeated spans
 
-    def _claim(self, offset: int, end: int, where: str) -> None:
+    def _claim(self, offset: int, end: int, where: str) -> bool:
+        """Claim ``[offset, end)``; True if it is an exact repeat of a claimed span (layout 2)."""
         i = bisect.bisect_left(self.spans, (offset, end, where))
         for other in self.spans[max(0, i - 1): i + 1]:
             if other[0] < end and offset < other[1]:
+                if self.shared and (other[0], other[1]) == (offset, end):
+                    from .streams import check_memory
+
+                    self.repeated += end - offset
+                    try:  # what read_document checked before reading, plus these copies
+                        check_memory(self.start + 2 * self.size + self.repeated, "decoding this file's "
+                                     "repeated array references")
+                    except NeuromorphError as exc:
+                        raise ModelFileError(f"{where}: {exc}") from None
+                    return True
                 raise ModelFileError(f"{where}: array data [{offset}, {end}) overlaps the array data "
                                      f"[{other[0]}, {other[1]}) of {other[2]}")
         self.spans.insert(i, (offset, end, where))
+        return False
 
     def decode(self, value: Any, where: str) -> np.ndarray | None:
         if not isinstance(value, dict):
@@ -517,11 +603,13 @@ class BinaryArrays:
         if count == 0:
             self.empty += 1
             return np.zeros(shape, dtype.newbyteorder("="))
-        self._claim(offset, offset + nbytes, where)
+        repeat = self._claim(offset, offset + nbytes, where)
         arr = np.frombuffer(self.buf, dtype=dtype, count=count, offset=self.start + offset).reshape(shape)
         if kind == "bool":
             _check_bool(arr, where)
-        return arr if arr.dtype.isnative else arr.astype(dtype.newbyteorder("="))
+        if not arr.dtype.isnative:
+            return arr.astype(dtype.newbyteorder("="))
+        return arr.copy() if repeat else arr
 
     def finish(self) -> None:
         """Refuse (one line) data-section bytes that belong to no decoded array, beyond
@@ -539,7 +627,7 @@ class BinaryArrays:
 
 def _loads_binary(buf: bytearray, fmt: str, key: str, source: str, what: str,
                   versions: tuple[int, ...], binary_version: int) -> Document:
-    j, start, n = _check_header(memoryview(buf)[:HEADER_BYTES], len(buf), source, what)
+    j, start, n, layout = _check_header(memoryview(buf)[:HEADER_BYTES], len(buf), source, what)
     view = memoryview(buf)
     digest = hashlib.sha256(view[: _HEAD.size])
     digest.update(view[HEADER_BYTES:])
@@ -557,7 +645,7 @@ def _loads_binary(buf: bytearray, fmt: str, key: str, source: str, what: str,
     if set(doc) != {"format", "version", key}:
         raise ModelFileError(f"{source}: not a {what} (keys {shown(sorted(doc))}, expected format, "
                              f"version and {key})")
-    return Document(doc[key], int(version), BinaryArrays(buf, start, n, source))
+    return Document(doc[key], int(version), BinaryArrays(buf, start, n, source, layout))
 
 
 def loads_any(data: str | bytes | bytearray, fmt: str, key: str, source: str, what: str, *,
@@ -704,7 +792,7 @@ def read_document(path: str | os.PathLike[str], fmt: str, key: str, what: str, *
                 raise ModelFileError(f"{source}: cannot read ({exc.strerror or exc})") from None
             return _loads_text(_read_rest(f, st.st_size, source), fmt, key, source, what, versions,
                                binary_version)
-        _, start, n = _check_header(head, st.st_size, source, what)
+        _, start, n, _ = _check_header(head, st.st_size, source, what)
         try:
             check_memory(start + 2 * n, f"loading this {what}")
         except NeuromorphError as exc:

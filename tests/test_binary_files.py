@@ -31,16 +31,26 @@ def align(n: int) -> int:
 def unpack(data: bytes) -> tuple[dict, bytes]:
     """(JSON head, data section) of a binary file, by the documented layout."""
     magic, layout, flags, j, n = FIXED.unpack(data[:32])
-    assert (magic, layout, flags) == (MAGIC, 1, 0)
+    assert (magic, flags) == (MAGIC, 0) and layout in (1, 2)
     start = align(64 + j)
     assert len(data) == start + n
     assert hashlib.sha256(data[:32] + data[64:]).digest() == data[32:64]
     return json.loads(data[64:64 + j]), data[start:]
 
 
-def pack(head, body: bytes, *, layout=1, flags=0, j=None, n=None, raw_head: bytes | None = None) -> bytes:
+def shares(head) -> bool:
+    """Do two array references of the head repeat one span (layout 2)?"""
+    spans = [tuple(r["__data__"]) for r in refs(head)
+             if isinstance(r["__data__"], list) and len(r["__data__"]) == 2 and r["__data__"][1]]
+    return len(set(spans)) < len(spans)
+
+
+def pack(head, body: bytes, *, layout=None, flags=0, j=None, n=None, raw_head: bytes | None = None) -> bytes:
     """A binary file of this head and data section with a valid checksum (header fields
-    overridable, to declare what the content is not)."""
+    overridable, to declare what the content is not; the layout by default as the writer
+    stamps it: 2 where a span repeats, else 1)."""
+    if layout is None:
+        layout = 2 if raw_head is None and shares(head) else 1
     text = raw_head if raw_head is not None else json.dumps(head, separators=(",", ":")).encode()
     fixed = FIXED.pack(MAGIC, layout, flags, len(text) if j is None else j, len(body) if n is None else n)
     rest = text + bytes(align(64 + len(text)) - 64 - len(text)) + body
@@ -95,12 +105,19 @@ def test_the_byte_layout_is_the_documented_one(tmp_path, small):
     assert data[64 + j: align(64 + j)] == bytes(align(64 + j) - 64 - j)  # zero padding
     weights = [n.weight for n in small.nodes.values() if hasattr(n, "weight")]
     arrays = refs(head)
-    end = 0
+    end, seen = 0, set()
     for ref in arrays:
         offset, nbytes = ref["__data__"]
-        assert offset == align(end) and ref["dtype"] == "float64"
+        assert ref["dtype"] == "float64"
+        if (offset, nbytes) in seen:  # a repeat of an earlier array's bytes (layout 2)
+            assert data[8:12] == (2).to_bytes(4, "little")
+            assert body[offset:offset + nbytes] == body[offset:offset + nbytes]
+            continue
+        assert offset == align(end)
+        seen.add((offset, nbytes))
         end = offset + nbytes
     assert end == len(body)
+    assert data[8:12] == (2 if shares(head) else 1).to_bytes(4, "little")
     for w in weights:  # the raw little-endian bytes, as they are in memory
         assert w.astype("<f8").tobytes() in body
 
@@ -130,6 +147,45 @@ def test_arrays_keep_their_dtype_and_bytes():
     assert sizes["int8"] == sizes["uint8"] == sizes["bool"] == 15 and sizes["float64"] == 120
     back["int8"][0, 0] += 1  # views of one buffer, but no two share bytes
     assert back["uint8"].tobytes() == values["uint8"].tobytes()
+
+
+def test_identical_arrays_are_stored_once_and_decode_apart():
+    rng = np.random.default_rng(1)
+    big = rng.normal(size=(300, 20))  # above the writer's small-array size
+    values = {"a": big, "b": big.copy(), "c": big.reshape(20, 300), "d": big.astype(np.float32),
+              "s": np.array(0.5), "t": np.array(0.5), "neg": np.array(-0.0), "pos": np.array(0.0),
+              "near": np.where(np.arange(big.size).reshape(big.shape) == big.size - 1, 7.0, big)}
+    writer = documents.ArrayWriter()
+    data = documents.dumps_binary("f", 1, "k", documents.encode_tree(values, writer.encode), writer)
+    head, body = unpack(data)
+    spans = {k: tuple(r["__data__"]) for k, r in zip(values, refs(head))}
+    assert spans["a"] == spans["b"] == spans["c"] and spans["s"] == spans["t"]
+    assert len({spans[k] for k in ("a", "d", "neg", "pos", "near")}) == 5  # dtype, sign of 0, last byte
+    assert data[8:12] == (2).to_bytes(4, "little") and len(body) < 3 * big.nbytes
+    doc = documents.loads_any(data, "f", "k", "<test>", "test file", versions=(1,), binary_version=1)
+    back = documents.decode_tree(doc.payload, "<test>", doc.arrays)
+    doc.arrays.finish()
+    for name, value in values.items():
+        assert back[name].dtype == value.dtype and back[name].tobytes() == value.tobytes(), name
+    back["a"][0, 0] += 1  # every decoded array is its own
+    assert back["b"][0, 0] == back["c"][0, 0] == big[0, 0] and back["a"][0, 0] == big[0, 0] + 1
+    # without a repeat the writer stamps layout 1, as earlier versions wrote
+    writer = documents.ArrayWriter()
+    data = documents.dumps_binary("f", 1, "k", documents.encode_tree({"a": big}, writer.encode), writer)
+    assert data[8:12] == (1).to_bytes(4, "little")
+
+
+def test_a_compiled_artifact_stores_a_weight_shared_by_model_and_netlist_once(tmp_path):
+    graph = nm.feedforward(64, [1000], 10, seed=0)  # gain 1: the netlist's weights are the model's
+    for precision in ("float", "fixed"):
+        a = compile_graph(graph, backend="lava", precision=precision)
+        path = artifact.save_artifact(a, tmp_path / f"{precision}.art")
+        weights = 8 * (64 * 1000 + 1000 * 10)
+        assert path.stat().st_size < 1.25 * weights  # one float64 copy, not two
+        b = artifact.load_artifact(path)
+        for c1, c2 in zip(a.payload.netlist.connections, b.payload.netlist.connections):
+            assert c1.weight.tobytes() == c2.weight.tobytes()
+        assert not np.shares_memory(b.graph.nodes["fc1"].weight, b.payload.netlist.connections[0].weight)
 
 
 def test_objects_strings_and_complex_numbers_are_not_written(tmp_path):
@@ -261,9 +317,15 @@ def _offsets(head):
     return [r["__data__"] for r in refs(head)]
 
 
+def _last(head):
+    """The index of the reference to the last array of the data section."""
+    offsets = _offsets(head)
+    return offsets.index(max(offsets))
+
+
 HOSTILE = [
     # header fields
-    ("layout 2", lambda h, b: pack(h, bytes(b), layout=2), "binary layout 2 is not supported"),
+    ("layout 3", lambda h, b: pack(h, bytes(b), layout=3), "binary layout 3 is not supported"),
     ("flags", lambda h, b: pack(h, bytes(b), flags=1), "header flags 0x1"),
     ("J huge", lambda h, b: pack(h, bytes(b), j=2**63), "truncated: its header declares"),
     ("N huge", lambda h, b: pack(h, bytes(b), n=2**64 - 1), "truncated: its header declares"),
@@ -279,11 +341,14 @@ HOSTILE = [
     ("extra key", lambda h, b: h.update(sha256="0"), "keys"),
     # array references
     ("outside", _set_ref(0, data=[2**40, 96]), "points outside the data section"),
-    ("past the end", lambda h, b: _set_ref(-1, data=[_offsets(h)[-1][0], _offsets(h)[-1][1] + 8])(h, b),
+    ("past the end", lambda h, b: _set_ref(_last(h), data=[max(_offsets(h))[0], max(_offsets(h))[1] + 8])(h, b),
      "points outside the data section"),
     ("misaligned", _set_ref(1, data=[8, 24]), "misaligned"),
     ("overlap", lambda h, b: _set_ref(1, data=_offsets(h)[0][:1] + [_offsets(h)[1][1]])(h, b), "overlaps"),
-    ("aliased", lambda h, b: _set_ref(2, data=_offsets(h)[0], shape=_ref(0)(h)["shape"])(h, b), "overlaps"),
+    ("aliased in layout 1", lambda h, b: _set_ref(2, data=_offsets(h)[0], shape=_ref(0)(h)["shape"])(h, b)
+     or pack(h, bytes(b), layout=1), "overlaps"),
+    ("part of a span repeated", lambda h, b: _set_ref(2, data=[_offsets(h)[0][0], 8], shape=[1])(h, b)
+     or pack(h, bytes(b), layout=2), "overlaps"),
     ("gap", lambda h, b: _shift_all(h, b, 64), "64 bytes of the data section before offset 64"),
     ("unreferenced tail", lambda h, b: pack(h, bytes(b) + bytes(64)), "the last 64 bytes of the data section"),
     ("shape", _set_ref(0, shape=[4, 4]), r"shape \[4, 4\] of float64 needs 128 bytes, the reference has 96"),

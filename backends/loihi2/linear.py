@@ -60,12 +60,21 @@ def kind_of(m: Map) -> Kind:
 # ---------------------------------------------------------------- each node's own map
 
 
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    """A read-only view of an IR array: composing only reads a node's own map, so no copy
+    of a (possibly huge) weight matrix is needed, and a write by mistake raises instead
+    of changing the model."""
+    view = arr.view()
+    view.flags.writeable = False
+    return view
+
+
 def _affine(node: Affine, in_shape: Shape, out_shape: Shape) -> Matrix:
-    return node.weight.copy(), node.bias.copy()
+    return _read_only(node.weight), node.bias.copy()
 
 
 def _linear(node: Linear, in_shape: Shape, out_shape: Shape) -> Matrix:
-    return node.weight.copy(), np.zeros(node.weight.shape[0])
+    return _read_only(node.weight), np.zeros(node.weight.shape[0])
 
 
 def _flatten(node: Flatten, in_shape: Shape, out_shape: Shape) -> Matrix:
@@ -225,9 +234,10 @@ def synapse(maps: list[Map], gain: np.ndarray, pop_shape: Shape) -> tuple[np.nda
             kernel = kernel + m.kernel  # type: ignore[union-attr]
         return convs.scale_kernel(kernel, channel_gain(gain, pop_shape, kind)), kind
     size = int(np.prod(pop_shape))
-    total: Any = 0
-    for m in maps:
-        total = total + (np.eye(size) if m is None else m.sparse().toarray() if isinstance(m, ConvMap) else m)
+    total: Any = None
+    for m in maps:  # no copy of a lone map: the gain below makes the connection's own array
+        dense = np.eye(size) if m is None else m.sparse().toarray() if isinstance(m, ConvMap) else m
+        total = dense if total is None else total + dense
     return gain[:, None] * total, None
 
 

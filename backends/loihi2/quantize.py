@@ -152,7 +152,7 @@ def quantize_weights(w_eff: np.ndarray, label: str = "") -> tuple[np.ndarray, in
     """8-bit mantissas and the exponent that best use the range for ``w_eff`` (integer
     units of Dense output); the mantissas survive Lava's clip/truncate unchanged."""
     mode = sign_mode(w_eff)
-    big = float(np.max(np.abs(w_eff))) if w_eff.size else 0.0
+    big = float(max(np.max(w_eff), -np.min(w_eff))) if w_eff.size else 0.0  # max |w|, no temporary
     if big == 0.0:
         return np.zeros(w_eff.shape, np.int32), 0
     if mode == "mixed":
@@ -160,16 +160,46 @@ def quantize_weights(w_eff: np.ndarray, label: str = "") -> tuple[np.ndarray, in
     else:
         lo, hi, step = (-255, 0, 1) if mode == "inhibitory" else (0, 255, 1)
     exp = max(WEIGHT_EXP_MIN, math.ceil(math.log2(big / 254.0)) - 1)
+    flat = np.reshape(w_eff, -1)
+    m = np.empty(flat.shape, np.int32)
     while True:
-        m = np.rint(w_eff / (step * 2.0**exp)) * step
-        if (m.min() >= lo and m.max() <= hi) or exp >= WEIGHT_EXP_MAX:
+        # in blocks, so that a 10^8-weight matrix needs no float64 temporaries of its size
+        low, high = math.inf, -math.inf
+        for i in range(0, flat.size, _BLOCK):
+            block = np.rint(flat[i:i + _BLOCK] / (step * 2.0**exp)) * step
+            low, high = min(low, float(block.min())), max(high, float(block.max()))
+            m[i:i + _BLOCK] = block  # kept only when every block is in range
+        if (low >= lo and high <= hi) or exp >= WEIGHT_EXP_MAX:
             break
         exp += 1
-    if m.min() < lo or m.max() > hi:
+    if low < lo or high > hi:
         raise NeuromorphError(f"connection {label}: weight {big:g} (in units of synaptic input) exceeds "
                               f"the 8-bit mantissa with exponent {WEIGHT_EXP_MAX}")
-    m = m.astype(np.int32)
-    return m, int(exp)
+    return m.reshape(np.shape(w_eff)), int(exp)
+
+
+_BLOCK = 2**20
+"""Values per block where quantisation walks a weight matrix in blocks (memory, not speed)."""
+
+
+def _weight_errors(weight: np.ndarray, m: np.ndarray, exp: int, gain: float) -> dict[str, float]:
+    """The quantisation error of one connection (the dequantised ``m * 2**exp / gain``
+    against ``weight``), computed in blocks: no temporary of the matrix's size."""
+    w, q = np.reshape(weight, -1), np.reshape(m, -1)
+    max_err, sq_err, sq_w, nonzero, zeroed = 0.0, 0.0, 0.0, 0, 0
+    for i in range(0, w.size, _BLOCK):
+        wb, qb = w[i:i + _BLOCK], q[i:i + _BLOCK]
+        err = qb * 2.0**exp / gain - wb
+        max_err = max(max_err, float(np.max(np.abs(err), initial=0)))
+        sq_err += float(np.dot(err, err))
+        sq_w += float(np.dot(wb, wb))
+        nz = wb != 0
+        nonzero += int(np.count_nonzero(nz))
+        zeroed += int(np.count_nonzero(nz & (qb == 0)))
+    norm = math.sqrt(sq_w / w.size) if w.size else 0.0
+    return {"max_abs_error": max_err,
+            "rel_rms_error": math.sqrt(sq_err / w.size) / norm if norm > 0 else 0.0,
+            "zeroed": zeroed / nonzero if nonzero else 0.0}
 
 
 # ---------------------------------------------------------------- inputs
@@ -498,16 +528,10 @@ def quantize(net: Netlist, calibration: Mapping[str, np.ndarray] | None = None) 
         m, e = quantize_weights(c.weight * gain, f"{c.source}->{c.target}")
         weights.append(m)
         exps.append(e)
-        wq = m * 2.0**e / gain
-        err = wq - c.weight
-        norm = float(np.sqrt(np.mean(c.weight**2))) if c.weight.size else 0.0
-        nonzero = c.weight != 0
         conn_reports.append({
             "connection": f"{c.source}->{c.target}", "sign_mode": sign_mode(m), "weight_exp": e,
-            "max_abs_error": float(np.max(np.abs(err), initial=0)),
-            "rel_rms_error": float(np.sqrt(np.mean(err**2)) / norm) if norm > 0 else 0.0,
-            "zeroed": float(np.mean(m[nonzero] == 0)) if np.any(nonzero) else 0.0,
-            "max_mantissa": int(np.max(np.abs(m), initial=0)),
+            **_weight_errors(c.weight, m, e, gain),
+            "max_mantissa": int(max(np.max(m, initial=0), -np.min(m, initial=0))),
         })
         if c.source in bits and bits[c.source] > 0:
             worst = int(np.max(connection_abs_sums(c.conv, m), initial=0)) * int(
