@@ -172,3 +172,80 @@ def recurrent(
         ("hidden", "w_out"), ("w_out", "readout"), ("readout", "output"),
     ]
     return Graph(nodes, edges, dt=dt, metadata=metadata or {})
+
+
+def delta_rule(
+    graph: Graph,
+    *,
+    lr: float,
+    target: float = 1.0,
+    connection: str | None = None,
+    label: str = "label",
+    error: str = "error",
+    zero_rows: Sequence[int] = (),
+) -> Graph:
+    """``graph`` with its readout connection learning by the delta rule (ThreeFactor),
+    the error computed inside the graph so that a chip computes it too::
+
+        label (Input, one-hot) -> Scale(target) -------------+
+                                                             +-> error (Output)
+        readout (LI) --(delay 1)--> Scale(-1)               -+
+
+    ``error(t) = target*label(t) - v(t-1)``: the readout of the step before, the newest a
+    chip can have (its synapse delivers one step after it receives, so while it takes
+    the input of step t the readout is still at t-1; docs/onchip-learning.md).
+
+    ``connection``: the Affine/Linear feeding the LI readout of the first Output (found
+    when None); the rule's presynaptic trace has the readout's ``tau``, so each step is a
+    descent step on that step's squared error. ``zero_rows``: readout units (classes)
+    whose weights and bias start at zero, e.g. classes the off-chip training never saw.
+    A sample played with an all-zero label still drives every unit towards 0: play
+    unlabelled data through a frozen copy (``neuromorph run`` without ``--learn``).
+    """
+    import dataclasses
+
+    from .ir import Scale, ThreeFactor
+
+    if connection is None:
+        connection = _readout_connection(graph)
+    node = graph.nodes.get(connection)
+    if not isinstance(node, (Affine, Linear)):
+        raise IRError("the delta rule needs an Affine or Linear connection", node=connection)
+    out = graph.outgoing(connection)
+    readout = out[0].target if len(out) == 1 else None
+    if readout is None or not isinstance(graph.nodes[readout], LI) or graph.nodes[readout].tau.size != 1:
+        raise IRError("the delta rule's connection must feed exactly one LI readout with one tau", node=connection)
+    for name in (label, error, f"{error}_target", f"{error}_output"):
+        if name in graph.nodes:
+            raise IRError(f"the delta rule adds a node '{name}', and the graph already has one", node=name)
+    rows = sorted({int(r) for r in zero_rows})
+    weight, changes = np.array(node.weight, dtype=np.float64), {}
+    if rows:
+        if rows[0] < 0 or rows[-1] >= weight.shape[0]:
+            raise IRError(f"zero_rows must lie in 0..{weight.shape[0] - 1}, got {rows}", node=connection)
+        weight[rows] = 0.0
+        if isinstance(node, Affine):
+            bias = np.array(node.bias, dtype=np.float64)
+            bias[rows] = 0.0
+            changes["bias"] = bias
+    tau = float(graph.nodes[readout].tau)
+    rule = ThreeFactor(error=error, lr=lr, tau_pre=tau)
+    nodes = dict(graph.nodes)
+    nodes[connection] = dataclasses.replace(node, weight=weight, plasticity=rule, **changes)
+    n_out = weight.shape[0]
+    nodes.update({label: Input((n_out,)), f"{error}_target": Scale(np.float64(target)),
+                  f"{error}_output": Scale(np.float64(-1.0)), error: Output()})
+    edges = [*graph.edges, (label, f"{error}_target"), (f"{error}_target", error),
+             (readout, f"{error}_output", 1), (f"{error}_output", error)]
+    return Graph(nodes, edges, dt=graph.dt, metadata=graph.metadata)
+
+
+def _readout_connection(graph: Graph) -> str:
+    """The Affine/Linear that feeds the LI readout of the graph's first Output."""
+    outputs = graph.outputs
+    feeds = graph.incoming(outputs[0]) if outputs else []
+    readout = feeds[0].source if len(feeds) == 1 else None
+    into = graph.incoming(readout) if readout is not None and isinstance(graph.nodes[readout], LI) else []
+    if len(into) != 1 or not isinstance(graph.nodes[into[0].source], (Affine, Linear)):
+        raise IRError("cannot find the readout connection (one Affine/Linear -> LI -> Output): name it")
+    return into[0].source

@@ -110,7 +110,8 @@ def _outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
     if command == "models":
         out.append(("-o", args.output if args.name is not None else None))
     elif command == "run":
-        out += [("--output", args.output if args.input is not None else None), ("--raster", args.raster)]
+        out += [("--output", args.output if args.input is not None else None), ("--raster", args.raster),
+                ("--plot", args.plot), ("--save-learned", args.save_learned)]
     else:
         out += [("-o", getattr(args, "output", None)), ("--plot", getattr(args, "plot", None)),
                 ("--raster", getattr(args, "raster", None))]
@@ -336,10 +337,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(graph, data, config, method_name=args.method, progress=progress)
     if result.rank != 0:
         return 0
-    from .tasks import PROVENANCE, provenance
+    from .tasks import PROVENANCE, prepare, provenance
 
     trained_on = provenance(args.task, args.seed, _task_options(args), data.steps)
-    result.graph = replace(result.graph, metadata={**result.graph.metadata, PROVENANCE: trained_on})
+    result.graph = prepare(args.task, replace(result.graph, metadata={**result.graph.metadata, PROVENANCE: trained_on}),
+                           _task_options(args))
     if args.plot:  # first: should it fail, the model file is not replaced
         from .plots import training_curves
 
@@ -398,6 +400,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             _write_raster(args, artifact, x, "your input")
         return 0
     data = _load_task(args, artifact.graph)
+    if args.learn:
+        return _run_learning(args, artifact, data, progress, options)
+    if args.save_learned or args.plot:
+        raise NeuromorphError(f"{'--save-learned' if args.save_learned else '--plot'} goes with --learn")
     info = run_dataset(artifact, data, split=args.split, limit=args.limit, progress=progress, options=options)
     if args.raster:
         x = data.x_test if args.split == "test" else data.x_train
@@ -405,6 +411,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     emit(args, info, lambda: f"{artifact.target} ({artifact.precision}): accuracy "
          f"{info['accuracy']:.4f} on {info['samples']} {args.split} samples ({info['steps']} steps "
          f"each, {info['spikes']} spikes, {info['seconds']:.1f} s){_plan_text(info)}")
+    return 0
+
+
+def _run_learning(args: argparse.Namespace, artifact: Any, data: Any, progress: Any,
+                  options: dict[str, Any]) -> int:
+    """``run --learn``: score, learn on chip over the task's labelled stream, score again."""
+    from .learning import check_learnable, learn_on_chip
+
+    check_learnable(artifact)  # before any run
+    if args.split != "test":
+        raise NeuromorphError("--learn plays the task's learning stream and scores the test split: drop --split")
+    def say(line: str) -> None:
+        if not args.quiet:
+            print(f"neuromorph: {line}", file=sys.stderr, flush=True)
+
+    result, learned = learn_on_chip(artifact, data, limit=args.limit, progress=progress, options=options,
+                                    report=say)
+    if args.plot:
+        from .plots import learning_curve
+
+        learning_curve(result, args.plot)
+    if args.save_learned:
+        result["saved"] = str(model_file.save(learned.graph, args.save_learned))
+
+    def text() -> str:
+        split = ""
+        if "new_classes_accuracy" in result:
+            split = (f" (new classes {result['new_classes_accuracy_before']:.4f} -> "
+                     f"{result['new_classes_accuracy']:.4f}, old classes {result['old_classes_accuracy_before']:.4f}"
+                     f" -> {result['old_classes_accuracy']:.4f})")
+        saved = f"; learned weights -> {result['saved']}" if "saved" in result else ""
+        return (f"{artifact.target} ({artifact.precision}) learned on chip from {result['learning_samples']} "
+                f"samples in {result['learning_seconds']:.1f} s ({result['learning_steps_per_second']:.0f} chip "
+                f"steps/s): test accuracy {result['accuracy_before']:.4f} -> {result['accuracy_after']:.4f}"
+                f"{split}{saved}")
+
+    emit(args, result, text)
     return 0
 
 
@@ -619,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train", cmd_train, "train a model on a task (surrogate-gradient BPTT or online e-prop, PyTorch)")
     p.add_argument("model", nargs="?", help="model file or zoo name (default: the task's zoo model)")
-    p.add_argument("--task", required=True, help="digits, randman or cue-accumulation")
+    p.add_argument("--task", required=True, help="digits, randman, cue-accumulation or digits-incremental")
     p.add_argument("--method", default=DEFAULT_METHOD,
                    help=f"a registered training method (default {DEFAULT_METHOD}; see `neuromorph backends`)")
     p.add_argument("--epochs", type=int, default=10)
@@ -688,6 +731,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help=".npz to write the output nodes' streams to (with --input)")
     p.add_argument("--membrane", action="store_true", help="also write membrane potentials (NAME.v)")
     p.add_argument("--dt", type=float, default=None, help="time step in seconds (default: the model's)")
+    p.add_argument("--learn", action="store_true",
+                   help="learn on chip: score the test split, play the task's labelled learning stream with "
+                        "the model's plasticity on (one sample at a time, weights kept from sample to sample), "
+                        "score again; --json adds accuracy_before/accuracy_after (and new/old classes)")
+    p.add_argument("--plot", help="with --learn: save the learning curve to this PNG")
+    p.add_argument("--save-learned", metavar="MODEL",
+                   help="with --learn: write the model with the weights learned on chip to this file")
     run_flags(p)
     task_args(p)
 

@@ -61,3 +61,30 @@ def raster(spikes: dict[str, np.ndarray], path: str | Path, dt: float, title: st
         ax.set_ylim(-0.5, s.shape[1] - 0.5)
     axes[-1, 0].set_xlabel("time (ms)")
     return _save(plt, fig, path, title)
+
+
+def learning_curve(result: dict[str, Any], path: str | Path) -> Path:
+    """On-chip learning (``run --learn``): the online accuracy over the learning stream,
+    with the test accuracy before and after (and per class group when the task has new
+    classes)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    curve = result["curve"]
+    ax.plot([c["samples"] for c in curve], [c["accuracy"] for c in curve], marker=".",
+            label="online accuracy on the stream")
+    n = result["learning_samples"]
+    lines = [("accuracy", "test, all classes", "k")]
+    if "new_classes_accuracy" in result:
+        lines += [("new_classes_accuracy", "test, new classes", "tab:green"),
+                  ("old_classes_accuracy", "test, old classes", "tab:orange")]
+    for key, label, color in lines:
+        before = result["accuracy_before"] if key == "accuracy" else result[f"{key}_before"]
+        after = result["accuracy_after"] if key == "accuracy" else result[key]
+        ax.plot([0, n], [before, after], linestyle="none", marker="o", color=color,
+                label=f"{label}: {before:.3f} -> {after:.3f}")
+    ax.set_xlabel("labelled samples played on chip")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right", fontsize=8)
+    title = f"on-chip learning: {result['task']} ({result['backend']}, {result['precision']})"
+    return _save(plt, fig, path, title)

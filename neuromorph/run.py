@@ -16,9 +16,11 @@ import numpy as np
 
 from .artifact import Artifact, is_artifact, load_artifact
 from .compile import compile_graph
+from .learning import task_inputs
 from .documents import file_kind
 from .errors import NeuromorphError
 from .ir import Graph
+from .ir.plasticity import frozen
 from .registry import MODEL_TARGET, target
 from .streams import (
     Probe, Recording, check_memory, check_streams, input_shapes, load_stream,
@@ -37,7 +39,8 @@ def deployment(model: Graph | Artifact, backend: str | None = None, dt: float | 
         if dt is not None:
             raise NeuromorphError("an artifact's dt was fixed when it was compiled: --dt applies to model files")
         return model
-    return compile_graph(model, backend=backend or MODEL_TARGET, precision="float", dt=dt)
+    # a model file runs as it is: its plasticity learns only on chip (run --learn on an artifact)
+    return compile_graph(frozen(model), backend=backend or MODEL_TARGET, precision="float", dt=dt)
 
 
 def load_deployment(path: str, backend: str | None = None, dt: float | None = None) -> Artifact:
@@ -111,7 +114,7 @@ def run_dataset(artifact: Artifact, data: Dataset, *, split: str = "test",
     x, y = _split(data, split, limit)
     output = data.check_model(artifact.graph)
     start = time.perf_counter()
-    rec = record(artifact, x, progress=progress, options=options)
+    rec = record(artifact, task_inputs(artifact.graph, x), progress=progress, options=options)
     seconds = time.perf_counter() - start
     pred = predict(rec.outputs[output], data.decision_steps)
     return {

@@ -124,6 +124,11 @@ class Target(ABC):
         rec = Recording({o: out[o] for o in artifact.graph.outputs}, {p.text: out[p.text] for p in probes})
         return Reference("IR semantics (numpy float64)", rec, 1.0)
 
+    def learned(self, artifact: "Artifact", recording: Recording) -> "Artifact":
+        """The artifact holding the weights a learning run (``run(..., learn=True)``, for a
+        target that runs plasticity) ended with: what later runs and ``--save-learned`` use."""
+        raise NeuromorphError(f"target '{self.name}' does not learn on chip")
+
     def summary(self, artifact: "Artifact") -> str:
         """The report as text for people (a resource map, a quantisation table ...)."""
         return ""

@@ -84,6 +84,7 @@ def test_limits_agree_with_lavas_own_constants():
 
 EXPECTED = {  # zoo model -> (on-chip neurons, nonzero synapses)
     "digits-mlp": (256 + 10, 64 * 256 + 256 * 10),
+    "digits-incremental": (512 + 10, 64 * 512 + 512 * 10),
     "digits-conv": (8 * 8 * 8 + 10, 8 * (36 * 9 + 24 * 6 + 4 * 4) + 512 * 10),  # 3x3 pad 1 on 8x8
     "randman-mlp": (128 + 10, 20 * 128 + 128 * 10),
     "lsnn-cue": (100 + 2, 40 * 100 + 100 * 99 + 100 * 2),  # recurrent matrix has a zero diagonal

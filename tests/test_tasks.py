@@ -17,6 +17,7 @@ SMALL = {  # options that keep every task fast
     "digits": {},
     "randman": {"samples_per_class": 20, "steps": 50},
     "cue-accumulation": {"n_train": 32, "n_test": 16},
+    "digits-incremental": {},
 }
 CUE = dict(n_cues=7, cue_steps=50, gap_steps=25, delay_steps=200, recall_steps=50)
 
@@ -49,15 +50,15 @@ def cue_sides_from_spikes(x: np.ndarray) -> np.ndarray:
 
 # --- registry, shapes, dtypes -------------------------------------------------------
 
-def test_registry_lists_the_three_tasks():
-    assert set(TASKS) == {"digits", "randman", "cue-accumulation"}
+def test_registry_lists_the_tasks():
+    assert set(TASKS) == {"digits", "randman", "cue-accumulation", "digits-incremental"}
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_shapes_and_dtypes(name):
     ds = load(name, **SMALL[name])
     info = TASKS[name]
-    for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
+    for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test), ds.learning_stream()):
         assert x.dtype == np.float32 and y.dtype == np.int64
         assert x.ndim == 3 and x.shape[2:] == info.input_shape and x.shape[1] == ds.steps
         assert len(x) == len(y) and set(np.unique(y)) <= set(range(info.n_classes))

@@ -46,9 +46,10 @@ from neuromorph.discretize import (
 )
 from neuromorph.errors import IRError
 from neuromorph.rules import rule_for
-from neuromorph.ir import ALIF, IF, LI, LIF, CubaLIF, Delay, Edge, Graph, Input, Neuron, Node, Output
+from neuromorph.ir import ALIF, IF, LI, LIF, Affine, CubaLIF, Delay, Edge, Graph, Input, Neuron, Node, Output
 from neuromorph.streams import check_memory, format_bytes
 from .conv import ConvGeometry
+from .learning_model import LearningSpec, learning_spec, plastic_nodes, plastic_wiring
 from .linear import (
     CONV_NODES, LINEAR_RULES, Kind, Map, Own, channel_gain, compose, next_kind, node_bias, own_bytes,
     step_bytes, synapse, synapse_bytes,
@@ -107,6 +108,7 @@ class Connection:
     ir_delay: int  # delay along the IR path, in steps
     extra_delay: int = 0  # chip delay beyond the synapse's inherent step
     conv: ConvGeometry | None = None  # a convolutional connection's geometry
+    plastic: str | None = None  # the IR node of a plastic connection (Netlist.learning[plastic])
 
     @property
     def kind(self) -> str:
@@ -131,6 +133,14 @@ class Netlist:
     connections: list[Connection]
     outputs: list[OutputPort]
     source_nodes: dict[str, list[str]] = field(default_factory=dict)  # population -> IR nodes folded into it
+    learning: dict[str, LearningSpec] = field(default_factory=dict)  # plastic IR node -> its chip form
+
+    def plastic(self, name: str) -> tuple[int, Connection]:
+        """(index, connection) of plastic IR connection ``name``."""
+        for i, c in enumerate(self.connections):
+            if c.plastic == name:
+                return i, c
+        raise KeyError(name)
 
     def population(self, name: str) -> Population:
         for p in self.populations:
@@ -387,10 +397,13 @@ def lower(graph: Graph, dt: float | None = None) -> Netlist:
     """IR graph -> netlist with offsets. Refusals name the node and the reason."""
     step = resolve_dt(graph, dt)
     coeffs = discretize_graph(graph, step)
-    for name, node in graph.nodes.items():
-        if getattr(node, "plasticity", None) is not None:
-            raise IRError("plasticity is carried in the IR but no backend executes it yet", node=name)
     incoming: _Incoming = {n: graph.incoming(n) for n in graph.nodes}
+    # A plastic connection stays a synapse of its own (learning_model.py): its edge into
+    # the population it feeds is taken out of the composition.
+    plastic = {name: plastic_wiring(graph, name) for name in plastic_nodes(graph)}
+    for name, (_, post, _) in plastic.items():
+        incoming[post] = [e for e in incoming[post] if e.source != name]
+    errors = {graph.nodes[p].plasticity.error for p in plastic}  # type: ignore[attr-defined]
     # Populations in evaluation order (the resource map lists them so), not file order.
     neurons = [name for name in graph.order() if isinstance(graph.nodes[name], Neuron)]
     order = _linear_order(graph, incoming, neurons)
@@ -416,10 +429,19 @@ def lower(graph: Graph, dt: float | None = None) -> Netlist:
         for (src, d), maps in by_key.items():
             weight, geom = synapse(maps, gain, pop.shape)
             connections.append(Connection(src, name, weight, d, conv=geom))
+        for p, (src, post, d) in plastic.items():
+            if post == name:
+                node = graph.nodes[p]
+                weight = gain[:, None] * np.asarray(node.weight, dtype=np.float64)  # type: ignore[attr-defined]
+                connections.append(Connection(src, name, weight, d, plastic=p))
+                if isinstance(node, Affine):
+                    bias = bias + node.bias
         pops[name] = _replace(pop, bias_u=gain * bias)
 
     outputs = []
     for out in graph.outputs:
+        if out in errors:  # an error stream: computed on the chip by the post (learning_model.py)
+            continue
         into = graph.incoming(out)
         (edge,) = into if len(into) == 1 else (None,)
         src = graph.nodes[edge.source] if edge else None
@@ -432,13 +454,46 @@ def lower(graph: Graph, dt: float | None = None) -> Netlist:
     pops = {n: _replace(p, offset=offsets[n]) for n, p in pops.items()}
     final = [
         Connection(c.source, c.target, c.weight, c.ir_delay,
-                   offsets[c.target] - offsets[c.source] - 1 + c.ir_delay, c.conv)
+                   offsets[c.target] - offsets[c.source] - 1 + c.ir_delay, c.conv, c.plastic)
         for c in connections
     ]
     for name in pops:
         if not any(c.target == name for c in final):
             raise IRError("neuron population receives no input", node=name)
-    return Netlist(step, inputs, list(pops.values()), final, outputs)
+    return Netlist(step, inputs, list(pops.values()), final, outputs,
+                   learning=learning_specs(graph, step, final, gains))
+
+
+def plastic_learning(graph: Graph, dt: float, connections: list[Connection],
+                     populations: list[Population]) -> dict[str, LearningSpec]:
+    """:func:`learning_specs` of a netlist read back (payload.py): the post populations'
+    gains recomputed from the model."""
+    coeffs = discretize_graph(graph, dt)
+    gains = {}
+    for p in populations:
+        if any(c.plastic is not None and c.target == p.name for c in connections):
+            gains[p.name] = _population(p.name, graph.nodes[p.name], coeffs[p.name], p.shape)[1]  # type: ignore[arg-type]
+    return learning_specs(graph, dt, connections, gains)
+
+
+def learning_specs(graph: Graph, dt: float, connections: list[Connection],
+                   gains: dict[str, np.ndarray]) -> dict[str, LearningSpec]:
+    """The chip form of every plastic connection (learning_model.py); refuses, naming the
+    connection, one that needs a synaptic delay (Lava's LearningDense has none) or whose
+    population already takes another plastic connection (it sends one third factor)."""
+    specs: dict[str, LearningSpec] = {}
+    for c in connections:
+        if c.plastic is None:
+            continue
+        if c.extra_delay:
+            raise IRError(f"a plastic connection must reach '{c.target}' one chip step after it is sent "
+                          f"(Lava's LearningDense has no delay), but the schedule needs {c.extra_delay} "
+                          "more step(s) here: other paths into that population are longer", node=c.plastic)
+        if any(s.target == c.target for s in specs.values()):
+            raise IRError(f"population '{c.target}' is fed by two plastic connections; it sends one third "
+                          "factor on the chip", node=c.plastic)
+        specs[c.plastic] = learning_spec(graph, c.plastic, dt, gains[c.target], c.source)
+    return specs
 
 
 def _replace(pop: Population, **changes: Any) -> Population:

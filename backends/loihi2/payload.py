@@ -50,13 +50,14 @@ import numpy as np
 
 from neuromorph.discretize import DECAY_TOLERANCE
 from neuromorph.documents import shown
-from neuromorph.errors import ModelFileError
+from neuromorph.errors import IRError, ModelFileError
 from neuromorph.ir import RESET_MODES, Delay, Graph, Neuron
 from neuromorph.streams import MEMORY_BOUND, format_bytes
 
 from . import neuron_step
 from .conv import CONV_FIELDS, MAX_SPATIAL_DIMS, ConvGeometry, work_bytes
-from .netlist import KINDS, Connection, InputPort, Netlist, OutputPort, Population
+from .learning_model import plastic_nodes, plastic_wiring
+from .netlist import KINDS, Connection, InputPort, Netlist, OutputPort, Population, plastic_learning
 from .resources import Loihi2Limits
 from .quantize import (
     BETA_MANT_MAX, BIAS_EXP_MAX, BIAS_MANT_MAX, PAYLOAD_BITS, UV_LIMIT, VTH_MAX, WEIGHT_EXP_MAX,
@@ -304,8 +305,9 @@ def _netlist(r: _Reader, data: Any, graph: Graph, dt: float, fixed: bool) -> Net
         where = f"netlist.connections[{i}]"
         # "conv" is written only for a convolutional connection (target.py)
         keys = _keys(Connection)
-        if not (isinstance(item, dict) and "conv" in item):
-            keys = tuple(k for k in keys if k != "conv")
+        for optional in ("conv", "plastic"):  # written only when set (target.py)
+            if not (isinstance(item, dict) and optional in item):
+                keys = tuple(k for k in keys if k != optional)
         rec = r.record(item, where, keys)
         src = r.name(rec["source"], f"{where}.source", sizes, "an input port or population")
         dst = r.name(rec["target"], f"{where}.target", pops, "a population")
@@ -326,10 +328,19 @@ def _netlist(r: _Reader, data: Any, graph: Graph, dt: float, fixed: bool) -> Net
                    f"{offsets[dst]}, IR delay {ir_delay})")
         if fixed and extra > LOIHI_MAX_DELAY:
             r.fail(f"{where}: extra_delay", f"{extra} chip steps; Loihi 2 delays are at most {LOIHI_MAX_DELAY}")
-        connections.append(Connection(src, dst, weight, ir_delay, extra, geom))
+        plastic = None
+        if "plastic" in rec:
+            plastic = r.name(rec["plastic"], f"{where}: plastic", plastic_nodes(graph), "a plastic connection of the model")
+            if geom is not None or plastic_wiring(graph, plastic)[1] != dst:
+                r.fail(f"{where}: plastic", f"'{plastic}' does not feed '{dst}' with a weight matrix")
+            if any(c.plastic == plastic for c in connections):
+                r.fail(f"{where}: plastic", f"'{plastic}' appears twice")
+        connections.append(Connection(src, dst, weight, ir_delay, extra, geom, plastic))
 
     outputs: list[OutputPort] = []
-    for i, item in enumerate(r.list(d["outputs"], "netlist.outputs", len(graph.outputs))):
+    errors = {graph.nodes[p].plasticity.error for p in plastic_nodes(graph)}  # type: ignore[attr-defined]
+    n_outputs = len([o for o in graph.outputs if o not in errors])
+    for i, item in enumerate(r.list(d["outputs"], "netlist.outputs", n_outputs)):
         where = f"netlist.outputs[{i}]"
         rec = r.record(item, where, _keys(OutputPort))
         name = r.name(rec["name"], f"{where}.name", graph.outputs, "an Output node of the model")
@@ -349,8 +360,15 @@ def _netlist(r: _Reader, data: Any, graph: Graph, dt: float, fixed: bool) -> Net
             k in pops and isinstance(v, list) and all(isinstance(n, str) and n in graph.nodes for n in v)
             for k, v in source_nodes.items()):
         r.fail("netlist.source_nodes", "must map populations to lists of the model's node names")
+    missing = [p for p in plastic_nodes(graph) if not any(c.plastic == p for c in connections)]
+    if missing:
+        r.fail("netlist.connections", f"no synapse for the plastic connection '{missing[0]}'")
+    try:  # the chip form of the plastic connections follows from the model (learning_model.py)
+        learning = plastic_learning(graph, dt, connections, list(pops.values()))
+    except IRError as exc:
+        r.fail("netlist.connections", str(exc))
     return Netlist(dt, inputs, list(pops.values()), connections, outputs,
-                   {k: list(v) for k, v in source_nodes.items()})
+                   {k: list(v) for k, v in source_nodes.items()}, learning)
 
 
 def _dims(r: _Reader, value: Any, where: str, length: int | None, lo: int) -> tuple[int, ...]:

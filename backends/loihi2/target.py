@@ -19,10 +19,12 @@ import numpy as np
 
 from neuromorph.errors import NeuromorphError
 from neuromorph.ir import Graph
+from neuromorph.ir.plasticity import frozen
 from neuromorph.rules import RuleTable
 from neuromorph.streams import Probe, Recording
 from neuromorph.target import Compiled, Progress, Reference, Target
 
+from .learning_model import RULES as LEARNING_RULES
 from .netlist import LOWERING_RULES, Netlist, lower
 from .conv import CONV_FIELDS
 from .resources import map_netlist
@@ -45,6 +47,9 @@ class Loihi2Target(Target):
     name = "lava"
     description = "Loihi 2 in Intel Lava 0.10.0's simulator (Loihi2SimCfg floating_pt / fixed_pt)"
     precisions = ("float", "fixed")
+    plasticity = frozenset(LEARNING_RULES)
+    """Rules run on the chip (learning_model.py, docs/onchip-learning.md); a run learns
+    only when asked (``run(..., learn=True)``), otherwise the weights stay as compiled."""
     options = {"chips": (int, "number of Loihi 2 chips the network may use (default 1)")}
     run_options = {"lanes": (int, "samples run side by side in Lava, as copies of the network on spare "
                                   "cores (default: as many as fit the chips the artifact was compiled "
@@ -103,18 +108,34 @@ class Loihi2Target(Target):
 
     def run(self, artifact: Any, inputs: Mapping[str, np.ndarray], *,
             probes: Sequence[Probe] = (), progress: Progress | None = None,
-            lanes: int | None = None) -> Recording:
+            lanes: int | None = None, learn: bool = False, rng_seed: int = 1) -> Recording:
+        """Run ``inputs`` through the artifact in Lava. ``learn``: its plastic connections
+        learn on the chip, one sample after another (one at a time: ``lanes`` must be None
+        or 1), the weights carrying from sample to sample; the recording then holds, for
+        each plastic connection NAME, the probe ``"NAME.weight"``: ``[N, out, in]``, its
+        weights (model units, dequantised in fixed point) after each sample
+        (:func:`learned_weights`). ``rng_seed``: the fixed-point learning engine's seed."""
         from .lava.runner import run_lava
 
         dep: Deployment = artifact.payload
-        wanted = _population_probes(dep.netlist, probes)
+        wanted = _population_probes(dep.netlist, [p for p in probes if not (learn and _is_weight(dep, p))])
         samples = len(next(iter(inputs.values())))
-        plan, cores = run_plan(artifact, samples, lanes)
+        if learn:
+            if lanes not in (None, 1):
+                raise NeuromorphError(f"a learning run takes one sample at a time: lanes must be 1, not {lanes}")
+            from .lava.runner import Plan
+
+            plan, cores = Plan(1), run_plan(artifact, 1, 1)[1]
+        else:
+            plan, cores = run_plan(artifact, samples, lanes)
         outputs, spikes, info = run_lava(dep.netlist, dict(inputs), precision=artifact.precision,
                                          quantized=dep.quantized, probes=list(wanted.values()),
-                                         progress=progress, plan=plan)
+                                         progress=progress, plan=plan, learn=learn, rng_seed=rng_seed)
+        recorded = {text: info.probes[sel] for text, sel in wanted.items()}
+        for name, weights in info.learned.items():
+            recorded[f"{name}.weight"] = model_weights(dep, name, weights)
         return Recording(
-            outputs, {text: info.probes[sel] for text, sel in wanted.items()}, spikes,
+            outputs, recorded, spikes,
             {"chip_steps": info.chip_steps, "lava_processes": info.processes,
              "latency_steps": dep.netlist.latency, "plan": info.plan.describe(),
              "lanes": info.plan.lanes, "asynchronous": info.plan.asynchronous,
@@ -122,10 +143,16 @@ class Loihi2Target(Target):
              "cores_available": cores["available"],
              "seconds_build": round(info.seconds_build, 3), "seconds_run": round(info.seconds_run, 3)})
 
+    def learned(self, artifact: Any, recording: Recording) -> Any:
+        return with_weights(artifact, learned_weights(recording))
+
     def reference(self, artifact: Any, inputs: Mapping[str, np.ndarray], *,
                   probes: Sequence[Probe] = ()) -> Reference:
-        if artifact.precision != "fixed":
-            ref = super().reference(artifact, inputs, probes=probes)
+        if artifact.precision != "fixed":  # a run without learning: the weights as compiled
+            import dataclasses
+
+            ref = super().reference(dataclasses.replace(artifact, graph=frozen(artifact.graph)), inputs,
+                                    probes=probes)
             return Reference(ref.name, ref.recording, FLOAT_AGREEMENT)
         from .quantize import simulate_fixed
 
@@ -134,7 +161,14 @@ class Loihi2Target(Target):
         if any(signal != "spikes" for _, signal in wanted.values()):
             raise NeuromorphError("the fixed-point reference records spikes only")
         out, spikes = simulate_fixed(dep.quantized, dict(inputs), record_spikes=True)
-        rec = Recording({o.name: out[o.name] for o in dep.netlist.outputs},
+        from .learning_model import error_output
+
+        for spec in dep.netlist.learning.values():  # an error Output, where its readout is recorded
+            read = next((o.name for o in dep.netlist.outputs if o.population == spec.target), None)
+            if spec.error_output and read is not None:
+                label = inputs.get(spec.label) if spec.label else None
+                out[spec.error_output] = error_output(spec, label, out[read].reshape(len(out[read]), -1, spec.gain.size))
+        rec = Recording({o: out[o] for o in artifact.graph.outputs if o in out},
                         {text: out[f"{pop}.spikes"] for text, (pop, _) in wanted.items()}, spikes)
         return Reference("bit-exact numpy model of the fixed-point arithmetic", rec, 1.0)
 
@@ -201,7 +235,86 @@ def _connection_record(conn: Any) -> dict[str, Any]:
     geom = rec.pop("conv")
     if geom is not None:
         rec["conv"] = {k: getattr(geom, k) for k in CONV_FIELDS}
+    if rec.pop("plastic") is not None:  # a plastic connection names its IR node (payload.py)
+        rec["plastic"] = conn.plastic
     return rec
+
+
+# ---------------------------------------------------------------- learnt weights
+
+
+def _is_weight(dep: Deployment, probe: Probe) -> bool:
+    return probe.var == "weight" and probe.node in dep.netlist.learning
+
+
+def model_weights(dep: Deployment, name: str, chip: np.ndarray) -> np.ndarray:
+    """Plastic connection ``name``'s weights in the model's units (the IR node's
+    ``weight``) from the chip's (``[..., out, in]``: the netlist's gain-scaled float
+    weights, or fixed point's mantissas)."""
+    spec = dep.netlist.learning[name]
+    chip = np.asarray(chip, dtype=np.float64)
+    if dep.quantized is None:
+        return chip / spec.gain[:, None]
+    i, conn = dep.netlist.plastic(name)
+    return chip * (2.0 ** dep.quantized.weight_exps[i] / weight_gain(dep.quantized, i)) / spec.gain[:, None]
+
+
+def weight_gain(q: Any, i: int) -> float:
+    """Integer weight units per float netlist weight of connection ``i`` (quantize.py:
+    ``W_eff = W * S / (64 c)``)."""
+    c = q.net.connections[i]
+    return q.v_scale[c.target] / (64 * q.input_scale.get(c.source, 1.0))
+
+
+def learned_weights(recording: Recording) -> dict[str, np.ndarray]:
+    """The final weights ``[out, in]`` (model units) of each plastic connection of a
+    learning run (:meth:`Loihi2Target.run` with ``learn=True``), by connection name."""
+    return {k[:-len(".weight")]: v[-1] for k, v in recording.probes.items() if k.endswith(".weight")}
+
+
+def model_with_weights(graph: Graph, weights: Mapping[str, np.ndarray]) -> Graph:
+    """``graph`` with the weights of the named (plastic) connections replaced: the model
+    to save after a learning run (``nm.save(model_with_weights(artifact.graph, learned_weights(rec)), path)``)."""
+    return graph.replace_nodes(**{name: graph.nodes[name].replace(weight=np.array(w, dtype=np.float64))
+                                  for name, w in weights.items()})
+
+
+def with_weights(artifact: Any, weights: Mapping[str, np.ndarray]) -> Any:
+    """The artifact with its plastic connections holding ``weights`` ({name: [out, in]},
+    model units; typically :func:`learned_weights`) and its model updated to match. Fixed
+    point keeps every scale and exponent of the artifact and rounds the weights to the
+    nearest mantissa Lava's Dense keeps (even for a mixed-sign matrix); weights beyond the
+    8-bit range are refused (one line)."""
+    import dataclasses
+
+    from .quantize import lava_weights, sign_mode
+
+    dep: Deployment = artifact.payload
+    net, q = dep.netlist, dep.quantized
+    conns, mantissas = list(net.connections), None if q is None else list(q.weights)
+    for name, w in weights.items():
+        if name not in net.learning:
+            raise NeuromorphError(f"'{name}' is not a plastic connection of this artifact "
+                                  f"(it has: {', '.join(net.learning) or 'none'})")
+        i, conn = net.plastic(name)
+        w = np.asarray(w, dtype=np.float64)
+        if w.shape != conn.weight.shape or not np.all(np.isfinite(w)):
+            raise NeuromorphError(f"weights for '{name}' must be finite, of shape {conn.weight.shape}")
+        chip = net.learning[name].gain[:, None] * w
+        conns[i] = dataclasses.replace(conn, weight=chip)
+        if q is not None:  # Lava's fixed Dense keeps even mantissas of a mixed-sign matrix
+            x = chip * weight_gain(q, i) / 2.0 ** q.weight_exps[i]
+            step = 2.0 if sign_mode(x) == "mixed" else 1.0
+            m = np.rint(x / step) * step
+            if np.any(np.abs(m) > 256) or not np.array_equal(lava_weights(m.astype(np.int32)), m):
+                raise NeuromorphError(f"weights for '{name}' do not fit its 8-bit mantissas with exponent "
+                                      f"{q.weight_exps[i]} (largest {np.abs(m).max():g})")
+            mantissas[i] = m.astype(np.int32)  # type: ignore[index]
+    net = dataclasses.replace(net, connections=conns)
+    if q is not None:
+        q = dataclasses.replace(q, net=net, weights=mantissas)
+    return dataclasses.replace(artifact, graph=model_with_weights(artifact.graph, weights),
+                               payload=Deployment(net, q))
 
 
 def _population_probes(net: Netlist, probes: Sequence[Probe]) -> dict[str, tuple[str, str]]:

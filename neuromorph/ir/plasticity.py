@@ -331,3 +331,46 @@ def third_factor_streams(nodes: Mapping[str, Any]) -> set[str]:
     """Nodes read as a third factor: such a node needs no outgoing edge."""
     return {p.third_factor for p in (getattr(n, "plasticity", None) for n in nodes.values())
             if p is not None and p.third_factor is not None}
+
+
+def learning_ports(graph: "Graph") -> tuple[list[str], list[str]]:
+    """The graph's label Inputs: those that reach only Scale and Output nodes, at least one
+    of which the network feeds as well (a label stream combined with the readout into an
+    error), or that are a third factor themselves (a reward stream); and its error
+    Outputs: those such an Input reaches, and third-factor Outputs. These are the ports
+    of on-chip learning, which a task's data does not fill and its score does not read;
+    a frozen copy of the graph (:func:`frozen`) has the same."""
+    from .nodes import Input, Output, Scale
+
+    streams = third_factor_streams(graph.nodes)
+    labels, errors = [], {n for n in graph.outputs if n in streams}
+    for name, node in graph.nodes.items():
+        if not isinstance(node, Input):
+            continue
+        todo, seen, reached = [name], set(), set()
+        while todo:
+            n = todo.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if isinstance(graph.nodes[n], Output):
+                reached.add(n)
+            elif n != name and not isinstance(graph.nodes[n], Scale):
+                break
+            todo += [e.target for e in graph.outgoing(n)]
+        else:
+            # an error mixes the label with the network's own output: an Output fed by
+            # this Input alone is a plain pass-through, not learning's
+            mixed = {o for o in reached if any(e.source not in seen for e in graph.incoming(o))}
+            if mixed or name in streams:
+                labels.append(name)
+                errors |= mixed
+    return labels, [n for n in graph.outputs if n in errors]
+
+
+def frozen(graph: "Graph") -> "Graph":
+    """``graph`` with every rule removed: the network as it computes with its current
+    weights (what a run without learning executes)."""
+    fixed = {n: dataclasses.replace(node, plasticity=None) for n, node in graph.nodes.items()
+             if getattr(node, "plasticity", None) is not None}
+    return graph.replace_nodes(**fixed) if fixed else graph

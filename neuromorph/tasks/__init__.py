@@ -8,7 +8,8 @@ gives bit-identical arrays (``np.random.default_rng(seed)``, never global state)
     ds = load("digits", encoding="latency", input_shape=(1, 8, 8))
     ds.x_train.shape   # (1437, 16, 1, 8, 8)
 
-Tasks (see each module's docstring): ``digits``, ``randman``, ``cue-accumulation``.
+Tasks (see each module's docstring): ``digits``, ``randman``, ``cue-accumulation``,
+``digits-incremental``.
 """
 from __future__ import annotations
 
@@ -19,15 +20,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import NeuromorphError
-from . import cue, digits, randman
+from . import cue, digits, digits_incremental, randman
 from .base import DT, Dataset, TaskInfo
 
 _MAKERS: dict[str, Callable[[int, dict[str, Any]], Dataset]] = {
     digits.NAME: digits.make,
     randman.NAME: randman.make,
     cue.NAME: cue.make,
+    digits_incremental.NAME: digits_incremental.make,
 }
-_FOOTPRINTS = {m.NAME: m.footprint for m in (digits, randman, cue)}
+_FOOTPRINTS = {m.NAME: m.footprint for m in (digits, randman, cue, digits_incremental)}
 
 BYTES_PER_VALUE = 4 * 3
 """float32 data, and room for the generators' intermediate arrays (random draws in
@@ -35,7 +37,7 @@ float64, masks): what one value of a task's data costs while it is built, at mos
 
 TASKS: dict[str, TaskInfo] = {
     m.NAME: m.INFO._replace(defaults=MappingProxyType(dict(m.INFO.defaults)))
-    for m in (digits, randman, cue)
+    for m in (digits, randman, cue, digits_incremental)
 }
 """Task name -> description, input shape and classes (with default options), defaults."""
 
@@ -65,8 +67,22 @@ def load(name: str, *, seed: int = 0, input_shape: Sequence[int] | None = None,
         return ds
     shape = _check_shape(name, input_shape, ds.input_shape)
     n, steps = ds.x_train.shape[:2]
+    learn = None if ds.x_learn is None else ds.x_learn.reshape(len(ds.x_learn), steps, *shape)
     return replace(ds, x_train=ds.x_train.reshape(n, steps, *shape),
-                   x_test=ds.x_test.reshape(len(ds.x_test), steps, *shape))
+                   x_test=ds.x_test.reshape(len(ds.x_test), steps, *shape), x_learn=learn)
+
+
+_PREPARE: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
+    digits_incremental.NAME: digits_incremental.prepare,
+}
+
+
+def prepare(name: str, graph: Any, options: dict[str, Any]) -> Any:
+    """A model trained on task ``name`` made ready for what the task does after
+    deployment (digits-incremental: the readout learns new classes on chip); most tasks
+    need nothing and get the model back unchanged."""
+    step = _PREPARE.get(name)
+    return graph if step is None else step(graph, options)
 
 
 PROVENANCE = "trained_on"
@@ -129,4 +145,4 @@ def _check_shape(name: str, shape: Any, own: tuple[int, ...]) -> tuple[int, ...]
     return dims
 
 
-__all__ = ["DT", "Dataset", "PROVENANCE", "TASKS", "TaskInfo", "load", "provenance", "recorded"]
+__all__ = ["DT", "Dataset", "PROVENANCE", "TASKS", "TaskInfo", "load", "prepare", "provenance", "recorded"]

@@ -23,6 +23,10 @@ class Dataset:
 
     ``x_*`` is float32 ``[N, T, *input_shape]``; ``y_*`` int64 ``[N]``. A readout is
     scored on its output averaged over ``decision_steps`` (argmax = predicted class).
+    ``x_learn``/``y_learn``: the labelled stream a deployed network learns from on chip
+    (``neuromorph run --learn``), in the order it is played; None: the train split.
+    ``new_classes``: classes the off-chip training never saw (class-incremental tasks),
+    scored apart from the others after on-chip learning.
     ``eq=False``: comparing arrays with ``==`` has no single truth value.
     """
 
@@ -35,14 +39,22 @@ class Dataset:
     dt: float
     decision_steps: slice
     description: str
+    x_learn: np.ndarray | None = None
+    y_learn: np.ndarray | None = None
+    new_classes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        for split in ("train", "test"):
+        for split in ("train", "test", "learn"):
+            if split == "learn" and self.x_learn is None:
+                continue
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if x.ndim < 3 or y.ndim != 1 or len(x) != len(y):
                 raise NeuromorphError(
                     f"dataset {self.name!r}: x_{split} {x.shape} must be [N, T, *input_shape] "
                     f"and y_{split} {y.shape} must be [N]")
+        if self.x_learn is not None and self.x_learn.shape[1:] != self.x_train.shape[1:]:
+            raise NeuromorphError(f"dataset {self.name!r}: the learning stream's samples "
+                                  f"{self.x_learn.shape[1:]} differ in shape from the train samples")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise NeuromorphError(
                 f"dataset {self.name!r}: train samples {self.x_train.shape[1:]} and test "
@@ -61,7 +73,11 @@ class Dataset:
     def check_model(self, graph: Any) -> str:
         """Refuse a model (an IR Graph) that cannot take this data set: one Input of the
         task's shape, one Output with a unit per class. Returns the Output's name."""
-        inputs, outputs = graph.inputs, graph.outputs
+        from ..ir.plasticity import learning_ports
+
+        labels, errors = learning_ports(graph)  # on-chip learning's own ports: not the task's
+        inputs = [n for n in graph.inputs if n not in labels]
+        outputs = [n for n in graph.outputs if n not in errors]
         if len(inputs) != 1:
             raise NeuromorphError(f"task {self.name!r} needs a model with exactly one Input node")
         if tuple(graph.shape(inputs[0])) != self.input_shape:
@@ -72,6 +88,12 @@ class Dataset:
             raise NeuromorphError(f"the model's output has {n_out} units but task {self.name!r} "
                                   f"has {self.n_classes} classes (one Output, one unit per class)")
         return outputs[0]
+
+    def learning_stream(self) -> tuple[np.ndarray, np.ndarray]:
+        """What on-chip learning plays: the task's learning stream, else its train split."""
+        if self.x_learn is None:
+            return self.x_train, self.y_train
+        return self.x_learn, self.y_learn  # type: ignore[return-value]
 
     def chance(self) -> float:
         """Test accuracy of always predicting the most frequent test class."""

@@ -62,6 +62,7 @@ from lava.proc.io.source import RingBuffer  # noqa: E402
 
 from neuromorph.backends.loihi2.lava import conv as conv_models  # noqa: E402
 from neuromorph.backends.loihi2.lava import lanes as lane_models  # noqa: E402
+from neuromorph.backends.loihi2.lava import learning as learning_models  # noqa: E402
 from neuromorph.backends.loihi2.lava import lifecycle  # noqa: E402
 from neuromorph.backends.loihi2.lava import process as neuron_models  # noqa: E402
 from neuromorph.backends.loihi2.lava.conv import ConvSynapse  # noqa: E402
@@ -71,6 +72,9 @@ from neuromorph.backends.loihi2.netlist import Connection, Netlist  # noqa: E402
 from neuromorph.backends.loihi2.resources import Loihi2Limits  # noqa: E402
 from neuromorph.backends.loihi2.chip_model import (  # noqa: E402
     Schedule, check_inputs, fill_stream, float_params, input_stream,
+)
+from neuromorph.backends.loihi2.learning_model import (  # noqa: E402
+    LearningSpec, error_output, label_stream,
 )
 from neuromorph.backends.loihi2.synapse import message_bound  # noqa: E402
 from neuromorph.errors import NeuromorphError  # noqa: E402
@@ -136,6 +140,9 @@ class LavaInfo:
     seconds_read: float = 0.0
     probes: dict = field(default_factory=dict)
     plan: Plan = field(default_factory=Plan)
+    learned: dict = field(default_factory=dict)
+    """A learning run's weights after each sample, {plastic connection: [N, out, in]} in
+    the netlist's representation (float: gain-scaled weights; fixed: the mantissas)."""
 
     @property
     def steps_per_second(self) -> float:
@@ -153,6 +160,8 @@ def run_lava(
     chunk: int = 0,
     stall_timeout: Optional[float] = None,
     plan: Optional[Plan] = None,
+    learn: bool = False,
+    rng_seed: int = 1,
 ) -> "tuple[dict[str, np.ndarray], dict[str, int], LavaInfo]":
     """Run ``x`` ({input: [N, T, *shape]}, or one array for a single input) through
     ``net`` in Lava's CPU simulator.
@@ -167,6 +176,10 @@ def run_lava(
     (default: ``$NEUROMORPH_LAVA_STALL_S``, else 60).
     ``plan``: one sample at a time (default) or lanes (:class:`Plan`); more lanes than
     samples run as many lanes as samples.
+    ``learn``: the plastic connections learn (lava/learning.py; one sample at a time, the
+    weights carrying from sample to sample); ``info.learned`` holds their weights after
+    each sample. Without it they are plain synapses holding their weights.
+    ``rng_seed``: the learning rule's seed (used by Lava's fixed-point engine only).
 
     Returns ({output: [N, T, *shape]}, {population: spikes inside sample windows}, info),
     the outputs aligned to IR time steps as ``simulate_netlist`` returns them.
@@ -185,6 +198,14 @@ def run_lava(
     probe_sel = _check_probes(net, probes)
     _check_connected(net)
     plan = plan or Plan()
+    learning = dict(net.learning) if learn else {}
+    if learning:
+        if precision != "float":
+            raise NeuromorphError("on-chip learning runs in float precision only: the fixed-point learning "
+                                  "engine is not lowered yet (run a fixed artifact without learning)")
+        if not plan.one_at_a_time:
+            raise NeuromorphError(f"learning runs one sample at a time (lanes = 1), not {plan.describe()}")
+        _check_learning_inputs(net, inputs)
     if plan.lanes > n:
         plan = Plan(n, plan.asynchronous)
     _check_delays(net, precision, plan)
@@ -198,9 +219,10 @@ def run_lava(
         guard.folder(workdir)
         t0 = time.perf_counter()
         with interrupts.armed():
+            wanted = {(o.population, o.signal) for o in net.outputs} | set(probe_sel)
+            wanted |= {(s.target, "v") for s in net.learning.values() if s.error_output}
             groups, others, files, status, models = _build(
-                net, inputs, sched, precision, quantized,
-                {(o.population, o.signal) for o in net.outputs} | set(probe_sel), workdir, plan)
+                net, inputs, sched, precision, quantized, wanted, workdir, plan, learning, rng_seed)
         t1 = time.perf_counter()
         chunk = (chunk if chunk > 0 else max(1, -(-sched.total // 20))) if progress else sched.total
         cfg = Loihi2SimCfg(select_tag=TAGS[precision], exception_proc_model_map=models)
@@ -217,9 +239,14 @@ def run_lava(
         outputs = {o.name: read(o.population, o.signal).reshape(n, t, *o.shape) for o in net.outputs}
         probe_data = {sel: read(*sel).reshape(n, t, *net.population(sel[0]).shape)
                       for sel in probe_sel}
+        for spec in net.learning.values():  # the error stream, as the IR's Output computes it
+            if spec.error_output:
+                outputs[spec.error_output] = error_output(
+                    spec, inputs.get(spec.label) if spec.label else None, read(spec.target, "v"))
+        learned = {name: np.array(np.load(files[(name, "weight")])) for name in learning}
         t3 = time.perf_counter()
     info = LavaInfo(precision, sched.total, n, t, sched.period, len(groups) + len(others),
-                    t1 - t0, t2 - t1, t3 - t2, probe_data, plan)
+                    t1 - t0, t2 - t1, t3 - t2, probe_data, plan, learned)
     return outputs, counts, info
 
 
@@ -227,10 +254,12 @@ def run_lava(
 
 
 def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, precision: str,
-           quantized: Any, wanted: set, workdir: str, plan: Plan) -> tuple[dict, list, dict, str, dict]:
+           quantized: Any, wanted: set, workdir: str, plan: Plan, learning: Mapping[str, Any],
+           rng_seed: int) -> tuple[dict, list, dict, str, dict]:
     """Lava processes for the netlist: ({population: NeuronGroup}, [sources and
-    synapses], {(population, signal): record file}, the groups' status file, {process:
-    ProcessModel} for our own processes)."""
+    synapses], {(population, signal) or (plastic connection, "weight"): record file},
+    the groups' status file, {process: ProcessModel} for our own processes).
+    ``learning``: the plastic connections that learn ({name: LearningSpec}; lava/learning.py)."""
     fixed = precision == "fixed"
     n, t = sched.samples, sched.steps
     lanes = None if plan.one_at_a_time else sched.lanes
@@ -248,6 +277,8 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
         sources: dict[str, Any] = {}
         streams = input_stream(net, sends, sched) if lanes is None else {}  # [total, size]
         for port in net.inputs:
+            if not any(c.source == port.name for c in net.connections):
+                continue  # a label stream only (it enters through a TeacherGroup)
             if lanes is None:  # chip_model's stream, as RingBuffer data [size, total]
                 stream = streams[port.name]
                 sources[port.name] = RingBuffer(data=np.ascontiguousarray(
@@ -272,20 +303,33 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
                     np.lib.format.open_memmap(path, mode="w+", dtype=np.float64,
                                               shape=(n * t, pop.size)).flush()
                     files[(pop.name, signal_)] = path
-            groups[pop.name] = NeuronGroup(
+            kwargs = dict(
                 size=pop.size, params=quantized.populations[pop.name] if fixed else float_params(pop),
                 precision=precision, spiking=pop.spiking, reset=pop.reset, offset=pop.offset, steps=t,
                 period=sched.period, samples=n, lanes=lanes, record_spikes=files.get((pop.name, "spikes")),
                 record_v=files.get((pop.name, "v")), status=status, status_row=row, name=pop.name,
             )
-            models[groups[pop.name]] = neuron_models.MODELS[key]
+            spec = next((s for s in learning.values() if s.target == pop.name), None)
+            if spec is None:
+                groups[pop.name] = NeuronGroup(**kwargs)
+                models[groups[pop.name]] = neuron_models.MODELS[key]
+                continue
+            groups[pop.name] = _teacher(spec, pop, kwargs, sends, sched, net, sources)
+            models[groups[pop.name]] = learning_models.MODELS[(learning_models.TeacherGroup, precision)]
 
         synapses = []
         for i, conn in enumerate(net.connections):
             from_input = conn.source in sources
             bits = quantized.num_message_bits[conn.source] if fixed and from_input else 0
-            syn = _synapse(conn, precision, bits,
-                           (quantized.weights[i], int(quantized.weight_exps[i])) if fixed else None, lanes)
+            integers = (quantized.weights[i], int(quantized.weight_exps[i])) if fixed else None
+            if conn.plastic in learning:
+                path = os.path.join(workdir, f"weights-{i}.npy")
+                files[(conn.plastic, "weight")] = path
+                syn = _plastic_synapse(conn, learning[conn.plastic], sched, net, path, rng_seed)
+                groups[conn.target].y2_out.connect(syn.s_in_y2)
+                models[syn] = learning_models.MODELS[(type(syn), precision)]
+            else:
+                syn = _synapse(conn, precision, bits, integers, lanes)
             (sources[conn.source] if from_input else groups[conn.source]).s_out.connect(syn.s_in)
             syn.a_out.connect(groups[conn.target].a_in)
             synapses.append(syn)
@@ -327,6 +371,46 @@ def _synapse(conn: Connection, precision: str, bits: int, integers: Optional[tup
     else:
         kwargs.update(weights=conn.weight, num_message_bits=FLOAT_MESSAGE_BITS)
     return DelayDense(delays=delay, **kwargs) if delay > 0 else Dense(**kwargs)
+
+
+def _teacher(spec: LearningSpec, pop: Any, kwargs: dict, sends: Mapping[str, np.ndarray], sched: Schedule,
+             net: Netlist, sources: dict) -> Any:
+    """The TeacherGroup of a plastic connection's post population, with the RingBuffer
+    that plays its label stream (learning_model.label_stream) into ``label_in``."""
+    offset = 0 if spec.source in {p.name for p in net.inputs} else net.population(spec.source).offset
+    label = sends.get(spec.label) if spec.label else None
+    stream = label_stream(spec, label, sched.samples, sched.steps, sched.period, offset, sched.total)
+    factors = {"y2_label": spec.y2_label, "y2_v": spec.y2_v, "v_shift": pop.v_shift}
+    data = stream.T.copy()
+    group = learning_models.TeacherGroup(**kwargs, **factors)
+    ring = RingBuffer(data=np.ascontiguousarray(data))
+    ring.s_out.connect(group.label_in)
+    sources[f"label:{spec.name}"] = ring
+    return group
+
+
+def _plastic_synapse(conn: Connection, spec: LearningSpec, sched: Schedule, net: Netlist, path: str,
+                     rng_seed: int) -> Any:
+    """Lava's LearningDense for a plastic connection (lava/learning.py), windowed like its
+    source, writing its weights after each sample into ``path``."""
+    offset = 0 if conn.source in {p.name for p in net.inputs} else net.population(conn.source).offset
+    shape = (sched.samples, *np.shape(conn.weight))
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape).flush()
+    window = dict(offset=offset, steps=sched.steps, period=sched.period, samples=sched.samples, record=path,
+                  name=f"{conn.source}->{conn.target}")
+    rule = learning_models.learning_rule(spec.keep, rng_seed=rng_seed)
+    return learning_models.plastic_dense(conn.weight, rule, num_message_bits=FLOAT_MESSAGE_BITS, **window)
+
+
+def _check_learning_inputs(net: Netlist, inputs: Mapping[str, np.ndarray]) -> None:
+    """A plastic connection's presynaptic trace takes one impulse per input spike: the
+    input ports it reads must carry spikes (0/1) in a learning run."""
+    for spec in net.learning.values():
+        x = inputs.get(spec.source)
+        if x is not None and not np.all((x == 0) | (x == 1)):
+            raise NeuromorphError(f"plastic connection '{spec.name}' learns from input '{spec.source}', "
+                                  "which must carry spikes (0 or 1) in a learning run: the learning engine's "
+                                  "trace counts spikes, not graded values")
 
 
 def _check_probes(net: Netlist, probes: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -391,6 +475,9 @@ def _check_connected(net: Netlist) -> None:
 
     for c in net.connections:
         parent[root(c.source)] = root(c.target)
+    for spec in net.learning.values():  # a label stream enters its post population
+        if spec.label:
+            parent[root(spec.label)] = root(spec.target)
     if len({root(k) for k in parent}) > 1:
         raise NeuromorphError("the netlist has unconnected parts; Lava runs one connected network: "
                               "deploy each part on its own")

@@ -1,0 +1,200 @@
+"""On-chip learning in Lava: a plastic connection as Lava's ``LearningDense`` and its
+post population as a ``TeacherGroup`` that sends the third factor (docs/onchip-learning.md).
+
+- :func:`learning_rule`: the ``Loihi3FLearningRule`` of a ``LearningSpec``
+  (backends/loihi2/learning_model.py): ``dw = u0 * x1 * y2``, ``x1`` with impulse 1 and
+  the decay ``1 - dt/tau_pre``; the post traces y1..y3 are not decayed (Lava's 3F rule
+  decays them with tau 65535, a relative change of 1.5e-5 per step: we set tau 2^62,
+  whose decay factor is exactly 1.0), since the neuron overwrites them every step.
+- ``LearningDense`` runs Lava's own learning engine (``PyLearningDenseModelFloat``),
+  with two additions of ours (:class:`PlasticDenseFloat`): the presynaptic traces are
+  zeroed at the first step of every sample window (so that each sample learns from
+  fresh traces, as the neuron state restarts), and the weights after the last learning
+  step of each sample are written into a ``[N, out, in]`` ``.npy`` file the host reads.
+- :class:`TeacherGroup`: a ``NeuronGroup`` (process.py) with a label input port
+  ``label_in`` (a RingBuffer playing learning_model.label_stream) and an output port
+  ``y2_out`` connected to the synapse's ``s_in_y2``: every chip step it sends
+  ``y2 = y2_label * label + y2_v * v`` where ``v`` (IR units) is its membrane of the step,
+  counted only at the window steps 0..T-2 (the step T-1 pairs with no input of the
+  sample). Lava's ``LearningLIF`` never sends y2 and an unconnected port receives zeros,
+  so a rule would silently never learn: this process is why it does.
+
+Numpy only inside the models; every module of this package imports on its own (Lava
+executes them as top-level modules when it searches for models).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from neuromorph.backends.loihi2.lava.compat import import_lava
+
+import_lava()
+
+from lava.magma.core.decorator import implements, requires, tag  # noqa: E402
+from lava.magma.core.learning.learning_rule import Loihi3FLearningRule  # noqa: E402
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort  # noqa: E402
+from lava.magma.core.model.py.type import LavaPyType  # noqa: E402
+from lava.magma.core.process.ports.ports import InPort, OutPort  # noqa: E402
+from lava.magma.core.process.variable import Var  # noqa: E402
+from lava.magma.core.resources import CPU  # noqa: E402
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
+from lava.proc.dense.models import PyLearningDenseModelFloat  # noqa: E402
+from lava.proc.dense.process import LearningDense  # noqa: E402
+
+from neuromorph.backends.loihi2.lava.process import (  # noqa: E402
+    FLOAT_PARAMS, NeuronGroup, _declare, _FloatTypes, _NeuronGroupModel,
+)
+
+NO_DECAY_TAU = 2**62
+"""A trace tau whose decay factor ``exp(-1/tau)`` is exactly 1.0 in float64."""
+VANISH_TAU = 1e-300
+"""A float trace tau whose decay factor is exactly 0.0 (a trace that keeps this step only;
+Lava's float engine leaves a tau of 0 undefined: NaN)."""
+DW = "u0 * x1 * y2"
+
+
+def float_tau(keep: float) -> float:
+    """Lava's float trace decays by ``exp(-1/tau)``: the tau of the decay factor ``keep``."""
+    return VANISH_TAU if keep <= 0.0 else float(-1.0 / np.log(keep))
+
+
+def learning_rule(keep: float, rng_seed: int = 1) -> Loihi3FLearningRule:
+    """The float rule of a three-factor connection, with the exact trace decay ``keep``
+    (the weight change per step is ``x1 * y2``: the neuron folds the rate into y2)."""
+    rule = Loihi3FLearningRule(dw=DW, x1_impulse=1.0, x1_tau=float_tau(keep), t_epoch=1, rng_seed=int(rng_seed))
+    rule.y1_tau = rule.y2_tau = rule.y3_tau = NO_DECAY_TAU
+    return rule
+
+
+def plastic_dense(weights: np.ndarray, rule: Loihi3FLearningRule, *, offset: int, steps: int, period: int,
+                  samples: int, record: str, name: str, **kwargs: Any) -> LearningDense:
+    """Lava's LearningDense with the window schedule of its source (offset, T, P, N) and
+    the path of the ``[N, out, in]`` file that receives its weights after each sample."""
+    return LearningDense(weights=weights, learning_rule=rule, name=name, window_offset=int(offset),
+                         window_steps=int(steps), window_period=int(period), window_samples=int(samples),
+                         weight_record=record, **kwargs)
+
+
+class _Windows:
+    """Trace reset at window starts and weight snapshots at window ends (module docstring)."""
+
+    def _setup_windows(self, proc_params: Any) -> None:
+        self._w_offset = int(proc_params["window_offset"])
+        self._w_steps = int(proc_params["window_steps"])
+        self._w_period = int(proc_params["window_period"])
+        self._w_samples = int(proc_params["window_samples"])
+        self._w_path: str = proc_params["weight_record"]
+        self._w_record: Optional[np.ndarray] = None
+
+    def _window(self) -> tuple[int, int]:
+        rel = self.time_step - 1 - self._w_offset  # type: ignore[attr-defined]
+        if rel < 0:
+            return -1, -1
+        j, k = divmod(rel, self._w_period)
+        return (j, k) if j < self._w_samples else (-1, -1)
+
+    def run_spk(self) -> None:
+        j, k = self._window()
+        if j >= 0 and k == 0:  # a new sample: its traces start at 0
+            self.x1 = np.zeros_like(self.x1)  # type: ignore[has-type]
+            self.x2 = np.zeros_like(self.x2)  # type: ignore[has-type]
+        super().run_spk()  # type: ignore[misc]
+
+    def run_lrn(self) -> None:
+        super().run_lrn()  # type: ignore[misc]
+        j, k = self._window()
+        if j >= 0 and k == self._w_steps - 1:
+            if self._w_record is None:  # mapped on first use, inside Lava's worker process
+                self._w_record = np.load(self._w_path, mmap_mode="r+")
+            self._w_record[j] = self.weights  # type: ignore[attr-defined]
+
+
+@implements(proc=LearningDense, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PlasticDenseFloat(_Windows, PyLearningDenseModelFloat):
+    """Lava's float learning engine, windowed."""
+
+    def __init__(self, proc_params: Any) -> None:
+        super().__init__(proc_params)
+        self._setup_windows(proc_params)
+
+
+# ---------------------------------------------------------------- the post population
+
+
+class TeacherGroup(NeuronGroup):
+    """A NeuronGroup (one sample at a time, float) that also sends the third factor
+    ``y2 = y2_label * label + y2_v * (v + v_shift)`` (module docstring); ``y2_label``,
+    ``y2_v``: per neuron (learning_model.LearningSpec.y2_label / y2_v). ``y2_shift`` is
+    kept for an integer form (``>> y2_shift``); 0 in float."""
+
+    def __init__(self, *, y2_label: np.ndarray, y2_v: np.ndarray, v_shift: np.ndarray,
+                 y2_shift: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        size = int(kwargs["size"])
+        self.label_in = InPort(shape=(size,))
+        self.y2_out = OutPort(shape=(size,))
+        self.y2_label = Var(shape=(size,), init=np.broadcast_to(y2_label, (size,)).copy())
+        self.y2_v = Var(shape=(size,), init=np.broadcast_to(y2_v, (size,)).copy())
+        self.v_shift = Var(shape=(size,), init=np.broadcast_to(v_shift, (size,)).copy())
+        self.y2_shift = Var(shape=(1,), init=int(y2_shift))
+
+
+class _TeacherLogic(_NeuronGroupModel):
+    """One chip step of the population, then its third factor."""
+
+    def _chip_step(self, time_step: int) -> None:
+        a_in = self.a_in.recv()
+        label = self.label_in.recv()
+        rel = time_step - 1 - self.offset
+        j, k = divmod(rel, self.period)
+        y2 = self._y2(label, None)
+        if rel < 0 or j >= self.samples or k >= self.steps:
+            self.s_out.send(np.zeros(self.s_out.shape, self._dtype))
+            self.y2_out.send(y2)
+            self._report(time_step)
+            return
+        try:
+            s = self._update(a_in[None], j, k)[0]
+            if k <= self.steps - 2:
+                y2 = self._y2(label, self._state["v"][0])
+        except Exception as exc:
+            self.s_out.send(np.zeros(self.s_out.shape, self._dtype))
+            self.y2_out.send(np.zeros(self.y2_out.shape, self._dtype))
+            raise RuntimeError(f"population '{self.population}', chip step {time_step - 1}: "
+                               f"{type(exc).__name__}: {exc}") from None
+        self.s_out.send(s)
+        self.y2_out.send(y2)
+        self._report(time_step)
+
+    def _y2(self, label: np.ndarray, v: Optional[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+
+@implements(proc=TeacherGroup, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+@_declare(FLOAT_PARAMS, lambda: LavaPyType(np.ndarray, float))
+class PyTeacherGroupFloat(_FloatTypes, _TeacherLogic):
+    """Float64: ``y2 = y2_label * label + y2_v * (v + v_shift)``."""
+
+    label_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    y2_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    y2_label: np.ndarray = LavaPyType(np.ndarray, float)
+    y2_v: np.ndarray = LavaPyType(np.ndarray, float)
+    v_shift: np.ndarray = LavaPyType(np.ndarray, float)
+    y2_shift: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def _y2(self, label: np.ndarray, v: Optional[np.ndarray]) -> np.ndarray:
+        y2 = self.y2_label * label
+        if v is not None:
+            y2 = y2 + self.y2_v * (v + self.v_shift)
+        return y2
+
+
+MODELS = {(LearningDense, "float"): PlasticDenseFloat, (TeacherGroup, "float"): PyTeacherGroupFloat}
+"""(process class, precision) -> the ProcessModel the runner maps it to (one sample at a
+time). Float only: fixed-point learning is not lowered yet (docs/onchip-learning.md)."""

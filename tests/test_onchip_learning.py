@@ -1,0 +1,219 @@
+"""On-chip learning on the Loihi 2 target (docs/onchip-learning.md): the delta rule
+(ThreeFactor) lowered to Lava's LearningDense, its third factor computed on the chip by
+the readout, checked against the IR semantics (docs/semantics.md section 6) sample
+after sample; fixed point against the numpy model of the engine's arithmetic."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neuromorph.artifact import dumps_text, loads_artifact
+from neuromorph.backends.loihi2.target import learned_weights, model_with_weights, with_weights
+from neuromorph.compile import compile_graph
+from neuromorph.errors import IRError, NeuromorphError
+from neuromorph.ir import LI, LIF, STDP, Affine, Graph, Input, Linear, Output, Scale, ThreeFactor
+from neuromorph.registry import target
+from neuromorph.simulate import simulate
+
+DT = 1e-3
+REL = 1e-6
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    text = str(exc.value)
+    assert "\n" not in text
+    return text
+
+
+def delta_graph(w: np.ndarray, *, lr: float = 200.0, tau: float = 0.01, v_delay: int = 1, label_delay: int = 0,
+                t_epoch: int = 1, hidden: bool = False, w_max: float | None = None) -> Graph:
+    """The readout of tests/test_plasticity.py's delta-rule test, with the error reading
+    the readout through a delay of one step (what the chip computes: learning_model.py).
+    ``hidden``: the plastic connection reads a LIF population instead of the input."""
+    n_out, n_in = w.shape
+    rule = ThreeFactor(error="err", lr=lr, tau_pre=tau, t_epoch=t_epoch, w_max=w_max)
+    nodes = {"x": Input((n_in,)), "label": Input((n_out,)), "w": Linear(w, plasticity=rule), "ro": LI(tau=tau),
+             "neg": Scale(-1.0), "half": Scale(0.5), "err": Output(), "y": Output()}
+    edges = [("w", "ro"), ("ro", "y"), ("ro", "neg", v_delay), ("neg", "err"), ("label", "half", label_delay),
+             ("half", "err")]
+    if hidden:
+        nodes.update({"win": Linear(np.full((n_in, n_in), 0.6)), "h": LIF(tau=0.005, r=4.0)})
+        edges += [("x", "win"), ("win", "h"), ("h", "w")]
+    else:
+        edges.append(("x", "w"))
+    return Graph(nodes, edges, dt=DT)
+
+
+def host_error_graph(w: np.ndarray) -> Graph:
+    """An Affine connection whose error is an Input stream fed with the run."""
+    n_out, n_in = w.shape
+    rule = ThreeFactor(error="m", lr=50.0, tau_pre=0.004)
+    return Graph({"x": Input((n_in,)), "m": Input((n_out,)), "w": Affine(w, np.full(n_out, 0.5), plasticity=rule),
+                  "ro": LI(tau=0.02), "y": Output()}, [("x", "w"), ("w", "ro"), ("ro", "y")], dt=DT)
+
+
+def spikes(rng: np.random.Generator, shape: tuple[int, ...], p: float) -> np.ndarray:
+    return (rng.random(shape) < p).astype(np.float64)
+
+
+def ir_chain(graph: Graph, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """The IR run sample after sample, each from the weights the previous one ended with
+    (what a learning run on the chip computes): outputs [N, T, ...] and W after each sample."""
+    n = len(next(iter(inputs.values())))
+    outs: dict[str, list[np.ndarray]] = {}
+    weights = []
+    for j in range(n):
+        res = simulate(graph, {k: v[j] for k, v in inputs.items()}, record=["w.weight"])
+        for k in graph.outputs:
+            outs.setdefault(k, []).append(res[k])
+        weights.append(res["w.weight"][-1])
+        graph = model_with_weights(graph, {"w": weights[-1]})
+    return {k: np.stack(v) for k, v in outs.items()}, weights
+
+
+def rel_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
+
+
+def case(kind: str, n: int = 3, t: int = 40, seed: int = 0) -> tuple[Graph, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    if kind == "host_error":
+        g = host_error_graph(rng.normal(0.0, 0.3, (2, 3)))
+        return g, {"x": spikes(rng, (n, t, 3), 0.5), "m": rng.normal(0.0, 1.0, (n, t, 2))}
+    g = delta_graph(rng.normal(0.0, 0.3, (2, 3)), hidden=kind == "hidden", label_delay=1 if kind == "hidden" else 0)
+    label = np.broadcast_to(rng.uniform(-1, 1, (n, 1, 2)), (n, t, 2)).copy()
+    return g, {"x": spikes(rng, (n, t, 3), 0.5), "label": label}
+
+
+# ------------------------------------------------------------------ float: the IR, exactly
+
+
+@pytest.mark.parametrize("kind", ["readout", "hidden", "host_error"])
+def test_float_learning_on_lava_equals_the_ir_sample_after_sample(kind):
+    g, inputs = case(kind)
+    art = loads_artifact(dumps_text(compile_graph(g, backend="lava", precision="float")))  # through the file
+    rec = target("lava").run(art, inputs, learn=True)
+    want_out, want_w = ir_chain(g, inputs)
+    got_w = rec.probes["w.weight"]
+    assert got_w.shape == (3, 2, 3)
+    for j in range(3):
+        assert rel_error(got_w[j], want_w[j]) <= REL
+    for name, want in want_out.items():
+        assert rel_error(rec.outputs[name], want) <= REL, name
+    # it learnt: the weights moved by far more than the tolerance
+    assert np.abs(want_w[-1] - g.nodes["w"].weight).max() > 0.05
+    assert np.array_equal(learned_weights(rec)["w"], got_w[-1])
+
+
+def test_the_third_factor_reaches_the_synapse():
+    """Guard: a label with a zero readout path still moves the weights, by exactly the
+    delta rule's amount; a run whose y2 stayed 0 (an unconnected port receives zeros)
+    would leave them where they were."""
+    rng = np.random.default_rng(3)
+    g = delta_graph(np.zeros((2, 3)), lr=100.0)
+    x = spikes(rng, (1, 30, 3), 0.6)
+    label = np.broadcast_to([1.0, -1.0], (1, 30, 2)).copy()
+    rec = target("lava").run(compile_graph(g, backend="lava"), {"x": x, "label": label}, learn=True)
+    moved = rec.probes["w.weight"][0]
+    # expected: dW = rate * sum_t err(t) xbar(t) with err(t) = 0.5 label - v(t - 1)
+    _, want = ir_chain(g, {"x": x, "label": label})
+    assert np.all(np.abs(moved) > 0.01), "the third factor stayed zero: the weights did not move"
+    assert np.all(np.sign(moved[0]) > 0) and np.all(np.sign(moved[1]) < 0)
+    assert rel_error(moved, want[0]) <= REL
+
+
+def test_a_plastic_artifact_runs_frozen_and_takes_learnt_weights(tmp_path):
+    g, inputs = case("readout", n=4, t=30, seed=5)
+    art = compile_graph(g, backend="lava")
+    learnt = learned_weights(target("lava").run(art, inputs, learn=True))
+    after = loads_artifact(dumps_text(with_weights(art, learnt)))
+    assert np.array_equal(after.graph.nodes["w"].weight, learnt["w"])
+    frozen = target("lava").run(after, inputs)  # lanes, no learning
+    assert "w.weight" not in frozen.probes
+    static = model_with_weights(g, learnt).replace_nodes(
+        w=Linear(learnt["w"]))  # the same network without the rule
+    want = simulate(static, inputs)
+    assert rel_error(frozen.outputs["y"], want["y"]) <= REL
+    assert rel_error(frozen.outputs["err"], want["err"]) <= REL
+
+
+# ------------------------------------------------------------------ refusals
+
+
+def _refusal(graph: Graph, precision: str = "float") -> str:
+    with pytest.raises((IRError, NeuromorphError)) as exc:
+        compile_graph(graph, backend="lava", precision=precision)
+    return one_line(exc)
+
+
+W0 = np.zeros((2, 3))
+
+
+@pytest.mark.parametrize("graph, words", [
+    (delta_graph(W0, v_delay=0), "give the path 'ro' -> 'err' a delay of 1 step"),
+    (delta_graph(W0, t_epoch=2), "t_epoch = 2"),
+    (delta_graph(W0, w_max=1.0), "weight bounds"),
+])
+def test_what_the_engine_cannot_do_is_refused_naming_the_connection(graph, words):
+    text = _refusal(graph)
+    assert "node 'w'" in text and words in text
+
+
+def test_wirings_the_chip_cannot_compute_are_refused_naming_the_connection():
+    rule = ThreeFactor(error="err", lr=1.0, tau_pre=0.01)
+    composed = Graph({"x": Input((3,)), "w": Linear(W0, plasticity=ThreeFactor(error="m", lr=1.0, tau_pre=0.01)),
+                      "s": Scale(2.0), "m": Input((2,)), "ro": LI(tau=0.01), "y": Output()},
+                     [("x", "w"), ("w", "s"), ("s", "ro"), ("ro", "y")])
+    assert "node 'w'" in _refusal(composed) and "its own synapse" in _refusal(composed)
+    other = Graph({"x": Input((3,)), "label": Input((2,)), "w": Linear(W0, plasticity=rule), "ro": LI(tau=0.01),
+                   "w2": Linear(np.ones((2, 3))), "h": LIF(tau=0.01), "err": Output(), "y": Output(), "z": Output()},
+                  [("x", "w"), ("w", "ro"), ("ro", "y"), ("x", "w2"), ("w2", "h"), ("h", "z"), ("h", "err", 1),
+                   ("label", "err")])
+    text = _refusal(other)
+    assert "node 'w'" in text and "reads 'h'" in text
+    stdp = Graph({"x": Input((3,)), "w": Linear(W0, plasticity=STDP()), "h": LIF(tau=0.01), "y": Output()},
+                 [("x", "w"), ("w", "h"), ("h", "y")])
+    text = _refusal(stdp)
+    assert "node 'w'" in text and "cannot run plasticity rule 'stdp'" in text
+
+
+def test_graded_input_to_a_learning_synapse_is_refused_in_one_line():
+    g, inputs = case("readout", n=1, t=10)
+    inputs["x"] = inputs["x"] * 0.5
+    with pytest.raises(NeuromorphError) as exc:
+        target("lava").run(compile_graph(g, backend="lava"), inputs, learn=True)
+    assert "plastic connection 'w'" in one_line(exc) and "spikes (0 or 1)" in one_line(exc)
+
+
+# ------------------------------------------------------------------ fixed point
+
+
+def test_fixed_point_runs_a_plastic_artifact_frozen_and_refuses_to_learn():
+    g, inputs = case("readout", n=2, t=20, seed=7)
+    art = compile_graph(g, backend="lava", precision="fixed", calibration=inputs)
+    frozen = target("lava").run(art, inputs)
+    want = simulate(model_with_weights(g, {}).replace_nodes(w=Linear(g.nodes["w"].weight)), inputs)
+    assert np.abs(frozen.outputs["y"] - want["y"]).max() < 0.05 * np.abs(want["y"]).max() + 1e-3
+    assert np.abs(frozen.outputs["err"] - want["err"]).max() < 0.05 * np.abs(want["err"]).max() + 1e-3
+    with pytest.raises(NeuromorphError) as exc:
+        target("lava").run(art, inputs, learn=True)
+    assert "float precision only" in one_line(exc)
+    moved = with_weights(art, {"w": g.nodes["w"].weight * 0.5})
+    i, _ = moved.payload.netlist.plastic("w")
+    q0, q1 = art.payload.quantized, moved.payload.quantized
+    assert q1.weight_exps[i] == q0.weight_exps[i]
+    assert np.abs(q1.weights[i] - q0.weights[i] / 2).max() <= 2  # the same scale, re-rounded
+    with pytest.raises(NeuromorphError) as exc:
+        with_weights(art, {"w": g.nodes["w"].weight * 1000})
+    assert "do not fit its 8-bit mantissas" in one_line(exc)
+
+
+@pytest.mark.parametrize("precision", ["float", "fixed"])
+def test_verify_compares_a_plastic_artifact_run_without_learning_with_frozen_weights(precision):
+    from neuromorph.run import verify
+
+    g, inputs = case("hidden", n=2, t=25, seed=11)
+    art = compile_graph(g, backend="lava", precision=precision, calibration=inputs)
+    result = verify(art, inputs)
+    assert result["passed"], result
+    assert result["max_output_difference"] < (1e-9 if precision == "float" else 0.05)
