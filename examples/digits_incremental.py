@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--limit", type=int, default=None,
                         help="learn from the first N samples of the stream (default: all 1437)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the models, artifact and figure")
-    parser.add_argument("--quick", action="store_true", help="2 epochs, 100 learning samples (for tests)")
+    parser.add_argument("--quick", action="store_true", help="2 epochs, 300 learning samples (for tests)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.epochs, args.limit = 2, args.limit or 100
+        args.epochs, args.limit = 2, args.limit or 300
     out = args.out or Path(tempfile.mkdtemp(prefix="neuromorph-incremental-"))
     out.mkdir(parents=True, exist_ok=True)
 

@@ -77,6 +77,7 @@ TEST_MARKERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("test_deploy", "test_malformed_training_metadata_is_one_line"): ("torch",),
     ("test_examples", "test_main_job_trains_compiles_and_runs_in_lava"): ("lava", "torch"),
     ("test_examples", "test_snntorch_nir_file_deploys_and_matches_snntorch"): ("lava", "torch"),
+    ("test_examples", "test_digits_incremental_learns_new_classes_on_chip"): ("lava", "torch"),
     # Reset modes: torch / snnTorch, and real Lava runs (the module imports neither at top level).
     ("test_reset_modes", "test_torch_network_equals_simulate_spike_for_spike"): ("torch",),
     ("test_reset_modes", "test_torch_subtract_reset_is_not_differentiated_but_passes_the_membrane_gradient"): ("torch",),
@@ -122,6 +123,7 @@ SLOW_TESTS = {
     "tests/test_training.py::test_a_cosine_schedule_changes_training_and_a_bad_one_is_refused",  # - / 20
     "tests/test_examples.py::test_main_job_trains_compiles_and_runs_in_lava",  # 8-10 / 27
     "tests/test_examples.py::test_snntorch_nir_file_deploys_and_matches_snntorch",  # - / 6
+    "tests/test_examples.py::test_digits_incremental_learns_new_classes_on_chip",  # - / 89 (loaded)
     "tests/test_tasks.py::test_randman_alpha_sets_smoothness",  # 2-4 / 4
     "tests/test_lava_backend.py::test_ctrl_c_during_a_run_leaves_no_lava_processes",  # 3-4 / 5
     "tests/test_deploy.py::test_snntorch_recurrent_export_with_dotted_names_deploys_and_verifies",  # - / 12
