@@ -17,10 +17,14 @@ thread; timed in a child process, so that this one, like ``neuromorph run``, nev
 imports torch: a parent holding torch's memory makes every fork of Lava's workers
 slower), the
 vectorised numpy fixed-point model of the artifact (``quantize.simulate_fixed``), Lava
-one sample at a time (Lava's Dense, LoihiProtocol; on the first ``--naive-samples`` /
-``--naive-trials`` samples and extrapolated linearly to all, labelled so, when fewer
-than all), Lava lanes synchronous, and Lava's default plan (lanes, asynchronous: what
-``neuromorph run`` uses). Seconds are the whole call (Lava: building, starting, running,
+one sample at a time (Lava's Dense, LoihiProtocol: one process per input, population and
+connection; on the first ``--naive-samples`` / ``--naive-trials`` samples and
+extrapolated linearly to all, labelled so, when fewer than all), Lava lanes synchronous,
+and Lava's default plan (lanes, asynchronous: what ``neuromorph run`` uses). The lane
+plan is one Lava process per input port and per population, each population's process
+holding the synapses of its incoming connections as a neuron core does (lava/lanes.py:
+``LaneCore``), so that the messages between processes are the spikes between cores:
+3 processes and 2 messages per chip step for both workloads. Seconds are the whole call (Lava: building, starting, running,
 stopping, reading back); ``x torch`` is the ratio to the torch row of the same workload.
 ``agreement`` compares every Lava row's outputs and spike counts with the numpy model
 (bit-exact: 1.0 means identical).

@@ -17,8 +17,9 @@ The update is made once from the parameter Vars, inside the worker, at the first
 
 The arithmetic is imported from ``backends/loihi2/neuron_step.py``, which the numpy netlist
 model (``backends/loihi2/chip_model.py``) also runs, so Lava and the simulator cannot drift
-apart; the synapses are Lava's own ``Dense`` / ``DelayDense`` (one sample at a time), or
-the lane synapses of ``lanes.py``.
+apart; the synapses are Lava's own ``Dense`` / ``DelayDense`` (one sample at a time), or,
+in the lane plan, held by the population's own process (``lanes.LaneCore``, a
+``NeuronGroup`` without the summed input port ``a_in``).
 
 Lanes (``lanes=B``): B copies of the population side by side, as B copies of the network
 on spare cores of the chip would run; ports and state are ``[B, size]``, and lane ``b``
@@ -89,7 +90,12 @@ class NeuronGroup(AbstractProcess):
     files of shape ``[N * T, size]`` that receive the spikes / membrane of each window step.
     ``status`` / ``status_row``: an existing int64 ``.npy`` file ``[groups, 2]`` and this
     group's row, receiving ``(time step, spike count)`` after every step.
+    ``more``: further process parameters, for subclasses (lanes.LaneCore).
     """
+
+    summed_input = True
+    """An ``a_in`` port receiving the sum of the synapse processes' messages (a subclass
+    that holds its synapses itself, lanes.LaneCore, has none)."""
 
     def __init__(
         self,
@@ -109,6 +115,7 @@ class NeuronGroup(AbstractProcess):
         status: Optional[str] = None,
         status_row: int = 0,
         name: Optional[str] = None,
+        **more: Any,
     ) -> None:
         if precision not in PARAMS:
             raise ValueError(f"NeuronGroup '{name}': unknown precision '{precision}'")
@@ -123,10 +130,11 @@ class NeuronGroup(AbstractProcess):
             size=size, precision=precision, spiking=spiking, reset=reset, offset=offset, steps=steps,
             period=period, samples=samples, lanes=None if lanes is None else int(lanes),
             record_spikes=record_spikes, record_v=record_v,
-            status=status, status_row=int(status_row), population=name or "", name=name,
+            status=status, status_row=int(status_row), population=name or "", name=name, **more,
         )
         shape = (size,) if lanes is None else (int(lanes), size)
-        self.a_in = InPort(shape=shape)
+        if self.summed_input:
+            self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
         for key in PARAMS[precision]:
             setattr(self, key, Var(shape=(size,), init=np.broadcast_to(np.asarray(params[key]), (size,)).copy()))
@@ -192,7 +200,8 @@ class _NeuronGroupLogic:
         if self._status_path is None:
             return
         if self._status is None:  # mapped on first use, inside Lava's worker process
-            self._status = np.load(self._status_path, mmap_mode="r+")[self._status_row]
+            # (a plain view of the map: writing through it costs less than through a memmap)
+            self._status = np.asarray(np.load(self._status_path, mmap_mode="r+"))[self._status_row]
         self._status[1] = self._count
         self._status[0] = time_step  # last: a step the host sees has its count
 
@@ -216,7 +225,7 @@ class _NeuronGroupLogic:
         if path is None:
             return
         if signal not in self._records:  # mapped on first use, inside Lava's worker process
-            self._records[signal] = np.load(path, mmap_mode="r+").reshape(self.samples, self.steps, -1)
+            self._records[signal] = np.asarray(np.load(path, mmap_mode="r+")).reshape(self.samples, self.steps, -1)
         first = j * self.lanes
         self._records[signal][first:first + valid, k] = value[:valid]
 
@@ -267,13 +276,13 @@ def _declare(names: tuple[str, ...], lava_type: Callable[[], LavaPyType]) -> Cal
     return apply
 
 
-class _FloatTypes:
-    """Float64 arithmetic: ``neuron_step.FloatNeurons``."""
+class _FloatState:
+    """Float64 arithmetic: ``neuron_step.FloatNeurons`` (the types of everything but the
+    input port)."""
 
     precision = "float"
     _dtype = np.float64
     step = staticmethod(neuron_step.FloatNeurons.step)  # (neurons, state, a_in) -> spikes
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     u: np.ndarray = LavaPyType(np.ndarray, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
@@ -281,19 +290,35 @@ class _FloatTypes:
     spike_count: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
-class _FixedTypes:
+class _FixedState:
     """Integer arithmetic: ``neuron_step.FixedNeurons`` (24-bit u, v, a; the synaptic
-    input arrives as the int32 sum of the Dense outputs)."""
+    input arrives as the int32 sum of the Dense outputs); the types of everything but
+    the input port."""
 
     precision = "fixed"
     _dtype = np.int32
     step = staticmethod(neuron_step.FixedNeurons.step)
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     a: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     spike_count: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+class _FloatTypes(_FloatState):
+    """Float64 arithmetic, the synaptic input summed into ``a_in``."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+
+
+class _FixedTypes(_FixedState):
+    """Integer arithmetic, the synaptic input summed into ``a_in``."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+
+
+STATE_TYPES = {"float": _FloatState, "fixed": _FixedState}
+"""precision -> the types and arithmetic of a group without its input port."""
 
 
 @implements(proc=NeuronGroup, protocol=LoihiProtocol)
