@@ -23,8 +23,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
+# The main job (define -> train -> compile -> run in Lava), then on-chip learning: a deployed
+# network learns five new digit classes in Lava fixed point from one pass over a labelled stream.
 demo: $(STAMP)
-	$(PY) examples/digits_to_loihi.py
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) examples/digits_to_loihi.py
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) examples/digits_incremental.py
 
 # `make bench` runs every benchmarks/*.py (summarize.py aside) one after another with --json,
 # plus --quick where the script has that option (each script ~2 minutes at most on 2 cores, the

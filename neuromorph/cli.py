@@ -508,6 +508,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         # The scales need the input grid and the state's peaks; a few hundred samples
         # show both, and a float run over a long task's whole training set is slow.
         calibration = {graph.inputs[0]: data.x_train[:CALIBRATION_SAMPLES]}
+        from .ir.plasticity import learning_ports
+
+        if learning_ports(graph)[0]:  # a plastic model: its label stream too (the error's range)
+            from .learning import task_inputs
+
+            calibration = task_inputs(graph, data.x_train[:CALIBRATION_SAMPLES], data.y_train[:CALIBRATION_SAMPLES])
     options = {k[len("option_"):]: v for k, v in vars(args).items()
                if k.startswith("option_") and v is not None}
     artifact = compile_graph(graph, backend=args.backend, precision=args.precision, dt=args.dt,

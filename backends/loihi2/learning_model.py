@@ -200,3 +200,301 @@ def error_output(spec: LearningSpec, label: np.ndarray | None, v: np.ndarray) ->
         if d < v.shape[1]:
             err[:, d:] += spec.label_gain * lab[:, :v.shape[1] - d]
     return err
+
+
+# ---------------------------------------------------------------- fixed point
+#
+# Lava's fixed learning engine (lava/magma/core/model/py/connection.py,
+# LearningConnectionModelBitApproximate, and learning_rule_applier.py's
+# LearningRuleApplierBitApprox), for ``dw = m * 2^e * u0 * x1 * y2`` with t_epoch 1, one
+# chip step (``engine_fixed`` below is that arithmetic, step for step):
+#
+#   x1 <- clip(SR(exp(-1/tau) * x1, r_decay) + I * spike, 0, 127)   7-bit trace, integer tau
+#   P   = floor(clip(x1) * clip(y2, -128, 127) * m / 8)              (7 + 7 + 4 - 15 = 3 bits)
+#   A   = clip((w << 7) + clip(P << (e + 7), +-2^15), +-2^15)       15-bit accumulator
+#   w  <- clip(SR(A / 128, r_w), -256, 255)                          (mixed sign mode)
+#
+# SR(z, r) = floor(z) + (r < z - floor(z)): stochastic rounding with ONE random number
+# per step shared by every synapse: r_w from numpy's default_rng(2) (Lava's ConnVarRandom
+# ignores the rule's rng_seed), r_decay from default_rng(rng_seed) (TraceRandom; it is
+# advanced twice per step). So the weight change of one step is SR(P * 2^e): exact for
+# e >= 0, within one LSB below.
+
+TRACE_MAX = 127
+"""Lava's 7-bit traces (W_TRACE) and the 8-bit signed third factor's largest value."""
+S_MANT_MAX, S_EXP_MIN, S_EXP_MAX = 7, -7, 8
+"""The rule's scaling constant m * 2^e (Lava's product_series: |m| <= 7, -7 <= e <= 8)."""
+TAU_MAX = 255
+"""Lava's fixed trace tau is an 8-bit integer (x1_tau precision 8)."""
+WEIGHT_LO, WEIGHT_HI = -256, 255
+"""The engine's weights: 8 bits + sign (W_WEIGHTS_S = 9), saturated after every update."""
+Y2_SHIFT_BITS = 24
+"""The y2 coefficients are integers with this many significant bits (then >> y2_shift)."""
+CONN_VAR_SEED = 2
+"""The seed of Lava's ConnVarRandom (the weights' stochastic rounding), whatever rng_seed is."""
+
+
+@dataclass(frozen=True, eq=False)
+class FixedLearning:
+    """A plastic connection in Lava's fixed engine (the comment block above).
+
+    The chip computes ``dW_mant = m * 2^e / 8 * x1 * y2`` per step, with the trace
+    ``x1 ~= impulse * xbar`` and the third factor ``y2 ~= ky * err``; by construction
+    ``ky * impulse * m * 2^e / 8 = rate * G`` (G: mantissas per model weight unit), so the
+    float rule's increment ``rate * err * xbar`` is what the engine adds, up to its rounding
+    (:func:`fixed_bound`). The post neuron computes ``y2 = clip((y2_label * label_payload
+    + y2_v * v_int + y2_bias + 2^(y2_shift-1)) >> y2_shift, -128, 127)`` (``y2_v``,
+    ``y2_bias`` only at the window steps where the float rule reads v)."""
+
+    name: str
+    impulse: int  # x1 impulse per input spike
+    tau: int  # x1 tau in chip steps (0: the trace holds this step's impulse only)
+    mant: int  # m
+    exp: int  # e
+    ky: np.ndarray  # y2 units per unit of error, per post neuron
+    y2_label: np.ndarray  # int64, per post neuron
+    y2_v: np.ndarray
+    y2_bias: np.ndarray
+    y2_shift: int
+    error_range: np.ndarray  # |err| that maps to y2 = 127 (calibration)
+
+    @property
+    def keep(self) -> float:
+        """The chip trace's decay factor per step (Lava: exp(-1/tau))."""
+        return 0.0 if self.tau == 0 else float(np.exp(-1.0 / self.tau))
+
+    @property
+    def scale(self) -> float:
+        """m * 2^e."""
+        return self.mant * 2.0**self.exp
+
+    def dw(self) -> str:
+        """The rule string of Lava's Loihi3FLearningRule."""
+        return f"({self.mant}) * 2 ^ {self.exp} * u0 * x1 * y2" if self.exp else f"({self.mant}) * u0 * x1 * y2"
+
+    def y2(self, label: np.ndarray, v_int: np.ndarray | None) -> np.ndarray:
+        """The integer third factor from the label payload and the integer membrane
+        (None: a step where the rule reads no v)."""
+        acc = self.y2_label * np.asarray(label, dtype=np.int64)
+        if v_int is not None:
+            acc = acc + self.y2_v * np.asarray(v_int, dtype=np.int64) + self.y2_bias
+        acc = (acc + (1 << (self.y2_shift - 1))) >> self.y2_shift
+        return np.clip(acc, -TRACE_MAX - 1, TRACE_MAX).astype(np.int32)
+
+    def report(self) -> dict[str, Any]:
+        return {"connection": self.name, "rule": self.dw(), "x1_impulse": self.impulse, "x1_tau": self.tau,
+                "trace_keep": self.keep, "y2_per_error": float(np.max(self.ky)),
+                "error_range": float(np.max(self.error_range)), "y2_shift": self.y2_shift}
+
+
+def trace_tau(keep: float, name: str) -> int:
+    """The integer tau of Lava's fixed trace nearest the decay ``keep`` (one line naming
+    the connection when the engine cannot hold it)."""
+    if keep <= 0.0:
+        return 0
+    if keep >= 1.0:
+        raise IRError("a presynaptic trace that never decays (tau_pre infinite) saturates the engine's 7-bit "
+                      "trace", node=name)
+    tau = int(round(-1.0 / np.log(keep)))
+    if tau > TAU_MAX:
+        raise IRError(f"tau_pre of {-1.0 / np.log(keep):.1f} steps: Lava's fixed learning engine holds a trace "
+                      f"tau of at most {TAU_MAX} steps (8 bits); shorten tau_pre or raise dt", node=name)
+    return max(tau, 1)
+
+
+def fixed_learning(spec: LearningSpec, mantissa_gain: np.ndarray, v_scale: float, label_scale: float,
+                   error_range: np.ndarray) -> FixedLearning:
+    """The fixed-point form of ``spec``: ``mantissa_gain`` (G, per post neuron) weight
+    mantissas per model weight unit, ``v_scale`` the post's integer membrane per IR unit,
+    ``label_scale`` the label port's payload per unit, ``error_range`` (per post neuron)
+    the largest |err| the third factor must hold without saturating.
+
+    Choice: y2 uses its 8 bits for ``error_range`` (``ky <= 127 / error_range``); the
+    product ``ky * impulse * m * 2^e`` must equal ``c = 8 * rate * G``, so the smallest
+    scaling ``m * 2^e`` (the finest weight step) with an impulse ``I <= 127 * (1 - keep)``
+    (a trace that cannot saturate) is taken, and ``I`` as small as that allows. A rate
+    that needs a scaling outside Lava's ``|m| <= 7, -7 <= e <= 8`` is refused (one line)."""
+    name = spec.name
+    tau = trace_tau(spec.keep, name)
+    keep = 0.0 if tau == 0 else float(np.exp(-1.0 / tau))
+    c = 8.0 * spec.rate * np.abs(np.asarray(mantissa_gain, dtype=np.float64))
+    err = np.maximum(np.asarray(error_range, dtype=np.float64), 1e-12)
+    need = float(np.max(c * err / TRACE_MAX))  # scale * impulse must be at least this
+    i_max = max(1, int(np.floor(TRACE_MAX * (1.0 - keep) + 1e-9)))
+    scales = sorted((m * 2.0**e, m, e) for m in range(1, S_MANT_MAX + 1) for e in range(S_EXP_MIN, S_EXP_MAX + 1))
+    choice = next(((s, m, e) for s, m, e in scales if need <= s * i_max), None)
+    if choice is None:
+        raise IRError(f"learning rate {spec.rate:g} per step is too large for Lava's fixed learning engine: it "
+                      f"needs a rule constant above {S_MANT_MAX} * 2^{S_EXP_MAX} (lower lr)", node=name)
+    s, m, e = choice
+    impulse = max(1, int(np.ceil(need / s - 1e-12)))
+    ky = c / (s * impulse)
+    if float(np.min(ky * err)) < 8.0:
+        raise IRError(f"learning rate {spec.rate:g} per step is too small for Lava's fixed learning engine: the "
+                      f"smallest rule constant (1 * 2^{S_EXP_MIN}) leaves the error only "
+                      f"{float(np.min(ky * err)):.2g} third-factor levels (raise lr, or the weights' scale)",
+                      node=name)
+    # y2 = ky * (a * label + c_v * (v_int / S + v_shift)): integer coefficients >> shift
+    fa = ky * spec.label_gain / label_scale
+    fv = ky * spec.v_gain / v_scale
+    big = float(np.max(np.abs(np.concatenate([fa, fv]))))
+    shift = max(1, min(40, Y2_SHIFT_BITS - int(np.ceil(np.log2(big))))) if big > 0 else 1
+    v_shift = np.zeros_like(ky)  # the IR membrane is v_int / S + v_shift (added by the caller)
+    return FixedLearning(name=name, impulse=impulse, tau=tau, mant=m, exp=e, ky=ky,
+                         y2_label=np.rint(fa * 2.0**shift).astype(np.int64),
+                         y2_v=np.rint(fv * 2.0**shift).astype(np.int64),
+                         y2_bias=np.rint(ky * spec.v_gain * v_shift * 2.0**shift).astype(np.int64),
+                         y2_shift=shift, error_range=err)
+
+
+def with_v_shift(rule: FixedLearning, spec: LearningSpec, v_shift: np.ndarray) -> FixedLearning:
+    """``rule`` with the post's membrane shift folded into ``y2_bias`` (err reads the IR
+    membrane ``v_int / S + v_shift``)."""
+    import dataclasses
+
+    bias = np.rint(rule.ky * spec.v_gain * np.asarray(v_shift, dtype=np.float64) * 2.0**rule.y2_shift)
+    return dataclasses.replace(rule, y2_bias=bias.astype(np.int64))
+
+
+# ---------------------------------------------------------------- the engine, in numpy
+
+
+def _stochastic(z: np.ndarray, r: float) -> np.ndarray:
+    """Lava's stochastic_round of float ``z``: floor, plus one where r < the fraction."""
+    whole = np.floor(z)
+    return (whole + (r < z - whole)).astype(np.int64)
+
+
+def engine_fixed(rule: FixedLearning, w0: np.ndarray, pre: np.ndarray, y2: np.ndarray, *, offset: int,
+                 steps: int, period: int, samples: int, rng_seed: int) -> np.ndarray:
+    """Lava's fixed learning engine on one plastic synapse, chip step by chip step
+    (exactly: the same integers and the same random numbers as Lava 0.10.0).
+
+    ``w0`` [out, in] initial mantissas (even: Lava's LearningDense drops the LSB of a
+    mixed matrix once, before the first step); ``pre`` [total, in] the 0/1 spikes the
+    synapse receives at each chip step; ``y2`` [total, out] the third factor the post
+    sends at each chip step; the window schedule of lava/learning.py (trace zeroed at
+    the first step of each sample, weights taken after its last). Returns the weights
+    after each sample, [samples, out, in] int64."""
+    total = len(pre)
+    w = (np.asarray(w0, dtype=np.int64) >> 1) << 1
+    x1 = np.zeros(pre.shape[1], dtype=np.int64)
+    decay_rng = np.random.default_rng(rng_seed)  # TraceRandom: one draw at start, two per step
+    decay = decay_rng.random(2 * total + 1)
+    w_rand = np.random.default_rng(CONN_VAR_SEED).random(total + 1)  # ConnVarRandom: one at start, one per step
+    keep = rule.keep
+    out = np.zeros((samples, *w.shape), dtype=np.int64)
+    for c in range(total):
+        j, k = divmod(c - offset, period) if c >= offset else (-1, -1)
+        if 0 <= j < samples and k == 0:
+            x1[:] = 0
+        if rule.tau == 0:
+            x1 = np.zeros_like(x1)
+        else:
+            x1 = _stochastic(keep * x1, decay[2 * (c + 1)])
+        spiked = pre[c] != 0
+        x1[spiked] = np.minimum(x1[spiked] + rule.impulse, TRACE_MAX)
+        p = (x1[None, :] * np.clip(y2[c], -TRACE_MAX - 1, TRACE_MAX)[:, None] * rule.mant) >> 3
+        p = np.clip(p << (rule.exp + 7), -(2**15) - 1, 2**15 - 1)
+        acc = np.clip((w << 7) + p, -(2**15) - 1, 2**15 - 1)
+        w = np.clip(_stochastic(acc / 128.0, w_rand[c + 1]), WEIGHT_LO, WEIGHT_HI)
+        if 0 <= j < samples and k == steps - 1:
+            out[j] = w
+    return out
+
+
+def float_engine(rule: FixedLearning, w0: np.ndarray, pre: np.ndarray, y2: np.ndarray, *, offset: int,
+                 steps: int, period: int, samples: int) -> np.ndarray:
+    """The float rule the engine rounds (:func:`fixed_bound`): the same pre spikes and
+    third factor, ``dW_mant = m 2^e / 8 * y2 * impulse * xbar`` with the exact trace
+    ``xbar <- keep * xbar + spike`` (keep = exp(-1/tau)). [samples, out, in] float64."""
+    w = ((np.asarray(w0, dtype=np.int64) >> 1) << 1).astype(np.float64)
+    xbar = np.zeros(pre.shape[1])
+    out = np.zeros((samples, *w.shape))
+    for c in range(len(pre)):
+        j, k = divmod(c - offset, period) if c >= offset else (-1, -1)
+        if 0 <= j < samples and k == 0:
+            xbar[:] = 0.0
+        xbar = rule.keep * xbar + (pre[c] != 0)
+        w = w + rule.scale / 8.0 * np.clip(y2[c], -TRACE_MAX - 1, TRACE_MAX)[:, None] * rule.impulse * xbar[None, :]
+        if 0 <= j < samples and k == steps - 1:
+            out[j] = w
+    return out
+
+
+def fixed_bound(rule: FixedLearning, pre: np.ndarray, y2: np.ndarray, *, offset: int, steps: int, period: int,
+                samples: int, delta: float | None = None) -> np.ndarray:
+    """A bound on |engine_fixed - float_engine| (weight mantissas, [samples, out, in]),
+    from the engine's rounding, for a given third-factor stream ``y2``, valid while no
+    weight, trace or accumulator saturates.
+
+    Per chip step and synapse the engine differs from the float rule by:
+
+    - the trace: each decay rounds ``keep * x1`` stochastically, an error ``d`` in
+      (-1, 1) of mean 0 that later steps multiply by ``keep``; the impulse is an integer
+      (exact). So ``|x1 - impulse * xbar| < E(k) = sum_{i<k} keep^i`` at the k-th step
+      of a sample (``E(0) = 0``: the trace starts at 0). Times the product's factor:
+      ``m 2^e / 8 * |y2| * E(k)``;
+    - the product's floor (3 bits dropped): in ``(-2^e, 0]``, a bias;
+    - the stochastic rounding of the accumulator to the weight (only for e < 0): in
+      (-1, 1), mean 0.
+
+    ``delta`` None: the worst case, every error at its extreme, summed over every step
+    since the start of the run (the weights carry over samples): ``sum_t [m 2^e / 8
+    |y2(t)| E(t) + 2^e + (e < 0)]``, where y2 is nonzero. A ``delta`` in (0, 1): the
+    zero-mean errors are a martingale (each step's random number is independent of the
+    past; y2 given), so by Azuma-Hoeffding the sum of the zero-mean terms exceeds
+    ``sqrt(2 ln(2 / delta) sum_i c_i^2)`` with probability below ``delta`` per synapse,
+    ``c_i`` the largest effect of step i's rounding (1 for the weight's, ``m 2^e / 8
+    sum_{t >= i} |y2(t)| keep^(t-i)`` within the sample for the trace's); plus the floor's
+    bias, ``sum_t 2^e``."""
+    total = len(pre)
+    shape = (y2.shape[1], pre.shape[1])
+    y = np.abs(np.clip(y2, -TRACE_MAX - 1, TRACE_MAX)).astype(np.float64)  # [total, out]
+    f = rule.scale / 8.0
+    sr = 1.0 if rule.exp < 0 else 0.0
+    window = np.full(total, -1)
+    for c in range(total):
+        j, k = divmod(c - offset, period) if c >= offset else (-1, -1)
+        window[c] = j * period + k if 0 <= j < samples else -1
+    out = np.zeros((samples, *shape))
+    bias = np.zeros(shape[0])  # floor: per post neuron (every synapse of a row shares y2)
+    worst = np.zeros(shape[0])
+    var = np.zeros(shape[0])
+    e_trace, tail = 0.0, np.zeros(shape[0])
+    for c in range(total):
+        j, k = divmod(c - offset, period) if c >= offset else (-1, -1)
+        first = 0 <= j < samples and k == 0
+        e_trace = 0.0 if first else (rule.keep * e_trace + 1.0 if rule.tau != 0 else 0.0)
+        active = y[c] != 0
+        bias += 2.0**rule.exp * active
+        worst += f * y[c] * e_trace + sr * active
+        var += sr * active
+        if rule.tau != 0 and not first:  # the decay rounding of this step: its effect until the sample ends
+            end = c + 1
+            while end < total and not (end >= offset and (end - offset) % period == 0):
+                end += 1
+            powers = rule.keep ** np.arange(end - c)
+            tail = f * (y[c:end] * powers[:, None]).sum(axis=0)
+            var += tail**2
+        if 0 <= j < samples and k == steps - 1:
+            if delta is None:
+                out[j] = (worst + bias)[:, None]
+            else:
+                out[j] = (bias + np.sqrt(2.0 * np.log(2.0 / delta) * var))[:, None]
+    return out
+
+
+def y2_stream(rule: FixedLearning, spec: LearningSpec, label: np.ndarray | None, v_int: np.ndarray, *,
+              source_offset: int, post_offset: int, period: int, total: int) -> np.ndarray:
+    """The third factor the post sends at each chip step, [total, out] int32, from the
+    label payloads (``[N, T, out]`` or None) and its integer membrane ``v_int`` ([N, T,
+    out]): v counts at window steps 0..T-2 (lava/learning.py's TeacherGroup)."""
+    n, t, _ = v_int.shape
+    labels = label_stream(spec, label, n, t, period, source_offset, total)
+    out = np.zeros((total, v_int.shape[2]), dtype=np.int32)
+    for c in range(total):
+        j, k = divmod(c - post_offset, period) if c >= post_offset else (-1, -1)
+        inside = 0 <= j < n and k <= t - 2
+        out[c] = rule.y2(labels[c], v_int[j, k] if inside else None)
+    return out

@@ -99,15 +99,18 @@ PARAM_DTYPES: dict[str, np.dtype] = {k: _narrowest(lo, hi) for k, (lo, hi) in FI
 """The dtype each fixed-point population parameter is stored at: the narrowest signed
 integer that holds its FIXED_RANGES."""
 
-SIGN_MODES = ("mixed", "excitatory", "inhibitory")
+SIGN_MODES = ("mixed", "excitatory", "inhibitory", "learned")
 
 WEIGHT_DTYPES: dict[str, np.dtype] = {"mixed": np.dtype(np.int8), "excitatory": np.dtype(np.uint8),
-                                      "inhibitory": np.dtype(np.uint8)}
+                                      "inhibitory": np.dtype(np.uint8), "learned": np.dtype(np.int16)}
 """The dtype a connection's weight mantissas are stored at, by sign mode: mixed as
 ``w >> 1`` (int8), excitatory as ``w``, inhibitory as ``-w`` (uint8)."""
 
-_STORED_RANGE = {"mixed": (-128, 127), "excitatory": (0, 255), "inhibitory": (0, 255)}
-_STORED_AS = {"mixed": "w >> 1", "excitatory": "w", "inhibitory": "-w"}
+_STORED_RANGE = {"mixed": (-128, 127), "excitatory": (0, 255), "inhibitory": (0, 255), "learned": (-256, 255)}
+_STORED_AS = {"mixed": "w >> 1", "excitatory": "w", "inhibitory": "-w", "learned": "w"}
+""""learned": a plastic connection's mantissas after on-chip learning, 8 bits + sign with
+odd values (the learning engine's weights, learning_model.py), int16; only on a plastic
+connection, which the runner gives Lava's Dense 9 weight bits."""
 
 V_SCALE_MAX = 2.0**30  # quantize._v_scale's cap
 
@@ -121,10 +124,15 @@ _DECAYS = ("du", "dv", "da")
 _QUANTIZED_KEYS = tuple(f.name for f in fields(QuantizedNetlist) if f.name != "net")
 
 
-def store_weights(w: np.ndarray, label: str = "") -> tuple[str, np.ndarray]:
+def store_weights(w: np.ndarray, label: str = "", plastic: bool = False) -> tuple[str, np.ndarray]:
     """(sign mode, stored array) of a connection's mantissas; mantissas that Lava's clip
     and truncate would change (an odd one with mixed signs, one outside 8 bits) cannot
-    come from quantize.py: an AssertionError, not a file."""
+    come from quantize.py: an AssertionError, not a file. ``plastic``: learnt mantissas
+    (-256..255, any parity) are stored as "learned"."""
+    if plastic and not np.array_equal(lava_weights(w), w):
+        if np.any(np.asarray(w) < -256) or np.any(np.asarray(w) > 255):
+            raise AssertionError(f"connection {label}: learnt mantissas beyond 8 bits + sign")
+        return "learned", np.asarray(w).astype(np.int16)
     mode = sign_mode(w)
     if mode == "mixed" and np.any(np.asarray(w) & 1):
         raise AssertionError(f"connection {label}: an odd weight mantissa with mixed signs (Lava "
@@ -141,7 +149,8 @@ def encode_quantized(q: QuantizedNetlist) -> dict[str, Any]:
     """The fixed-point integers of a payload in their stored form (the module docstring):
     mantissas by sign mode in a byte each, parameters at :data:`PARAM_DTYPES`."""
     out: dict[str, Any] = {f.name: getattr(q, f.name) for f in fields(q) if f.name != "net"}
-    stored = [store_weights(w, f"{c.source}->{c.target}") for c, w in zip(q.net.connections, q.weights)]
+    stored = [store_weights(w, f"{c.source}->{c.target}", c.plastic is not None)
+              for c, w in zip(q.net.connections, q.weights)]
     out["weights"] = [arr for _, arr in stored]
     out["weight_signs"] = [mode for mode, _ in stored]
     out["populations"] = {name: {k: _store_param(v, k, name) for k, v in params.items()}
@@ -490,10 +499,13 @@ def _quantized(r: _Reader, data: dict[str, Any], net: Netlist) -> QuantizedNetli
                 np.negative(w, out=w)
         r.within(w, f"{where}: weights", -256, 255)  # before an int64 is narrowed
         w = np.asarray(w, dtype=np.int32)
-        if not np.array_equal(lava_weights(w), w):
+        learned = signs is not None and signs[i] == "learned"
+        if learned and c.plastic is None:
+            r.fail(f"{where}: weight_signs", "'learned', but the connection is not plastic")
+        if not learned and not np.array_equal(lava_weights(w), w):
             r.fail(f"{where}: weights", "not 8-bit mantissas that Lava's clip and truncate leave "
                    "unchanged (0..255, -255..0, or even -256..254 for mixed signs)")
-        if signs is not None and sign_mode(w) != signs[i]:
+        if signs is not None and not learned and sign_mode(w) != signs[i]:
             r.fail(f"{where}: weight_signs", f"'{signs[i]}', but the mantissas are {sign_mode(w)} (Lava's "
                    "determine_sign_mode)")
         weights.append(w)

@@ -148,10 +148,12 @@ def dense_fixed(weights: np.ndarray, weight_exp: int, s_in: np.ndarray, graded: 
     return FixedDense(weights, weight_exp, graded)(s_in)
 
 
-def quantize_weights(w_eff: np.ndarray, label: str = "") -> tuple[np.ndarray, int]:
+def quantize_weights(w_eff: np.ndarray, label: str = "", mixed: bool = False) -> tuple[np.ndarray, int]:
     """8-bit mantissas and the exponent that best use the range for ``w_eff`` (integer
-    units of Dense output); the mantissas survive Lava's clip/truncate unchanged."""
-    mode = sign_mode(w_eff)
+    units of Dense output); the mantissas survive Lava's clip/truncate unchanged.
+    ``mixed``: even mantissas whatever the signs (a plastic connection: Lava's
+    LearningDense treats its matrix as mixed-sign and drops the LSB before learning)."""
+    mode = "mixed" if mixed else sign_mode(w_eff)
     big = float(max(np.max(w_eff), -np.min(w_eff))) if w_eff.size else 0.0  # max |w|, no temporary
     if big == 0.0:
         return np.zeros(w_eff.shape, np.int32), 0
@@ -525,7 +527,7 @@ def quantize(net: Netlist, calibration: Mapping[str, np.ndarray] | None = None) 
     for c in net.connections:
         c_src = src_scale[c.source]
         gain = v_scale[c.target] / (64 * c_src)
-        m, e = quantize_weights(c.weight * gain, f"{c.source}->{c.target}")
+        m, e = quantize_weights(c.weight * gain, f"{c.source}->{c.target}", mixed=c.plastic is not None)
         weights.append(m)
         exps.append(e)
         conn_reports.append({
@@ -542,7 +544,43 @@ def quantize(net: Netlist, calibration: Mapping[str, np.ndarray] | None = None) 
                     f"overflow the int32 synaptic accumulator ({worst})")
 
     report = {"inputs": input_reports, "connections": conn_reports, "populations": pop_reports}
-    return QuantizedNetlist(net, populations, weights, exps, input_scale, bits, v_scale, report)
+    q = QuantizedNetlist(net, populations, weights, exps, input_scale, bits, v_scale, report)
+    if net.learning:  # the fixed learning engine's constants (learning_model.fixed_learning)
+        ranges = {}
+        for name, spec in net.learning.items():
+            v_peak = (seen if data is not None else bounds)[spec.target]["v"]
+            v_shift = np.abs(net.population(spec.target).v_shift)
+            label_max = float(np.max(np.abs(data[spec.label]), initial=0)) if data is not None and spec.label else 1.0
+            rng = np.abs(spec.label_gain) * label_max + np.abs(spec.v_gain) * (v_peak + v_shift)
+            ranges[name] = [float(r) for r in np.maximum(rng, 1e-9)]
+        report["learning"] = [{"connection": name, "error_range": ranges[name]} for name in net.learning]
+        report["learning"] = [{**learning_rules(q)[name].report(), "error_range": ranges[name]}
+                              for name in net.learning]
+    return q
+
+
+def learning_rules(q: QuantizedNetlist) -> dict[str, Any]:
+    """{plastic connection: learning_model.FixedLearning}: the fixed engine's constants,
+    from the quantised scales and the error ranges calibrated at compile time
+    (``report["learning"]``; the worst case from the readout's 24 bits where absent)."""
+    from .learning_model import fixed_learning, with_v_shift
+
+    net = q.net
+    stored = {r.get("connection"): r.get("error_range") for r in q.report.get("learning", [])
+              if isinstance(r, dict)}
+    rules = {}
+    for name, spec in net.learning.items():
+        i, conn = net.plastic(name)
+        pop = net.population(spec.target)
+        gain = spec.gain * (q.v_scale[conn.target] / (64 * q.input_scale.get(conn.source, 1.0))) / 2.0**q.weight_exps[i]
+        worst = np.abs(spec.label_gain) + np.abs(spec.v_gain) * (UV_LIMIT / q.v_scale[spec.target]
+                                                                  + np.abs(pop.v_shift))
+        rng = stored.get(name)
+        rng = np.broadcast_to(np.asarray(rng, dtype=np.float64), gain.shape) if rng is not None else worst
+        label_scale = q.input_scale.get(spec.label, 1.0) if spec.label else 1.0
+        rule = fixed_learning(spec, gain, q.v_scale[spec.target], label_scale, rng)
+        rules[name] = with_v_shift(rule, spec, pop.v_shift)
+    return rules
 
 
 # ---------------------------------------------------------------- the bit-exact model

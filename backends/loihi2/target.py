@@ -283,11 +283,13 @@ def with_weights(artifact: Any, weights: Mapping[str, np.ndarray]) -> Any:
     """The artifact with its plastic connections holding ``weights`` ({name: [out, in]},
     model units; typically :func:`learned_weights`) and its model updated to match. Fixed
     point keeps every scale and exponent of the artifact and rounds the weights to the
-    nearest mantissa Lava's Dense keeps (even for a mixed-sign matrix); weights beyond the
-    8-bit range are refused (one line)."""
+    nearest mantissa in -256..255 (odd ones too: the learning engine's 8 bits + sign,
+    which a frozen run applies exactly: lava/runner.py gives a plastic synapse's Dense 9
+    weight bits); weights beyond that range are refused (one line). Learnt weights are
+    mantissas already: they come back unchanged."""
     import dataclasses
 
-    from .quantize import lava_weights, sign_mode
+    from .learning_model import WEIGHT_HI, WEIGHT_LO
 
     dep: Deployment = artifact.payload
     net, q = dep.netlist, dep.quantized
@@ -302,13 +304,11 @@ def with_weights(artifact: Any, weights: Mapping[str, np.ndarray]) -> Any:
             raise NeuromorphError(f"weights for '{name}' must be finite, of shape {conn.weight.shape}")
         chip = net.learning[name].gain[:, None] * w
         conns[i] = dataclasses.replace(conn, weight=chip)
-        if q is not None:  # Lava's fixed Dense keeps even mantissas of a mixed-sign matrix
-            x = chip * weight_gain(q, i) / 2.0 ** q.weight_exps[i]
-            step = 2.0 if sign_mode(x) == "mixed" else 1.0
-            m = np.rint(x / step) * step
-            if np.any(np.abs(m) > 256) or not np.array_equal(lava_weights(m.astype(np.int32)), m):
-                raise NeuromorphError(f"weights for '{name}' do not fit its 8-bit mantissas with exponent "
-                                      f"{q.weight_exps[i]} (largest {np.abs(m).max():g})")
+        if q is not None:  # the learning engine's mantissas: 8 bits + sign, odd ones too
+            m = np.rint(chip * weight_gain(q, i) / 2.0 ** q.weight_exps[i])
+            if np.any(m < WEIGHT_LO) or np.any(m > WEIGHT_HI):
+                raise NeuromorphError(f"weights for '{name}' do not fit its 8-bit mantissas (+ sign) with "
+                                      f"exponent {q.weight_exps[i]} (largest {np.abs(m).max():g})")
             mantissas[i] = m.astype(np.int32)  # type: ignore[index]
     net = dataclasses.replace(net, connections=conns)
     if q is not None:

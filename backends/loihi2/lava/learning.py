@@ -40,12 +40,13 @@ from lava.magma.core.process.ports.ports import InPort, OutPort  # noqa: E402
 from lava.magma.core.process.variable import Var  # noqa: E402
 from lava.magma.core.resources import CPU  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
-from lava.proc.dense.models import PyLearningDenseModelFloat  # noqa: E402
+from lava.proc.dense.models import PyLearningDenseModelBitApproximate, PyLearningDenseModelFloat  # noqa: E402
 from lava.proc.dense.process import LearningDense  # noqa: E402
 
 from neuromorph.backends.loihi2.lava.process import (  # noqa: E402
-    FLOAT_PARAMS, NeuronGroup, _declare, _FloatTypes, _NeuronGroupModel,
+    FLOAT_PARAMS, PARAMS, NeuronGroup, _declare, _FixedTypes, _FloatTypes, _NeuronGroupModel,
 )
+from neuromorph.backends.loihi2.learning_model import FixedLearning  # noqa: E402
 
 NO_DECAY_TAU = 2**62
 """A trace tau whose decay factor ``exp(-1/tau)`` is exactly 1.0 in float64."""
@@ -66,6 +67,15 @@ def learning_rule(keep: float, rng_seed: int = 1) -> Loihi3FLearningRule:
     rule = Loihi3FLearningRule(dw=DW, x1_impulse=1.0, x1_tau=float_tau(keep), t_epoch=1, rng_seed=int(rng_seed))
     rule.y1_tau = rule.y2_tau = rule.y3_tau = NO_DECAY_TAU
     return rule
+
+
+def fixed_learning_rule(rule: FixedLearning, rng_seed: int = 1) -> Loihi3FLearningRule:
+    """The fixed-point rule (learning_model.FixedLearning): ``m * 2^e * u0 * x1 * y2``,
+    integer impulse and tau, undecayed post traces (exp(-1/2^62) is 1.0: y2 is used as sent)."""
+    lava_rule = Loihi3FLearningRule(dw=rule.dw(), x1_impulse=float(rule.impulse), x1_tau=int(rule.tau), t_epoch=1,
+                                    rng_seed=int(rng_seed))
+    lava_rule.y1_tau = lava_rule.y2_tau = lava_rule.y3_tau = NO_DECAY_TAU
+    return lava_rule
 
 
 def plastic_dense(weights: np.ndarray, rule: Loihi3FLearningRule, *, offset: int, steps: int, period: int,
@@ -116,6 +126,18 @@ class _Windows:
 @tag("floating_pt")
 class PlasticDenseFloat(_Windows, PyLearningDenseModelFloat):
     """Lava's float learning engine, windowed."""
+
+    def __init__(self, proc_params: Any) -> None:
+        super().__init__(proc_params)
+        self._setup_windows(proc_params)
+
+
+@implements(proc=LearningDense, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PlasticDenseFixed(_Windows, PyLearningDenseModelBitApproximate):
+    """Lava's fixed (bit-approximate) learning engine, windowed; learning_model.engine_fixed
+    is its arithmetic."""
 
     def __init__(self, proc_params: Any) -> None:
         super().__init__(proc_params)
@@ -195,6 +217,31 @@ class PyTeacherGroupFloat(_FloatTypes, _TeacherLogic):
         return y2
 
 
-MODELS = {(LearningDense, "float"): PlasticDenseFloat, (TeacherGroup, "float"): PyTeacherGroupFloat}
+@implements(proc=TeacherGroup, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+@_declare(PARAMS["fixed"], lambda: LavaPyType(np.ndarray, np.int64))
+class PyTeacherGroupFixed(_FixedTypes, _TeacherLogic):
+    """Integers: ``y2 = clip((y2_label * label + y2_v * v + v_shift + 2^(s-1)) >> s,
+    -128, 127)``, ``s = y2_shift`` (learning_model.FixedLearning.y2; ``v_shift`` holds its
+    ``y2_bias``): the 8-bit third factor from the integer membrane and label payload."""
+
+    label_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    y2_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
+    y2_label: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    y2_v: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    v_shift: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    y2_shift: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def _y2(self, label: np.ndarray, v: Optional[np.ndarray]) -> np.ndarray:
+        acc = self.y2_label * np.asarray(label, dtype=np.int64)
+        if v is not None:
+            acc = acc + self.y2_v * np.asarray(v, dtype=np.int64) + self.v_shift
+        shift = int(self.y2_shift[0])
+        return np.clip((acc + (1 << (shift - 1))) >> shift, -128, 127).astype(np.int32)
+
+
+MODELS = {(LearningDense, "float"): PlasticDenseFloat, (TeacherGroup, "float"): PyTeacherGroupFloat,
+          (LearningDense, "fixed"): PlasticDenseFixed, (TeacherGroup, "fixed"): PyTeacherGroupFixed}
 """(process class, precision) -> the ProcessModel the runner maps it to (one sample at a
-time). Float only: fixed-point learning is not lowered yet (docs/onchip-learning.md)."""
+time)."""

@@ -16,9 +16,11 @@ samples are laid out:
   every process steps under Lava's ``LoihiProtocol``;
 - lanes (``Plan(lanes=B)``, asynchronous unless asked otherwise): B copies of the network
   side by side, as on B groups of spare cores (lanes.py): a ``LaneSource`` per input
-  port, ``NeuronGroup(lanes=B)``, ``LaneDense`` / ``ConvSynapse(lanes=B)`` with the
-  arithmetic of Dense / DelayDense / ConvSynapse per lane, so that every lane's spikes
-  and outputs are bit for bit those of the one-at-a-time plan; lane ``b`` runs samples
+  port and a ``LaneCore`` per population, holding the synapses of its incoming
+  connections (as a neuron core does) with the arithmetic of Dense / DelayDense /
+  ConvSynapse per lane, so that the messages between processes are the spikes between
+  cores and every lane's spikes and outputs are bit for bit those of the one-at-a-time
+  plan; lane ``b`` runs samples
   ``b, b + B, ...`` (chip_model.Schedule); the processes run under Lava's
   ``AsyncProtocol`` (no per-step handshake with the runtime), or ``LoihiProtocol``.
 
@@ -59,6 +61,7 @@ from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: E402
 from lava.magma.runtime.mgmt_token_enums import MGMT_COMMAND, MGMT_RESPONSE, enum_equal  # noqa: E402
 from lava.proc.dense.process import DelayDense, Dense  # noqa: E402
 from lava.proc.io.source import RingBuffer  # noqa: E402
+from lava.utils.weightutils import SignMode  # noqa: E402
 
 from neuromorph.backends.loihi2.lava import conv as conv_models  # noqa: E402
 from neuromorph.backends.loihi2.lava import lanes as lane_models  # noqa: E402
@@ -66,7 +69,7 @@ from neuromorph.backends.loihi2.lava import learning as learning_models  # noqa:
 from neuromorph.backends.loihi2.lava import lifecycle  # noqa: E402
 from neuromorph.backends.loihi2.lava import process as neuron_models  # noqa: E402
 from neuromorph.backends.loihi2.lava.conv import ConvSynapse  # noqa: E402
-from neuromorph.backends.loihi2.lava.lanes import LaneDense, LaneSource  # noqa: E402
+from neuromorph.backends.loihi2.lava.lanes import LaneSource  # noqa: E402
 from neuromorph.backends.loihi2.lava.process import NeuronGroup  # noqa: E402
 from neuromorph.backends.loihi2.netlist import Connection, Netlist  # noqa: E402
 from neuromorph.backends.loihi2.resources import Loihi2Limits  # noqa: E402
@@ -200,9 +203,6 @@ def run_lava(
     plan = plan or Plan()
     learning = dict(net.learning) if learn else {}
     if learning:
-        if precision != "float":
-            raise NeuromorphError("on-chip learning runs in float precision only: the fixed-point learning "
-                                  "engine is not lowered yet (run a fixed artifact without learning)")
         if not plan.one_at_a_time:
             raise NeuromorphError(f"learning runs one sample at a time (lanes = 1), not {plan.describe()}")
         _check_learning_inputs(net, inputs)
@@ -262,6 +262,11 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
     ``learning``: the plastic connections that learn ({name: LearningSpec}; lava/learning.py)."""
     fixed = precision == "fixed"
     n, t = sched.samples, sched.steps
+    rules: dict[str, Any] = {}
+    if fixed and learning:  # the fixed engine's constants (learning_model.FixedLearning)
+        from neuromorph.backends.loihi2.quantize import learning_rules
+
+        rules = learning_rules(quantized)
     lanes = None if plan.one_at_a_time else sched.lanes
     key = (precision, plan.asynchronous)
     sends = dict(inputs)  # what the input ports send: float values, or fixed point's payloads
@@ -309,14 +314,26 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
                 period=sched.period, samples=n, lanes=lanes, record_spikes=files.get((pop.name, "spikes")),
                 record_v=files.get((pop.name, "v")), status=status, status_row=row, name=pop.name,
             )
+            if lanes is not None:  # the lane plan: the population with its incoming synapses
+                incoming = _lane_synapses(net, pop.name, precision, quantized, set(sources))
+                groups[pop.name] = lane_models.LaneCore(synapses=incoming, **kwargs)
+                models[groups[pop.name]] = lane_models.core_model(precision, plan.asynchronous, incoming)
+                continue
             spec = next((s for s in learning.values() if s.target == pop.name), None)
             if spec is None:
                 groups[pop.name] = NeuronGroup(**kwargs)
                 models[groups[pop.name]] = neuron_models.MODELS[key]
                 continue
-            groups[pop.name] = _teacher(spec, pop, kwargs, sends, sched, net, sources)
+            groups[pop.name] = _teacher(spec, pop, kwargs, sends, sched, net, sources, rules.get(spec.name))
             models[groups[pop.name]] = learning_models.MODELS[(learning_models.TeacherGroup, precision)]
 
+        if lanes is not None:  # connection k into a population: its LaneCore's port s_in_<k>
+            for pop in net.populations:
+                for k, conn in enumerate(c for c in net.connections if c.target == pop.name):
+                    if conn.source != conn.target:  # (a population's spikes to itself stay in its core)
+                        src = sources[conn.source] if conn.source in sources else groups[conn.source]
+                        src.s_out.connect(getattr(groups[pop.name], f"s_in_{k}"))
+            return groups, list(sources.values()), files, status, models
         synapses = []
         for i, conn in enumerate(net.connections):
             from_input = conn.source in sources
@@ -325,18 +342,22 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
             if conn.plastic in learning:
                 path = os.path.join(workdir, f"weights-{i}.npy")
                 files[(conn.plastic, "weight")] = path
-                syn = _plastic_synapse(conn, learning[conn.plastic], sched, net, path, rng_seed)
+                syn = _plastic_synapse(conn, learning[conn.plastic], sched, net, path, rng_seed,
+                                       integers, bits, rules.get(conn.plastic))
                 groups[conn.target].y2_out.connect(syn.s_in_y2)
                 models[syn] = learning_models.MODELS[(type(syn), precision)]
+            elif fixed and conn.plastic is not None and lanes is None and conn.extra_delay == 0:
+                # learnt mantissas: 8 bits + sign, odd ones included (learning_model: the
+                # engine's weights); Lava's Dense keeps them all with 9 weight bits, mixed
+                syn = Dense(weights=integers[0], weight_exp=integers[1], num_message_bits=bits,  # type: ignore[index]
+                            num_weight_bits=9, sign_mode=SignMode.MIXED, name=f"{conn.source}->{conn.target}")
             else:
-                syn = _synapse(conn, precision, bits, integers, lanes)
+                syn = _synapse(conn, precision, bits, integers)
             (sources[conn.source] if from_input else groups[conn.source]).s_out.connect(syn.s_in)
             syn.a_out.connect(groups[conn.target].a_in)
             synapses.append(syn)
             if isinstance(syn, ConvSynapse):
                 models[syn] = conv_models.MODELS[key]
-            elif isinstance(syn, LaneDense):
-                models[syn] = lane_models.MODELS[LaneDense][key]
     except NeuromorphError:
         raise
     except Exception as exc:
@@ -344,13 +365,11 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
     return groups, [*sources.values(), *synapses], files, status, models
 
 
-def _synapse(conn: Connection, precision: str, bits: int, integers: Optional[tuple],
-             lanes: Optional[int] = None) -> Any:
-    """The Lava process of one connection. One sample at a time (``lanes`` None): Lava's
-    ``Dense`` (``DelayDense`` when it has an extra delay), or our ``ConvSynapse`` for a
-    convolutional one (why: lava/conv.py). Lanes: ``LaneDense`` with the arithmetic of
-    Dense (DelayDense when delayed), or ``ConvSynapse(lanes=...)``.
-    ``integers``: fixed point's (mantissas, weight_exp); ``bits``: the source's message bits."""
+def _synapse(conn: Connection, precision: str, bits: int, integers: Optional[tuple]) -> Any:
+    """The Lava process of one connection, one sample at a time: Lava's ``Dense``
+    (``DelayDense`` when it has an extra delay), or our ``ConvSynapse`` for a
+    convolutional one (why: lava/conv.py). ``integers``: fixed point's (mantissas,
+    weight_exp); ``bits``: the source's message bits."""
     name = f"{conn.source}->{conn.target}"
     delay = int(conn.extra_delay)
     graded = bits > 0
@@ -358,13 +377,7 @@ def _synapse(conn: Connection, precision: str, bits: int, integers: Optional[tup
     if conn.conv is not None:
         kernel, exp = integers if integers is not None else (conn.weight, 0)
         return ConvSynapse(kernel=kernel, geometry=conn.conv, precision=precision, weight_exp=exp,
-                           graded=graded, max_message=bound, delay=delay, lanes=lanes, name=name)
-    if lanes is not None:
-        if integers is not None:
-            return LaneDense(weights=integers[0], weight_exp=integers[1], graded=graded, max_message=bound,
-                             lanes=lanes, precision=precision, delay=delay, name=name)
-        return LaneDense(weights=conn.weight, lanes=lanes, delay=delay, name=name,
-                         summation="sum" if delay > 0 else "dot")  # as DelayDense / Dense sum
+                           graded=graded, max_message=bound, delay=delay, name=name)
     kwargs: dict[str, Any] = {"name": name}
     if integers is not None:
         kwargs.update(weights=integers[0], weight_exp=integers[1], num_message_bits=bits)
@@ -373,15 +386,39 @@ def _synapse(conn: Connection, precision: str, bits: int, integers: Optional[tup
     return DelayDense(delays=delay, **kwargs) if delay > 0 else Dense(**kwargs)
 
 
+def _lane_synapses(net: Netlist, population: str, precision: str, quantized: Any, inputs: set) -> list[dict]:
+    """The incoming connections of a population in the lane plan (``lanes.incoming``), in
+    the netlist's order, with the arithmetic of Dense / DelayDense / ConvSynapse; the
+    connections from an input port in ``inputs`` carry its payloads (fixed point)."""
+    fixed = precision == "fixed"
+    out = []
+    for i, conn in enumerate(net.connections):
+        if conn.target != population:
+            continue
+        bits = quantized.num_message_bits[conn.source] if fixed and conn.source in inputs else 0
+        weights, exp = (quantized.weights[i], int(quantized.weight_exps[i])) if fixed else (conn.weight, 0)
+        delay = int(conn.extra_delay)
+        out.append(lane_models.incoming(
+            f"{conn.source}->{conn.target}", weights, precision=precision, delay=delay, geometry=conn.conv,
+            weight_exp=exp, graded=bits > 0, max_message=message_bound(bits > 0, bits) if fixed else None,
+            summation="sum" if delay > 0 and not fixed else "dot", internal=conn.source == conn.target))
+    return out
+
+
 def _teacher(spec: LearningSpec, pop: Any, kwargs: dict, sends: Mapping[str, np.ndarray], sched: Schedule,
-             net: Netlist, sources: dict) -> Any:
+             net: Netlist, sources: dict, rule: Any = None) -> Any:
     """The TeacherGroup of a plastic connection's post population, with the RingBuffer
-    that plays its label stream (learning_model.label_stream) into ``label_in``."""
+    that plays its label stream (learning_model.label_stream) into ``label_in``.
+    ``rule``: fixed point's learning_model.FixedLearning (integer y2), None in float."""
     offset = 0 if spec.source in {p.name for p in net.inputs} else net.population(spec.source).offset
     label = sends.get(spec.label) if spec.label else None
     stream = label_stream(spec, label, sched.samples, sched.steps, sched.period, offset, sched.total)
-    factors = {"y2_label": spec.y2_label, "y2_v": spec.y2_v, "v_shift": pop.v_shift}
-    data = stream.T.copy()
+    if rule is None:
+        factors = {"y2_label": spec.y2_label, "y2_v": spec.y2_v, "v_shift": pop.v_shift}
+        data = stream.T.copy()
+    else:
+        factors = {"y2_label": rule.y2_label, "y2_v": rule.y2_v, "v_shift": rule.y2_bias, "y2_shift": rule.y2_shift}
+        data = stream.T.astype(np.int32)
     group = learning_models.TeacherGroup(**kwargs, **factors)
     ring = RingBuffer(data=np.ascontiguousarray(data))
     ring.s_out.connect(group.label_in)
@@ -390,16 +427,22 @@ def _teacher(spec: LearningSpec, pop: Any, kwargs: dict, sends: Mapping[str, np.
 
 
 def _plastic_synapse(conn: Connection, spec: LearningSpec, sched: Schedule, net: Netlist, path: str,
-                     rng_seed: int) -> Any:
+                     rng_seed: int, integers: Optional[tuple] = None, bits: int = 0, rule: Any = None) -> Any:
     """Lava's LearningDense for a plastic connection (lava/learning.py), windowed like its
-    source, writing its weights after each sample into ``path``."""
+    source, writing its weights after each sample into ``path``; fixed point:
+    ``integers`` (mantissas, weight_exp), the source's message ``bits`` and ``rule``
+    (learning_model.FixedLearning)."""
     offset = 0 if conn.source in {p.name for p in net.inputs} else net.population(conn.source).offset
     shape = (sched.samples, *np.shape(conn.weight))
     np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape).flush()
     window = dict(offset=offset, steps=sched.steps, period=sched.period, samples=sched.samples, record=path,
                   name=f"{conn.source}->{conn.target}")
-    rule = learning_models.learning_rule(spec.keep, rng_seed=rng_seed)
-    return learning_models.plastic_dense(conn.weight, rule, num_message_bits=FLOAT_MESSAGE_BITS, **window)
+    if integers is not None:
+        return learning_models.plastic_dense(
+            np.asarray(integers[0], dtype=np.int32), learning_models.fixed_learning_rule(rule, rng_seed),
+            weight_exp=int(integers[1]), num_message_bits=bits, **window)
+    lava_rule = learning_models.learning_rule(spec.keep, rng_seed=rng_seed)
+    return learning_models.plastic_dense(conn.weight, lava_rule, num_message_bits=FLOAT_MESSAGE_BITS, **window)
 
 
 def _check_learning_inputs(net: Netlist, inputs: Mapping[str, np.ndarray]) -> None:
