@@ -46,6 +46,7 @@ MODULE_MARKERS: dict[str, tuple[str, ...]] = {
     "test_eprop": ("torch",),
     "test_lanes": ("lava",),
     "test_onchip_learning": ("lava",),
+    "test_onchip_eprop": ("lava", "torch"),
     "test_nir": ("torch",),  # snnTorch / Norse files and behaviour; imports torch at module level
     "test_simulate": ("torch",),  # torch's conv/pool are the references; imported at module level
     "test_torch_backend": ("torch",),

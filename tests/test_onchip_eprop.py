@@ -1,0 +1,151 @@
+"""On-chip e-prop in Lava's learning engine, float (backends/loihi2/lava/eprop_chip.py).
+
+* The chip (RingBuffer -> LearningDense with the e-prop rule -> our EPropLIF, Lava float)
+  equals the IR's EProp (``neuromorph.simulate``) to float round-off where the chip's
+  one-step learning lag cannot act (the input is silent in the step after every step with
+  an error), and in general equals the IR's rule with that lag (``reference(lag=1)``);
+  the lag is real (the general case differs from the IR).
+* The chip's weight change equals ``-dt*lr`` times the torch e-prop gradient
+  (backends/torch/eprop.py, symmetric feedback) of the same network, input and label,
+  when the error stream is torch's learning signal on the decision window.
+* A guard: y1 and y2 are sent and learnt from (unwired, nothing would be learnt).
+"""
+import numpy as np
+import pytest
+
+from neuromorph.errors import IRError
+from neuromorph.ir import LI, LIF, Affine, EProp, Graph, Input, Linear, Output
+from neuromorph.simulate import simulate
+
+from neuromorph.backends.loihi2.lava.eprop_chip import eprop_spec, reference, run_layer  # noqa: E402
+
+DT = 1e-3
+
+
+def layer(rng, n_in=5, n=4, n_err=3, lr=30.0, feedback=True, bias=False, reset="subtract", tau=0.02,
+          t_epoch=1) -> Graph:
+    """x -> w (EProp, error Input 'err') -> h (LIF) -> z."""
+    fb = rng.normal(0.0, 1.0, (n, n_err)) if feedback else None
+    rule = EProp(error="err", lr=lr, tau_out=0.02, feedback=fb, gamma=0.3, t_epoch=t_epoch)
+    w0 = rng.uniform(0.0, 0.6, (n, n_in))
+    conn = Affine(w0, rng.normal(0.0, 0.05, n), plasticity=rule) if bias else Linear(w0, plasticity=rule)
+    post = LIF(tau=tau, r=25.0, v_threshold=np.linspace(0.8, 1.2, n), v_leak=0.1, reset=reset)
+    return Graph({"x": Input((n_in,)), "w": conn, "h": post, "z": Output(), "err": Input((n if fb is None else n_err,))},
+                 [("x", "w"), ("w", "h"), ("h", "z")], dt=DT)
+
+
+def streams(rng, g: Graph, steps=80, p_err=0.3, silent_after_error=True):
+    x = (rng.random((steps, g.shape("x")[0])) < 0.4).astype(np.float64)
+    err = rng.normal(0.0, 1.0, (steps, g.shape("err")[0])) * (rng.random((steps, 1)) < p_err)
+    if silent_after_error:  # then D(t) x(t + 1) = 0: the chip's learning lag cannot act
+        x[1:][np.abs(err[:-1]).sum(1) > 0] = 0.0
+    return x, err
+
+
+def rel_change(got: np.ndarray, want: np.ndarray, w0: np.ndarray) -> float:
+    """Relative error of the weight change (stricter than of the weights)."""
+    assert np.abs(want - w0).max() > 1e-2, "no learning: the comparison would be empty"
+    return float(np.abs((got - w0) - (want - w0)).max() / np.abs(want - w0).max())
+
+
+@pytest.mark.parametrize("feedback, bias", [(True, False), (False, True)], ids=["feedback", "error-direct-bias"])
+def test_chip_weights_equal_the_irs_eprop(feedback, bias):
+    rng = np.random.default_rng(3)
+    g = layer(rng, feedback=feedback, bias=bias)
+    x, err = streams(rng, g)
+    w0 = g.nodes["w"].weight
+    want = simulate(g, {"x": x, "err": err}, record=["w.weight"])["w.weight"][-1]
+    chip = run_layer(eprop_spec(g, "w"), x, err)
+    assert chip.spikes > 50 and chip.y1_sum > 1.0
+    assert rel_change(chip.weight, want, w0) <= 1e-6
+    np.testing.assert_allclose(chip.weight, want, rtol=1e-6, atol=0)
+
+
+def test_in_general_the_chip_applies_each_update_one_step_late():
+    """Where the input of step t + 1 meets a nonzero update of step t, the chip (which
+    transmits x(t + 1) before it knows u(t)) runs the IR's rule with a one-step lag."""
+    rng = np.random.default_rng(3)
+    g = layer(rng)
+    x, err = streams(rng, g, silent_after_error=False)
+    w0 = g.nodes["w"].weight
+    spec = eprop_spec(g, "w")
+    ir = simulate(g, {"x": x, "err": err}, record=["w.weight"])["w.weight"][-1]
+    assert rel_change(reference(spec, x, err, lag=0)["weight"], ir, w0) <= 1e-12  # the reference is the IR's rule
+    lagged = reference(spec, x, err, lag=1)["weight"]
+    chip = run_layer(spec, x, err)
+    assert rel_change(chip.weight, lagged, w0) <= 1e-9
+    assert rel_change(chip.weight, ir, w0) > 1e-3  # the lag changes the result at this rate
+
+
+def test_chip_weight_change_is_the_torch_eprop_gradient_step():
+    """Torch's e-prop (symmetric feedback) gives dE/dW_in = sum_t L(t) ebar(t) with L the
+    readout error fed back through W_out^T on the decision window; fed with that error
+    (err = -dE/dy on the window, feedback = W_out^T) the chip moves W_in by -dt*lr times it.
+    The input is silent on the window, where the chip's (and the IR's) weights change but
+    torch's stay fixed until the end."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    from neuromorph.backends.torch.eprop import Eprop, EpropOptions, make_plan
+    from neuromorph.backends.torch.network import GraphNetwork
+    from neuromorph.backends.torch.surrogate import Surrogate
+    from neuromorph.streams import class_scores
+
+    rng = np.random.default_rng(5)
+    steps, n_in, n, n_out, window, lr = 60, 6, 8, 3, 10, 5.0
+    w_in, w_out = rng.uniform(0.0, 0.5, (n, n_in)), rng.normal(0.0, 0.05, (n_out, n))
+    hid, ro = LIF(tau=0.02, r=20.0, reset="subtract"), LI(tau=0.03, r=30.0)
+    g_torch = Graph({"x": Input((n_in,)), "w_in": Linear(w_in), "hid": hid, "w_out": Linear(w_out), "ro": ro,
+                     "y": Output()}, [("x", "w_in"), ("w_in", "hid"), ("hid", "w_out"), ("w_out", "ro"), ("ro", "y")],
+                    dt=DT)
+    x = (rng.random((steps, n_in)) < 0.5).astype(np.float64)
+    x[steps - window:] = 0.0
+    decision = slice(steps - window, steps)
+    net = GraphNetwork(g_torch, surrogate=Surrogate("triangle", 0.3), dtype=torch.float64)
+    xt, label = torch.as_tensor(x[None]), torch.as_tensor([1])
+    _, grads = Eprop(net, make_plan(g_torch), EpropOptions()).gradients(xt, label, decision)
+    grad = grads["w_in.weight"].numpy()
+    with torch.no_grad():
+        scores = class_scores(net(xt)["y"], decision)
+    delta = torch.softmax(scores, 1) - F.one_hot(label, n_out).double()
+    error = (delta * net._p("ro", "gain").reshape(-1) / window).numpy()[0]  # dE/dy(t) on the window
+
+    rule = EProp(error="err", lr=lr, tau_out=0.03, feedback=w_out.T, gamma=0.3)
+    g = Graph({"x": Input((n_in,)), "w_in": Linear(w_in, plasticity=rule), "hid": hid, "z": Output(),
+               "err": Input((n_out,))}, [("x", "w_in"), ("w_in", "hid"), ("hid", "z")], dt=DT)
+    err = np.zeros((steps, n_out))
+    err[decision] = -error
+    spec = eprop_spec(g, "w_in")
+    assert np.linalg.norm(grad) > 0.05
+    raw = reference(spec, x, err)["raw"]  # sum_t L(t) ebar(t), the raw eligibility-times-signal sum
+    assert np.linalg.norm(raw + grad) <= 1e-12 * np.linalg.norm(grad)
+    chip = run_layer(spec, x, err)
+    step = -(DT * lr) * grad  # one plain SGD step with the e-prop gradient
+    assert np.linalg.norm((chip.weight - w_in) - step) <= 1e-9 * np.linalg.norm(step)
+
+
+def test_guard_y1_and_y2_are_sent_and_learnt_from():
+    rng = np.random.default_rng(8)
+    g = layer(rng)
+    x, err = streams(rng, g, steps=40)
+    spec = eprop_spec(g, "w")
+    wired = run_layer(spec, x, err)
+    assert wired.y1_sum > 0.5 and wired.y2_sum > 0.5  # the post sends both factors ...
+    assert np.abs(wired.tag_1).max() > 1e-3  # ... y1 reached the eligibility (tag_1) ...
+    assert np.abs(wired.weight - spec.weight).max() > 1e-3  # ... and y2 the weights
+    unwired = run_layer(spec, x, err, traces=False)  # Lava reads zeros on unconnected y ports
+    assert np.array_equal(unwired.weight, spec.chip_weight / spec.gain[:, None])  # unchanged, bit for bit
+    assert not np.any(unwired.tag_1)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"reset": "value"}, "a reset to a value cuts the eligibility per post neuron"),
+    ({"tau": np.array([0.02, 0.02, 0.03, 0.02])}, "2 different time constants"),
+    ({"tau": DT}, "dt/tau_mem = 1"),
+    ({"t_epoch": 2}, "t_epoch > 1"),
+])
+def test_what_the_engine_cannot_hold_is_refused_in_one_line(kwargs, words):
+    g = layer(np.random.default_rng(0), **kwargs)
+    with pytest.raises(IRError) as exc:
+        eprop_spec(g, "w")
+    assert words in str(exc.value) and "node 'w'" in str(exc.value) and "\n" not in str(exc.value)
