@@ -24,7 +24,7 @@ the per-step rate ``dt * lr`` (docs/semantics.md section 6).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Union
 
 import numpy as np
@@ -322,11 +322,13 @@ def discretize_graph(graph: Graph, dt: float | None = None) -> dict[str, Coeffic
 @dataclass(frozen=True)
 class PlasticityCoefficients:
     """What every rule shares: weights change at the end of every ``t_epoch``-th step,
-    clipped to [w_min, w_max] (None: unbounded)."""
+    clipped to [w_min, w_max] (None: unbounded); the increment of step t joins the pending
+    sum at the end of step t + ``delay`` (the learning latency, docs/semantics.md section 6)."""
 
     t_epoch: int
     w_min: float | None
     w_max: float | None
+    delay: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -376,7 +378,7 @@ def _trace_decay(dt: float, rule: Plasticity, tau_name: str, node: str | None) -
 
 
 def _common(rule: Plasticity) -> dict:
-    return {"t_epoch": rule.t_epoch, "w_min": rule.w_min, "w_max": rule.w_max}
+    return {"t_epoch": rule.t_epoch, "w_min": rule.w_min, "w_max": rule.w_max, "delay": rule.delay}
 
 
 def discretize_stdp(rule: STDP, dt: float, name: str | None = None) -> STDPCoefficients:

@@ -21,7 +21,7 @@ import numpy as np
 from .artifact import Artifact
 from .errors import NeuromorphError
 from .ir import Graph
-from .ir.plasticity import learning_ports
+from .ir.plasticity import learning_ports, third_factor_streams
 from .registry import target, targets
 from .streams import predict
 from .target import Progress
@@ -48,6 +48,13 @@ def check_learnable(artifact: Artifact) -> tuple[str, str]:
                               "digits-incremental, or neuromorph.build.delta_rule): this one has none")
     labels, _ = learning_ports(graph)
     data = [n for n in graph.inputs if n not in labels]
+    streams = third_factor_streams(graph.nodes)
+    direct = [n for n in labels if n in streams]
+    if direct:
+        raise NeuromorphError(f"--learn plays the task's labels, but the model's third factor '{direct[0]}' is "
+                              "an Input of its own (an error or reward stream the task cannot fill): give it "
+                              "with the run API (target.run(..., learn=True)), or compute the error in the "
+                              "graph from a label input (neuromorph.build.delta_rule)")
     if len(labels) != 1 or len(data) != 1:
         raise NeuromorphError(f"--learn needs one data Input and one label Input feeding the error; the "
                               f"model has data inputs {data} and label inputs {labels}")

@@ -102,7 +102,7 @@ def simulate(
                     y = rules[name](node, graph.shape(name), x)
             history[name][t] = y
         for name, ls in learning.items():  # after every node: the step's activity is known
-            _learn(ls, t, inputs_of[name], history, states, coeffs)
+            _learn(ls, t, inputs_of[name], history, states, coeffs, last=t == steps - 1)
         for (name, var), trace in state_traces.items():
             trace[t] = learning[name].weight if var == WEIGHT_VARIABLE else states[name][var]
 
@@ -191,13 +191,16 @@ def _delay(c: DelayCoefficients, inputs: np.ndarray, t: int) -> np.ndarray:
 @dataclass
 class _Learning:
     """A plastic connection in one run: its weights (state), the increments summed since
-    they last changed, and its rule's traces (created at their first use)."""
+    they last changed, the increments still in flight (a rule with ``delay`` > 0: the
+    last ``delay`` steps' increments, oldest first) and its rule's traces (created at
+    their first use)."""
 
     coeffs: PlasticityCoefficients
     post: str | None  # the population the rule reads (Plasticity.post_node)
     stream: str | None  # the node whose output is the third factor
     weight: np.ndarray  # [B, out, in]
     pending: np.ndarray = field(init=False)
+    in_flight: list[np.ndarray] = field(default_factory=list)
     traces: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -228,10 +231,11 @@ def _plastic_weighted(node: Node, weight: np.ndarray, x: np.ndarray) -> np.ndarr
 
 
 def _learn(ls: _Learning, t: int, x: np.ndarray, history: Mapping[str, np.ndarray],
-           states: Mapping[str, Any], coeffs: Mapping[str, Any]) -> None:
+           states: Mapping[str, Any], coeffs: Mapping[str, Any], last: bool = False) -> None:
     """End of step t for a plastic connection (input ``x`` [B, in] this step): its rule's
-    increment joins the pending sum; at the end of every t_epoch-th step the weights take
-    it, clipped to the bounds."""
+    increment joins the pending sum (with a learning ``delay`` d: the increment of step
+    t - d joins it, and at the end of the ``last`` step of the run every increment still in
+    flight); at the end of every t_epoch-th step the weights take it, clipped to the bounds."""
     c, post, m = ls.coeffs, None, None
     if ls.post is not None:
         z = history[ls.post][t]
@@ -239,7 +243,17 @@ def _learn(ls: _Learning, t: int, x: np.ndarray, history: Mapping[str, np.ndarra
         post = _Post(z, z_prev, states.get(ls.post), coeffs.get(ls.post))
     if ls.stream is not None:
         m = history[ls.stream][t].reshape(x.shape[0], -1)  # [B, 1] or [B, n]
-    ls.pending += INCREMENTS[type(c)](c, ls.traces, x, post, m)
+    increment = INCREMENTS[type(c)](c, ls.traces, x, post, m)
+    if c.delay:
+        ls.in_flight.append(increment)
+        if len(ls.in_flight) > c.delay:
+            ls.pending += ls.in_flight.pop(0)
+        if last:  # the end of the run: what is still in flight is applied too
+            for d in ls.in_flight:
+                ls.pending += d
+            ls.in_flight.clear()
+    else:
+        ls.pending += increment
     if (t + 1) % c.t_epoch == 0:
         w = ls.weight + ls.pending
         if c.w_min is not None or c.w_max is not None:

@@ -108,7 +108,7 @@ def test_every_target_refuses_plasticity_it_does_not_run(backend):
     g = Graph({"x": Input((3,)), "w": Linear(np.ones((2, 3)), plasticity=Plasticity("stdp")),
                "h": LIF(tau=5e-3), "y": Output()}, [("x", "w"), ("w", "h"), ("h", "y")])
     with pytest.raises(IRError, match=rf"node 'w': target '{backend}' cannot run plasticity rule 'stdp' "
-                                      rf"\(it runs: {'three_factor' if backend == 'lava' else 'none'}\); the weights would silently stay fixed"):
+                                      rf"\(it runs: {'eprop, three_factor' if backend == 'lava' else 'none'}\); the weights would silently stay fixed"):
         compile_graph(g, backend=backend)
 
 

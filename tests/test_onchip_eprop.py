@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from neuromorph.errors import IRError
-from neuromorph.ir import LI, LIF, Affine, EProp, Graph, Input, Linear, Output
+from neuromorph.ir import LI, LIF, Affine, EProp, Graph, Input, Linear, Output, Scale
 from neuromorph.simulate import simulate
 
 from neuromorph.backends.loihi2.lava.eprop_chip import eprop_spec, reference, run_layer  # noqa: E402
@@ -149,3 +149,150 @@ def test_what_the_engine_cannot_hold_is_refused_in_one_line(kwargs, words):
     with pytest.raises(IRError) as exc:
         eprop_spec(g, "w")
     assert words in str(exc.value) and "node 'w'" in str(exc.value) and "\n" not in str(exc.value)
+
+
+# ------------------------------------------------------------------ through the Loihi 2 target
+
+
+def target_graph(rng, *, delay=1, feedback=True, bias=False, reset="subtract", t_epoch=1, error_output=False,
+                 n_in=5, n=6, n_err=3, lr=10.0) -> Graph:
+    """x -> w (EProp, error Input 'err') -> h (LIF) -> w_out -> ro (LI) -> y."""
+    fb = rng.normal(0.0, 1.0, (n, n_err)) if feedback else None
+    rule = EProp(error="err", lr=lr, tau_out=0.02, feedback=fb, gamma=0.3, t_epoch=t_epoch, delay=delay)
+    w0 = rng.uniform(0.0, 0.6, (n, n_in))
+    conn = Affine(w0, rng.normal(0.0, 0.05, n), plasticity=rule) if bias else Linear(w0, plasticity=rule)
+    n_e = n if fb is None else n_err
+    nodes = {"x": Input((n_in,)), "w": conn,
+             "h": LIF(tau=0.02, r=25.0, v_threshold=np.linspace(0.8, 1.2, n), v_leak=0.1, reset=reset),
+             "w_out": Linear(rng.normal(0.0, 0.5, (n_e, n))), "ro": LI(tau=0.03, r=10.0), "y": Output()}
+    edges = [("x", "w"), ("w", "h"), ("h", "w_out"), ("w_out", "ro"), ("ro", "y")]
+    if error_output:  # err(t) = label(t) - v_ro(t - 1), computed in the graph
+        nodes.update({"label": Input((n_e,)), "neg": Scale(-1.0), "err": Output()})
+        edges += [("ro", "neg", 1), ("neg", "err"), ("label", "err")]
+    else:
+        nodes["err"] = Input((n_e,))
+    return Graph(nodes, edges, dt=DT)
+
+
+def ir_samples(g: Graph, inputs: dict) -> tuple[list, dict]:
+    """The IR (simulate) sample after sample, each from the weights the previous ended with."""
+    from neuromorph.backends.loihi2.target import model_with_weights
+
+    weights, outs = [], {}
+    for j in range(len(inputs["x"])):
+        res = simulate(g, {k: v[j] for k, v in inputs.items()}, record=["w.weight"])
+        weights.append(res["w.weight"][-1])
+        for k in g.outputs:
+            outs.setdefault(k, []).append(res[k])
+        g = model_with_weights(g, {"w": weights[-1]})
+    return weights, {k: np.stack(v) for k, v in outs.items()}
+
+
+def target_inputs(rng, g: Graph, n=3, steps=60, p_err=0.4):
+    x = (rng.random((n, steps, g.shape("x")[0])) < 0.4).astype(np.float64)
+    err = rng.normal(0.0, 1.0, (n, steps, g.shape("err")[0])) * (rng.random((n, steps, 1)) < p_err)
+    return {"x": x, "err": err}
+
+
+@pytest.mark.parametrize("feedback, bias", [(True, False), (False, True)], ids=["feedback", "error-direct-bias"])
+def test_the_target_learns_eprop_as_the_ir_with_delay_one_sample_after_sample(feedback, bias):
+    from neuromorph.artifact import dumps_text, loads_artifact
+    from neuromorph.backends.loihi2.target import learned_weights
+    from neuromorph.compile import compile_graph
+    from neuromorph.registry import target
+
+    rng = np.random.default_rng(7)
+    g = target_graph(rng, feedback=feedback, bias=bias)
+    inputs = target_inputs(rng, g)
+    art = loads_artifact(dumps_text(compile_graph(g, backend="lava", precision="float")))  # through the file
+    rec = target("lava").run(art, inputs, learn=True)
+    want_w, want_out = ir_samples(g, inputs)
+    got = rec.probes["w.weight"]
+    w0 = g.nodes["w"].weight
+    assert got.shape == (3, *w0.shape)
+    prev = w0
+    for j in range(3):  # every sample learns, and the chip's change equals the IR's
+        assert rel_change(got[j], want_w[j], prev) <= 1e-6
+        prev = want_w[j]
+    np.testing.assert_allclose(rec.outputs["y"], want_out["y"], rtol=0, atol=1e-9)
+    assert np.array_equal(learned_weights(rec)["w"], got[-1])
+    # the latency is real: the IR without it ends elsewhere
+    now, _ = ir_samples(g.replace_nodes(w=g.nodes["w"].replace(plasticity=g.nodes["w"].plasticity.replace(delay=0))),
+                        inputs)
+    assert rel_change(now[-1], want_w[-1], w0) > 1e-3
+
+
+def test_simulate_with_delay_one_is_the_chips_lagged_rule():
+    """eprop_chip.reference(lag=1), the rule the chip computes (module docstring, 4.), is
+    the IR's EProp with delay 1."""
+    rng = np.random.default_rng(3)
+    g = layer(rng)
+    x, err = streams(rng, g, silent_after_error=False)
+    w0 = g.nodes["w"].weight
+    spec = eprop_spec(g, "w")
+    late = g.replace_nodes(w=g.nodes["w"].replace(plasticity=g.nodes["w"].plasticity.replace(delay=1)))
+    ir = simulate(late, {"x": x, "err": err}, record=["w.weight"])["w.weight"][-1]
+    assert rel_change(reference(spec, x, err, lag=1)["weight"], ir, w0) <= 1e-12
+
+
+def test_the_error_reaches_the_synapse_through_the_target():
+    """Guard: with a zero error stream the compiled weights come back (to the round-off of
+    the gain folded into the chip's weights and divided out again); with an
+    error they move by the IR's amount (y1 and y2 both reach the engine: the change equals
+    simulate's, which needs the eligibility as well as the signal)."""
+    from neuromorph.compile import compile_graph
+    from neuromorph.registry import target
+
+    rng = np.random.default_rng(9)
+    g = target_graph(rng)
+    inputs = target_inputs(rng, g, n=1, steps=40)
+    art = compile_graph(g, backend="lava")
+    quiet = target("lava").run(art, {"x": inputs["x"], "err": np.zeros_like(inputs["err"])}, learn=True)
+    np.testing.assert_allclose(quiet.probes["w.weight"][0], g.nodes["w"].weight, rtol=1e-14, atol=0)
+    moved = target("lava").run(art, inputs, learn=True).probes["w.weight"][0]
+    want, _ = ir_samples(g, inputs)
+    assert np.abs(moved - g.nodes["w"].weight).max() > 0.05, "the third factor stayed zero: nothing learnt"
+    assert rel_change(moved, want[0], g.nodes["w"].weight) <= 1e-6
+
+
+@pytest.mark.parametrize("kwargs, precision, words", [
+    ({"delay": 0}, "float", "set delay=1"),
+    ({"reset": "value"}, "float", "a reset to a value cuts the eligibility per post neuron"),
+    ({"t_epoch": 2}, "float", "t_epoch > 1"),
+    ({"error_output": True}, "float", "give the error as an Input stream"),
+    ({}, "fixed", "float precision only"),
+])
+def test_the_target_refuses_what_it_cannot_run_at_compile_time(kwargs, precision, words):
+    from neuromorph.compile import compile_graph
+
+    g = target_graph(np.random.default_rng(0), **kwargs)
+    with pytest.raises(IRError) as exc:
+        compile_graph(g, backend="lava", precision=precision)
+    text = str(exc.value)
+    assert words in text and "node 'w'" in text and "\n" not in text
+
+
+def test_three_factor_with_a_learning_delay_is_refused():
+    from neuromorph.compile import compile_graph
+    from neuromorph.ir import ThreeFactor
+
+    g = Graph({"x": Input((3,)), "m": Input((2,)), "w": Linear(np.zeros((2, 3)), plasticity=ThreeFactor(
+        error="m", lr=1.0, tau_pre=0.01, delay=1)), "ro": LI(tau=0.02), "y": Output()},
+        [("x", "w"), ("w", "ro"), ("ro", "y")], dt=DT)
+    with pytest.raises(IRError) as exc:
+        compile_graph(g, backend="lava")
+    assert "delay = 1" in str(exc.value) and "set delay=0" in str(exc.value) and "node 'w'" in str(exc.value)
+
+
+def test_graded_input_to_an_eprop_synapse_is_refused_in_one_line():
+    from neuromorph.compile import compile_graph
+    from neuromorph.errors import NeuromorphError
+    from neuromorph.registry import target
+
+    rng = np.random.default_rng(1)
+    g = target_graph(rng)
+    inputs = target_inputs(rng, g, n=1, steps=10)
+    inputs["x"] = inputs["x"] * 0.5
+    with pytest.raises(NeuromorphError) as exc:
+        target("lava").run(compile_graph(g, backend="lava"), inputs, learn=True)
+    assert "plastic connection 'w'" in str(exc.value) and "\n" not in str(exc.value)

@@ -296,3 +296,17 @@ def test_verify_compares_a_plastic_artifact_run_without_learning_with_frozen_wei
     result = verify(art, inputs)
     assert result["passed"], result
     assert result["max_output_difference"] < (1e-9 if precision == "float" else 0.05)
+
+
+def test_run_learn_refuses_an_error_stream_the_task_cannot_fill():
+    """A rule whose third factor is an Input of its own (an error stream given with the run
+    API) cannot learn from a task's labels: --learn says so before any run."""
+    from neuromorph.learning import check_learnable
+
+    g = Graph({"x": Input((3,)), "err": Input((2,)),
+               "w": Linear(np.zeros((2, 3)), plasticity=ThreeFactor(error="err", lr=1.0, tau_pre=0.02)),
+               "ro": LI(tau=0.02, r=20.0), "y": Output()},
+              [("x", "w"), ("w", "ro"), ("ro", "y")])
+    art = compile_graph(g, backend="lava", precision="float")
+    with pytest.raises(NeuromorphError, match="third factor 'err' is an Input of its own"):
+        check_learnable(art)

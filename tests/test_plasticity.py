@@ -46,6 +46,9 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
     (lambda: STDP(t_epoch=0), "'t_epoch' must be an int >= 1"),
     (lambda: STDP(t_epoch=2.5), "'t_epoch' must be an int >= 1"),
     (lambda: STDP(t_epoch=True), "'t_epoch' must be an int >= 1"),
+    (lambda: STDP(delay=-1), "'delay' must be an int >= 0"),
+    (lambda: STDP(delay=0.5), "'delay' must be an int >= 0"),
+    (lambda: EProp(error="e", lr=1.0, tau_out=0.02, delay=True), "'delay' must be an int >= 0"),
     (lambda: STDP(w_min=1.0, w_max=0.5), "w_min must be < w_max"),
     (lambda: STDP(w_max=float("nan")), "'w_max' must be None or a finite number"),
     (lambda: RewardSTDP(reward="r", lr=1.0, tau_e=-1.0), "'tau_e' must be a number > 0"),
@@ -142,7 +145,8 @@ def every_rule_graph() -> Graph:
                                                                          t_epoch=7)),
             "h2": ALIF(tau_mem=0.02, tau_adapt=0.2, beta=0.1),
             "w3": Linear(rng.normal(size=(3, 3)), plasticity=EProp(error="label", lr=3.0, tau_out=0.02,
-                                                                    feedback=fb, gamma=0.25, w_max=9.0)),
+                                                                    feedback=fb, gamma=0.25, w_max=9.0,
+                                                                    delay=1)),
             "h3": LIF(tau=0.02),
             "w4": Affine(rng.normal(size=(2, 3)), np.zeros(2),
                          plasticity=ThreeFactor(error="label", lr=0.1, tau_pre=0.02, t_epoch=2**31 - 1)),
@@ -422,3 +426,91 @@ def test_every_target_refuses_every_rule_naming_the_connection(name):
         with pytest.raises(IRError) as exc:
             chosen.check(g, chosen.precisions[0])
         assert f"node 'w': target '{name}' cannot run plasticity rule '{rule.rule}'" in one_line(exc)
+
+
+# ------------------------------------------------------------------ learning delay
+
+
+def test_delay_zero_is_the_default_and_stays_out_of_the_repr():
+    rule = ThreeFactor(error="m", lr=1.0, tau_pre=0.01)
+    assert rule.delay == 0 and rule == rule.replace(delay=0.0) and "delay" not in repr(rule)
+    late = rule.replace(delay=2.0)
+    assert late.delay == 2 and isinstance(late.delay, int) and "delay=2" in repr(late) and late != rule
+    assert list(late.params)[-4:] == ["t_epoch", "w_min", "w_max", "delay"]
+    assert Plasticity("three_factor", dict(late.params)) == late
+    assert Plasticity("three_factor", {"error": "m", "lr": 1.0, "tau_pre": 0.01}).delay == 0  # older files
+
+
+def _delta_graph(delay: int, t_epoch: int = 1) -> Graph:
+    rng = np.random.default_rng(11)
+    rule = ThreeFactor(error="m", lr=40.0, tau_pre=0.005, delay=delay, t_epoch=t_epoch)
+    return Graph({"x": Input((4,)), "m": Input((3,)), "w": Linear(rng.uniform(-0.5, 0.5, (3, 4)), plasticity=rule),
+                  "ro": LI(tau=0.02), "y": Output()}, [("x", "w"), ("w", "ro"), ("ro", "y")], dt=DT)
+
+
+def test_delay_lags_the_trajectory_and_the_final_weights_hold_every_increment():
+    """The delta rule with an Input error computes increments that do not depend on the
+    weights, so with delay 1 the weights are those of delay 0 one step later, and the
+    run's last step applies the increment still in flight."""
+    rng = np.random.default_rng(2)
+    T = 40
+    x, err = spikes(rng, T, 4, 0.5), rng.normal(0.0, 1.0, (T, 3))
+    now = simulate(_delta_graph(0), {"x": x, "m": err}, record=["w.weight"])["w.weight"]
+    late = simulate(_delta_graph(1), {"x": x, "m": err}, record=["w.weight"])["w.weight"]
+    w0 = _delta_graph(0).nodes["w"].weight
+    assert np.abs(now[-1] - w0).max() > 0.05
+    # W_late(t + 1) = W(0) + D(0) + ... + D(t - 1) = W_now(t): the recorded trajectory lags one step
+    np.testing.assert_array_equal(late[0], w0)
+    np.testing.assert_array_equal(late[1:-1], now[:-2])
+    # the final weights: every increment (as the chip's, which runs one more step)
+    np.testing.assert_allclose(late[-1], now[-1], rtol=0, atol=TOL)
+    assert not np.array_equal(late[-1], late[-2])
+
+
+def test_delay_zero_is_bit_for_bit_what_it_was():
+    """delay=0 runs the same code path as before the field existed: the written rule's loop."""
+    rng = np.random.default_rng(2)
+    T = 30
+    x, err = spikes(rng, T, 4, 0.5), rng.normal(0.0, 1.0, (T, 3))
+    g = _delta_graph(0)
+    got = simulate(g, {"x": x, "m": err}, record=["w.weight"])["w.weight"]
+    W, xbar, want = g.nodes["w"].weight.copy(), np.zeros(4), []
+    for t in range(T):
+        xbar = (1 - DT / 0.005) * xbar + x[t]
+        P = np.zeros_like(W)
+        P += (DT * 40.0) * err[t][:, None] * xbar[None, :]
+        W = W + P
+        want.append(W)
+    np.testing.assert_array_equal(got, np.array(want))
+
+
+def test_eprop_with_delay_one_feeds_back_the_lagged_weights():
+    """EProp's increments read u(t), which depends on the weights: with delay 1 the run
+    differs from delay 0 (the increment of step t first transmits x(t + 2)), and equals a
+    loop written with that latency."""
+    rng = np.random.default_rng(4)
+    T, n_pre, n_post = 80, 4, 3
+    tau, r, v_th = 0.02, 25.0, np.array([0.9, 1.0, 1.1])
+    W0 = rng.uniform(0.0, 0.8, (n_post, n_pre))
+    x, err = spikes(rng, T, n_pre, 0.5), rng.normal(0.0, 1.0, (T, n_post))
+    runs = {}
+    for delay in (0, 1):
+        rule = EProp(error="m", lr=40.0, tau_out=0.02, gamma=0.3, delay=delay)
+        g = net(rule, pre=n_pre, post=n_post, w=W0, post_node=LIF(tau=tau, r=r, v_threshold=v_th, reset="subtract"),
+                stream=(n_post,))
+        runs[delay] = simulate(g, {"x": x, "m": err}, dt=DT, record=["w.weight"])["w.weight"]
+    dv, gain = DT / tau, (DT / tau) * r
+    W, v, eps, ebar, flight, want = W0.copy(), np.zeros(n_post), np.zeros((n_post, n_pre)), np.zeros((n_post, n_pre)), [], []
+    for t in range(T):
+        v, z, u = lif_step(v, W @ x[t], tau, r, v_th, "subtract")
+        eps = (1 - dv) * eps + gain * x[t][None, :]
+        ebar = (1 - DT / 0.02) * ebar + (0.3 * np.maximum(0.0, 1 - np.abs(u - v_th)))[:, None] * eps
+        flight.append((DT * 40.0) * err[t][:, None] * ebar)
+        if t >= 1:
+            W = W + flight.pop(0)
+        if t == T - 1:
+            W = W + flight.pop(0)
+        want.append(W)
+    np.testing.assert_allclose(runs[1], np.array(want), rtol=0, atol=TOL)
+    assert np.abs(runs[1][-1] - runs[0][-1]).max() > 1e-3  # the latency matters here
+    assert np.abs(runs[1][-1] - W0).max() > 0.01

@@ -51,10 +51,12 @@ class Schedule:
         return -(-self.samples // self.lanes)
 
     @classmethod
-    def of(cls, net: Netlist, samples: int, steps: int, lanes: int = 1) -> "Schedule":
+    def of(cls, net: Netlist, samples: int, steps: int, lanes: int = 1, min_gap: int = 0) -> "Schedule":
         """The schedule, refusing (streams.MEMORY_BOUND) one whose chip-time arrays would
-        not fit: checked here, before the numpy model or the Lava runner builds them."""
-        gap = max((c.ir_delay for c in net.connections), default=0)
+        not fit: checked here, before the numpy model or the Lava runner builds them.
+        ``min_gap``: idle steps the periods need at least (an e-prop synapse learns one
+        step after its window: lava/runner.py)."""
+        gap = max(max((c.ir_delay for c in net.connections), default=0), int(min_gap))
         period = steps + gap
         last = max((p.offset for p in net.populations), default=0)
         lanes = max(1, min(int(lanes), int(samples))) if samples > 0 else 1

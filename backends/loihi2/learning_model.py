@@ -24,6 +24,10 @@ wiring the chip computes exactly section 6 of docs/semantics.md (t_epoch = 1): t
 update of step ``t`` is applied after the synapse transmitted the input of step ``t``
 and before it transmits that of step ``t + 1``.
 
+E-prop (``EProp`` with ``delay=1``, float only) is lowered by :func:`eprop_learning_spec`:
+the post population sends y1..y3 from its own membrane and an error Input stream
+(docs/onchip-learning.md, "e-prop on chip"; ``EPropChip``).
+
 Samples. In a learning run the weights carry from one sample to the next (samples are
 learnt one after another, as on a chip that keeps learning); the traces start at 0 in
 every sample, like the neuron state (the synapse's trace is zeroed at the first step of
@@ -39,10 +43,28 @@ import numpy as np
 
 from neuromorph.discretize import discretize_plasticity
 from neuromorph.errors import IRError
-from neuromorph.ir import LI, Graph, Input, Neuron, Output, Scale, ThreeFactor
+from neuromorph.ir import LI, EProp, Graph, Input, Neuron, Output, Scale, ThreeFactor
 
-RULES = ("three_factor",)
-"""Plasticity rules the Loihi 2 target runs on the chip."""
+RULES = ("three_factor", "eprop")
+"""Plasticity rules the Loihi 2 target runs on the chip (eprop: float only)."""
+RULE_DELAY = {"three_factor": 0, "eprop": 1}
+"""The learning latency (``Plasticity.delay``) each rule has on the chip: the delta
+rule's lag is in the graph (its error reads the readout through a delay-1 edge); e-prop's
+update of step t, which needs u(t), first acts on the input of step t + 2
+(docs/onchip-learning.md, "e-prop on chip")."""
+
+
+@dataclass(frozen=True, eq=False)
+class EPropChip:
+    """The e-prop post factors (docs/onchip-learning.md, "e-prop on chip"), per post neuron:
+    every chip step the post sends ``y1 = psi * y1_gain``, ``y2 = y2_gain * (feedback @ err)``,
+    ``y3 = -dk``; the synapse's presynaptic trace decays by ``keep = 1 - dv``."""
+
+    dk: float  # dt / tau_out
+    gamma: float
+    feedback: np.ndarray  # [n_out, n_err] (the identity where the rule has none)
+    y1_gain: np.ndarray  # gain / (1 - dv)
+    y2_gain: np.ndarray  # gain * rate
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +82,8 @@ class LearningSpec:
     label_gain: np.ndarray  # a
     v_gain: np.ndarray  # c: err(t) reads c * v(t - 1) of the post
     error_output: str | None  # the IR Output node that is the error stream, if any
+    rule: str = "three_factor"  # the IR rule (RULES)
+    eprop: EPropChip | None = None  # rule "eprop": the post's factors (label: the error Input)
 
     @property
     def y2_label(self) -> np.ndarray:
@@ -123,7 +147,17 @@ def _terms(graph: Graph, stream: str, name: str) -> list[tuple[str, int, np.ndar
 def learning_spec(graph: Graph, name: str, dt: float, gain: np.ndarray, source: str) -> LearningSpec:
     """What plastic connection ``name`` becomes on the chip; refusals are one line naming it."""
     rule = graph.nodes[name].plasticity  # type: ignore[attr-defined]
-    _, post, _ = plastic_wiring(graph, name)
+    src, post, _ = plastic_wiring(graph, name)
+    if rule.delay != RULE_DELAY[rule.rule]:
+        why = ("its error's delay-1 edge from the readout already holds the chip's one step"
+               if rule.rule == "three_factor" else
+               "the update of step t needs u(t), which the chip knows only after the synapse transmitted "
+               "x(t + 1): it first acts on step t + 2")
+        raise IRError(f"plasticity '{rule.rule}' with delay = {rule.delay}: on Loihi 2 this rule runs with a "
+                      f"learning delay of {RULE_DELAY[rule.rule]} step(s) ({why}); set "
+                      f"delay={RULE_DELAY[rule.rule]}", node=name)
+    if isinstance(rule, EProp):
+        return eprop_learning_spec(graph, name, dt, gain, source, src, post)
     assert isinstance(rule, ThreeFactor)
     if rule.t_epoch != 1:
         raise IRError(f"plasticity 'three_factor' with t_epoch = {rule.t_epoch}: Loihi's learning engine "
@@ -170,7 +204,73 @@ def learning_spec(graph: Graph, name: str, dt: float, gain: np.ndarray, source: 
                         error_output=stream)
 
 
+def eprop_checks(graph: Graph, name: str, dt: float) -> tuple[Any, Any, str]:
+    """(post LIF coefficients, EProp coefficients, post) of an e-prop connection, or a one-line
+    IRError naming it for what Lava's learning engine cannot hold (docs/onchip-learning.md)."""
+    from neuromorph.discretize import discretize_graph
+
+    node = graph.nodes[name]
+    rule = node.plasticity  # type: ignore[attr-defined]
+    post = rule.post_node(graph, name)
+    p = discretize_graph(graph, dt)[post]
+    c = discretize_plasticity(rule, dt, name)
+    if p.reset != "subtract":
+        raise IRError(f"plasticity 'eprop' into '{post}' with reset \"{p.reset}\": a reset to a value cuts the "
+                      "eligibility per post neuron at its spikes, which Loihi's presynaptic trace x1 cannot "
+                      "express; use reset=\"subtract\"", node=name)
+    dv = np.unique(np.asarray(p.dv, dtype=np.float64))
+    if dv.size != 1:
+        raise IRError(f"plasticity 'eprop' into '{post}', whose neurons have {dv.size} different time constants: "
+                      "the synapse's one presynaptic trace decays with one dt/tau_mem (split the population)",
+                      node=name)
+    if not dv[0] < 1.0:
+        raise IRError(f"plasticity 'eprop' into '{post}' with dt/tau_mem = 1: the chip recovers the eligibility "
+                      "of step t as (x1 - x0)/(1 - dt/tau_mem), which needs tau_mem > dt", node=name)
+    if c.t_epoch != 1 or c.w_min is not None or c.w_max is not None:
+        raise IRError("plasticity 'eprop' with t_epoch > 1 or weight bounds: the chip runs t_epoch = 1 and does "
+                      "not clip weights", node=name)
+    gain = np.broadcast_to(np.asarray(p.gain, dtype=np.float64), graph.shape(post))
+    if not np.all(np.isfinite(gain)) or np.any(gain <= 0):
+        raise IRError(f"plastic connection into '{post}', whose input gain is not > 0 for some neuron", node=name)
+    return p, c, post
+
+
+def eprop_learning_spec(graph: Graph, name: str, dt: float, gain: np.ndarray, source: str, src: str,
+                        post: str) -> LearningSpec:
+    """What e-prop connection ``name`` becomes on the chip (float): its post sends y1..y3 from
+    its own membrane and the error Input the rule names (docs/onchip-learning.md)."""
+    p, c, _ = eprop_checks(graph, name, dt)
+    rule = graph.nodes[name].plasticity  # type: ignore[attr-defined]
+    if not isinstance(graph.nodes[src], Input) and not graph.nodes[src].spiking:  # type: ignore[attr-defined]
+        raise IRError(f"plasticity 'eprop' reads '{src}', a non-spiking {graph.nodes[src].type_name}: the "
+                      "synapse's presynaptic trace counts spikes", node=name)
+    if not isinstance(graph.nodes[rule.error], Input):
+        raise IRError(f"plasticity 'eprop' with its error '{rule.error}' computed in the graph: not lowered to "
+                      "Loihi 2 yet (the hidden population would need the readout's membrane from another core); "
+                      "give the error as an Input stream", node=name)
+    n = int(np.prod(graph.shape(name)))
+    gain = np.asarray(gain, dtype=np.float64).copy()
+    keep = 1.0 - float(np.unique(np.asarray(p.dv, dtype=np.float64))[0])
+    n_err = int(np.prod(graph.shape(rule.error)))
+    feedback = np.eye(n) if c.feedback is None else np.asarray(c.feedback, dtype=np.float64).copy()
+    chip = EPropChip(dk=float(c.dk), gamma=float(c.gamma), feedback=feedback, y1_gain=gain / keep,
+                     y2_gain=gain * c.rate)
+    return LearningSpec(name=name, source=source, target=post, keep=keep, rate=c.rate, gain=gain,
+                        label=rule.error, label_delay=0, label_gain=np.ones(n_err), v_gain=np.zeros(n),
+                        error_output=None, rule="eprop", eprop=chip)
+
+
 # ---------------------------------------------------------------- streams
+
+
+def error_stream(error: np.ndarray, n: int, t: int, period: int, offset: int, total: int) -> np.ndarray:
+    """An e-prop error Input as its post receives it, [total, n_err]: sample j's ``err(k)``
+    at chip step ``offset + j*period + k`` (``offset``: the post population's), 0 elsewhere."""
+    data = np.asarray(error, dtype=np.float64).reshape(n, t, -1)
+    out = np.zeros((total, data.shape[2]))
+    for j in range(n):
+        out[offset + j * period: offset + j * period + t] = data[j]
+    return out
 
 
 def label_stream(spec: LearningSpec, label: np.ndarray | None, n: int, t: int, period: int,

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from neuromorph.errors import NeuromorphError
+from neuromorph.errors import IRError, NeuromorphError
 from neuromorph.ir import Graph
 from neuromorph.ir.plasticity import frozen
 from neuromorph.rules import RuleTable
@@ -69,6 +69,12 @@ class Loihi2Target(Target):
         quantized = None
         if precision == "fixed":
             from .quantize import quantize
+
+            for spec in net.learning.values():
+                if spec.rule == "eprop":
+                    raise IRError("plasticity 'eprop' on Loihi 2 runs in float precision only for now (its "
+                                  "fixed-point engine constants are not derived yet): compile with "
+                                  "precision=\"float\"", node=spec.name)
 
             quantized = quantize(net, calibration)
             report["quantization"] = quantized.report

@@ -8,7 +8,10 @@ docs/semantics.md section 6, and executed by ``neuromorph.simulate``.
 
 Every rule shares: ``t_epoch`` (the weights change at the end of every ``t_epoch``-th
 step, by the increments summed since the last change, as Loihi's learning epochs),
-and ``w_min``/``w_max`` (optional bounds the weights are clipped to when they change).
+``w_min``/``w_max`` (optional bounds the weights are clipped to when they change), and
+``delay`` (steps of learning latency: the increment computed at the end of step t joins
+the pending sum at the end of step t + delay; what a chip whose update needs a step
+more than the transmission imposes, e.g. e-prop on Loihi 2 with delay 1).
 A three-factor rule names the graph node whose output at each step is its third factor
 (``error``, ``reward``): usually an Input carrying a label/error/reward stream.
 """
@@ -39,6 +42,7 @@ _KINDS: dict[str, str] = {
     "stream": "the name of a node (its output is the third factor)",
     "matrix": "None or a 2-d array of finite numbers",
     "epoch": f"an int >= 1 (steps, at most {MAX_ELEMENTS})",
+    "latency": f"an int >= 0 (steps, at most {MAX_ELEMENTS})",
     "bound": "None or a finite number",
 }
 """Field kinds, and what a value of that kind must be (the refusal says it)."""
@@ -68,6 +72,7 @@ class Plasticity(metaclass=_ByName):
     t_epoch: int = _field("epoch", 1)
     w_min: float | None = _field("bound", None)
     w_max: float | None = _field("bound", None)
+    delay: int = _field("latency", 0)
 
     rule: ClassVar[str] = ""
     post_types: ClassVar[tuple[str, ...]] = ()
@@ -86,9 +91,9 @@ class Plasticity(metaclass=_ByName):
         if kind == "stream":
             if isinstance(value, str) and value:
                 return value
-        elif kind == "epoch":
+        elif kind in ("epoch", "latency"):
             n = integral(value)
-            if n is not None and 1 <= n <= MAX_ELEMENTS:
+            if n is not None and (1 if kind == "epoch" else 0) <= n <= MAX_ELEMENTS:
                 return n
         elif kind == "matrix":
             arr = _finite_matrix(value)
@@ -161,11 +166,11 @@ class Plasticity(metaclass=_ByName):
 
     def __repr__(self) -> str:
         parts = [f"{k}={_shown(v)}" for k, v in self.params.items()
-                 if v is not None and not (k == "t_epoch" and v == 1)]
+                 if v is not None and not (k == "t_epoch" and v == 1) and not (k == "delay" and v == 0)]
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
-_COMMON = ("t_epoch", "w_min", "w_max")
+_COMMON = ("t_epoch", "w_min", "w_max", "delay")
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -1,5 +1,11 @@
 """On-chip e-prop for a LIF population in Lava's learning engine (float), standalone.
 
+The Loihi 2 target runs the same mapping (learning_model.py: ``eprop_learning_spec``;
+lava/learning.py: ``eprop_rule``, ``EPropGroup``; docs/onchip-learning.md, "e-prop on
+chip"), with the one-step lag below written in the IR as ``EProp(delay=1)``:
+``reference(lag=1)`` is ``simulate`` of that rule. This module keeps the one-layer form
+for the tests that compare it with torch's e-prop gradient.
+
 The IR rule (docs/semantics.md section 6, ``EProp``; docs/eprop.md sections 3 and 5), for a
 connection ``W`` [n_out, n_in] into a LIF population with reset by subtraction (rho = 1)::
 
@@ -104,11 +110,13 @@ from lava.magma.core.process.variable import Var  # noqa: E402
 from lava.magma.core.resources import CPU  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 
+from neuromorph.backends.loihi2.lava.learning import EPROP_DT, EPROP_DW  # noqa: E402
+
 NO_DECAY_TAU = 2**62
 """A trace tau whose float decay factor ``exp(-1/tau)`` is exactly 1.0."""
-DT_RULE = "u0 * y3 * t + u0 * y1 * x1 - x0 * y1"
+DT_RULE = EPROP_DT
 """tag_1 <- (1 - dk) tag_1 + psi gain xbar(t)   (module docstring, 3.)"""
-DW_RULE = "u0 * y2 * t + u0 * y2 * y3 * t + u0 * y2 * y1 * x1 - x0 * y2 * y1"
+DW_RULE = EPROP_DW
 """weights += y2 * tag_1(new)   (module docstring, 3.)"""
 START = 2
 """Chip step (Lava numbering) at which the post computes IR step 0, fed from a RingBuffer."""
@@ -142,7 +150,8 @@ class EPropChipSpec:
 def eprop_spec(graph: Any, name: str, dt: Optional[float] = None) -> EPropChipSpec:
     """The chip form of plastic connection ``name`` (an EProp rule into a LIF population),
     or a one-line IRError naming it for what the engine cannot hold."""
-    from neuromorph.discretize import discretize_graph, discretize_plasticity, resolve_dt
+    from neuromorph.backends.loihi2.learning_model import eprop_checks
+    from neuromorph.discretize import resolve_dt
     from neuromorph.errors import IRError
     from neuromorph.ir import EProp, Linear
 
@@ -150,28 +159,9 @@ def eprop_spec(graph: Any, name: str, dt: Optional[float] = None) -> EPropChipSp
     rule = getattr(node, "plasticity", None)
     if not isinstance(rule, EProp):
         raise IRError("on-chip e-prop lowers connections that carry an 'eprop' rule", node=name)
-    step = resolve_dt(graph, dt)
-    post = rule.post_node(graph, name)
-    p = discretize_graph(graph, step)[post]
-    c = discretize_plasticity(rule, step, name)
-    if p.reset != "subtract":
-        raise IRError(f"plasticity 'eprop' into '{post}' with reset \"{p.reset}\": a reset to a value cuts the "
-                      "eligibility per post neuron at its spikes, which Loihi's presynaptic trace x1 cannot "
-                      "express; use reset=\"subtract\"", node=name)
+    p, c, post = eprop_checks(graph, name, resolve_dt(graph, dt))  # the target's refusals, one line each
     dv = np.unique(np.asarray(p.dv, dtype=np.float64))
-    if dv.size != 1:
-        raise IRError(f"plasticity 'eprop' into '{post}', whose neurons have {dv.size} different time constants: "
-                      "the synapse's one presynaptic trace decays with one dt/tau_mem (split the population)",
-                      node=name)
-    if not dv[0] < 1.0:
-        raise IRError(f"plasticity 'eprop' into '{post}' with dt/tau_mem = 1: the chip recovers the eligibility "
-                      "of step t as (x1 - x0)/(1 - dt/tau_mem), which needs tau_mem > dt", node=name)
-    if c.t_epoch != 1 or c.w_min is not None or c.w_max is not None:
-        raise IRError("plasticity 'eprop' with t_epoch > 1 or weight bounds: the chip runs t_epoch = 1 and does "
-                      "not clip weights", node=name)
     gain = np.broadcast_to(np.asarray(p.gain, dtype=np.float64), graph.shape(post))
-    if not np.all(np.isfinite(gain)) or np.any(gain <= 0):
-        raise IRError(f"plastic connection into '{post}', whose input gain is not > 0 for some neuron", node=name)
     bias = 0.0 if isinstance(node, Linear) else np.asarray(node.bias, dtype=np.float64)
     n_err = graph.shape(rule.error)[0]
     return EPropChipSpec(weight=node.weight, dv=float(dv[0]), gain=gain, leak=p.leak + p.gain * bias,

@@ -18,6 +18,11 @@ post population as a ``TeacherGroup`` that sends the third factor (docs/onchip-l
   counted only at the window steps 0..T-2 (the step T-1 pairs with no input of the
   sample). Lava's ``LearningLIF`` never sends y2 and an unconnected port receives zeros,
   so a rule would silently never learn: this process is why it does.
+- e-prop (docs/onchip-learning.md, "e-prop on chip"): :func:`eprop_rule` (``dt`` updates
+  the eligibility ``tag_1``, ``dw`` the weights from it) and :class:`EPropGroup`, a LIF
+  ``NeuronGroup`` (reset by subtraction) that also receives the error stream ``err_in``
+  and sends ``y1 = psi * gain / (1 - dv)``, ``y2 = gain * rate * (feedback @ err)``,
+  ``y3 = -dk`` to the synapse's ``s_in_y1..3``; the window reset zeroes ``tag_1`` too.
 
 Numpy only inside the models; every module of this package imports on its own (Lava
 executes them as top-level modules when it searches for models).
@@ -47,6 +52,7 @@ from neuromorph.backends.loihi2.lava.process import (  # noqa: E402
     FLOAT_PARAMS, PARAMS, NeuronGroup, _declare, _FixedTypes, _FloatTypes, _NeuronGroupModel,
 )
 from neuromorph.backends.loihi2.learning_model import FixedLearning  # noqa: E402
+from neuromorph.backends.loihi2.neuron_step import FloatNeurons  # noqa: E402
 
 NO_DECAY_TAU = 2**62
 """A trace tau whose decay factor ``exp(-1/tau)`` is exactly 1.0 in float64."""
@@ -54,6 +60,10 @@ VANISH_TAU = 1e-300
 """A float trace tau whose decay factor is exactly 0.0 (a trace that keeps this step only;
 Lava's float engine leaves a tau of 0 undefined: NaN)."""
 DW = "u0 * x1 * y2"
+EPROP_DT = "u0 * y3 * t + u0 * y1 * x1 - x0 * y1"
+"""e-prop: tag_1 <- (1 - dk) tag_1 + psi gain xbar(t)   (docs/onchip-learning.md)"""
+EPROP_DW = "u0 * y2 * t + u0 * y2 * y3 * t + u0 * y2 * y1 * x1 - x0 * y2 * y1"
+"""e-prop: weights += y2 * tag_1(new) (the engine evaluates dw from the old tag_1)."""
 
 
 def float_tau(keep: float) -> float:
@@ -65,6 +75,15 @@ def learning_rule(keep: float, rng_seed: int = 1) -> Loihi3FLearningRule:
     """The float rule of a three-factor connection, with the exact trace decay ``keep``
     (the weight change per step is ``x1 * y2``: the neuron folds the rate into y2)."""
     rule = Loihi3FLearningRule(dw=DW, x1_impulse=1.0, x1_tau=float_tau(keep), t_epoch=1, rng_seed=int(rng_seed))
+    rule.y1_tau = rule.y2_tau = rule.y3_tau = NO_DECAY_TAU
+    return rule
+
+
+def eprop_rule(keep: float, rng_seed: int = 1) -> Loihi3FLearningRule:
+    """The float e-prop rule (:data:`EPROP_DT`, :data:`EPROP_DW`), the presynaptic trace
+    ``x1`` decaying by ``keep = 1 - dt/tau_mem`` of the post, y1..y3 undecayed."""
+    rule = Loihi3FLearningRule(dw=EPROP_DW, dt=EPROP_DT, x1_impulse=1.0, x1_tau=float_tau(keep), t_epoch=1,
+                               rng_seed=int(rng_seed))
     rule.y1_tau = rule.y2_tau = rule.y3_tau = NO_DECAY_TAU
     return rule
 
@@ -107,9 +126,10 @@ class _Windows:
 
     def run_spk(self) -> None:
         j, k = self._window()
-        if j >= 0 and k == 0:  # a new sample: its traces start at 0
+        if j >= 0 and k == 0:  # a new sample: its traces (and e-prop's eligibility, tag_1) start at 0
             self.x1 = np.zeros_like(self.x1)  # type: ignore[has-type]
             self.x2 = np.zeros_like(self.x2)  # type: ignore[has-type]
+            self.tag_1 = np.zeros_like(self.tag_1)  # type: ignore[has-type]
         super().run_spk()  # type: ignore[misc]
 
     def run_lrn(self) -> None:
@@ -241,7 +261,100 @@ class PyTeacherGroupFixed(_FixedTypes, _TeacherLogic):
         return np.clip((acc + (1 << (shift - 1))) >> shift, -128, 127).astype(np.int32)
 
 
+# ---------------------------------------------------------------- e-prop's post population
+
+
+class EPropGroup(NeuronGroup):
+    """A LIF NeuronGroup (one sample at a time, float, reset by subtraction) that also
+    sends e-prop's post factors (module docstring): ``err_in`` receives the error stream
+    (a RingBuffer playing learning_model.error_stream); ``y1_out``..``y3_out`` go to the
+    synapse's ``s_in_y1``..``s_in_y3``. Idle steps send zeros (y3 too: the eligibility
+    stays). ``y_sums``: the sums of |y1| and |y2| sent (a guard: a factor that stays 0
+    never learns)."""
+
+    def __init__(self, *, y1_gain: np.ndarray, y2_gain: np.ndarray, feedback: np.ndarray, dk: float,
+                 gamma: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        size = int(kwargs["size"])
+        fb = np.asarray(feedback, dtype=np.float64)
+        self.err_in = InPort(shape=(fb.shape[1],))
+        self.y1_out = OutPort(shape=(size,))
+        self.y2_out = OutPort(shape=(size,))
+        self.y3_out = OutPort(shape=(size,))
+        self.y1_gain = Var(shape=(size,), init=np.broadcast_to(y1_gain, (size,)).copy())
+        self.y2_gain = Var(shape=(size,), init=np.broadcast_to(y2_gain, (size,)).copy())
+        self.feedback = Var(shape=fb.shape, init=fb.copy())
+        self.neg_dk = Var(shape=(1,), init=np.array([-float(dk)]))
+        self.gamma = Var(shape=(1,), init=np.array([float(gamma)]))
+        self.y_sums = Var(shape=(2,), init=np.zeros(2))
+
+
+def _eprop_step(neurons: Any, state: dict, a_in: np.ndarray) -> np.ndarray:
+    """The float neuron step, keeping the membrane before the reset (``v_pre``, shifted
+    coordinates) with the very arithmetic of the step."""
+    v_old = state["v"]
+    s = FloatNeurons.step(neurons, state, a_in)
+    state["v_pre"] = v_old * neurons.keep_v + state["u"] + neurons.bias_v
+    return s
+
+
+@implements(proc=EPropGroup, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+@_declare(FLOAT_PARAMS, lambda: LavaPyType(np.ndarray, float))
+class PyEPropGroupFloat(_FloatTypes, _NeuronGroupModel):
+    """Float64: the population's step, then ``psi = gamma max(0, 1 - |v_pre - vth|)``
+    (shifted coordinates: the IR's ``u - v_threshold``) and the three factors."""
+
+    step = staticmethod(_eprop_step)
+    err_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    y1_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    y2_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    y3_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    y1_gain: np.ndarray = LavaPyType(np.ndarray, float)
+    y2_gain: np.ndarray = LavaPyType(np.ndarray, float)
+    feedback: np.ndarray = LavaPyType(np.ndarray, float)
+    neg_dk: np.ndarray = LavaPyType(np.ndarray, float)
+    gamma: np.ndarray = LavaPyType(np.ndarray, float)
+    y_sums: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def _send_factors(self, y1: np.ndarray, y2: np.ndarray, y3: np.ndarray) -> None:
+        self.y1_out.send(y1)
+        self.y2_out.send(y2)
+        self.y3_out.send(y3)
+
+    def _chip_step(self, time_step: int) -> None:
+        a_in = self.a_in.recv()
+        err = self.err_in.recv()
+        size = self.s_out.shape[0]
+        zero = np.zeros(size)
+        rel = time_step - 1 - self.offset
+        j, k = divmod(rel, self.period)
+        if rel < 0 or j >= self.samples or k >= self.steps:
+            self.s_out.send(zero)
+            self._send_factors(zero, zero, zero)
+            self._report(time_step)
+            return
+        try:
+            s = self._update(a_in[None], j, k)[0]
+            v_pre = self._state["v_pre"][0]
+            psi = self.gamma[0] * np.maximum(0.0, 1.0 - np.abs(v_pre - self.vth))
+            y1 = psi * self.y1_gain
+            y2 = self.y2_gain * (self.feedback * err[None, :]).sum(1)  # L = feedback @ err, summed as simulate
+        except Exception as exc:
+            self.s_out.send(zero)
+            self._send_factors(zero, zero, zero)
+            raise RuntimeError(f"population '{self.population}', chip step {time_step - 1}: "
+                               f"{type(exc).__name__}: {exc}") from None
+        self.s_out.send(s)
+        self._send_factors(y1, y2, np.full(size, self.neg_dk[0]))
+        self.y_sums[0] += np.abs(y1).sum()
+        self.y_sums[1] += np.abs(y2).sum()
+        self._report(time_step)
+
+
 MODELS = {(LearningDense, "float"): PlasticDenseFloat, (TeacherGroup, "float"): PyTeacherGroupFloat,
-          (LearningDense, "fixed"): PlasticDenseFixed, (TeacherGroup, "fixed"): PyTeacherGroupFixed}
+          (LearningDense, "fixed"): PlasticDenseFixed, (TeacherGroup, "fixed"): PyTeacherGroupFixed,
+          (EPropGroup, "float"): PyEPropGroupFloat}
 """(process class, precision) -> the ProcessModel the runner maps it to (one sample at a
 time)."""

@@ -77,7 +77,7 @@ from neuromorph.backends.loihi2.chip_model import (  # noqa: E402
     Schedule, check_inputs, fill_stream, float_params, input_stream,
 )
 from neuromorph.backends.loihi2.learning_model import (  # noqa: E402
-    LearningSpec, error_output, label_stream,
+    LearningSpec, error_output, error_stream, label_stream,
 )
 from neuromorph.backends.loihi2.synapse import message_bound  # noqa: E402
 from neuromorph.errors import NeuromorphError  # noqa: E402
@@ -210,7 +210,10 @@ def run_lava(
         plan = Plan(n, plan.asynchronous)
     _check_delays(net, precision, plan)
     stall_s = _stall_timeout(stall_timeout)
-    sched = Schedule.of(net, n, t, lanes=plan.lanes)
+    # an e-prop synapse takes its last update (the post's last step) one step after its
+    # window: the periods need an idle step, so that the next sample's reset comes after it
+    eprop = any(s.rule == "eprop" for s in learning.values())
+    sched = Schedule.of(net, n, t, lanes=plan.lanes, min_gap=1 if eprop else 0)
 
     # Exits in reverse order: the temp folder is removed, the guardian ends (removing
     # whatever a failure left), then a signal that arrived is acted upon.
@@ -320,6 +323,10 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
                 models[groups[pop.name]] = lane_models.core_model(precision, plan.asynchronous, incoming)
                 continue
             spec = next((s for s in learning.values() if s.target == pop.name), None)
+            if spec is not None and spec.rule == "eprop":
+                groups[pop.name] = _eprop_post(spec, pop, kwargs, inputs, sched, sources)
+                models[groups[pop.name]] = learning_models.MODELS[(learning_models.EPropGroup, precision)]
+                continue
             if spec is None:
                 groups[pop.name] = NeuronGroup(**kwargs)
                 models[groups[pop.name]] = neuron_models.MODELS[key]
@@ -345,6 +352,9 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
                 syn = _plastic_synapse(conn, learning[conn.plastic], sched, net, path, rng_seed,
                                        integers, bits, rules.get(conn.plastic))
                 groups[conn.target].y2_out.connect(syn.s_in_y2)
+                if learning[conn.plastic].rule == "eprop":
+                    groups[conn.target].y1_out.connect(syn.s_in_y1)
+                    groups[conn.target].y3_out.connect(syn.s_in_y3)
                 models[syn] = learning_models.MODELS[(type(syn), precision)]
             elif fixed and conn.plastic is not None and lanes is None and conn.extra_delay == 0:
                 # learnt mantissas: 8 bits + sign, odd ones included (learning_model: the
@@ -426,6 +436,22 @@ def _teacher(spec: LearningSpec, pop: Any, kwargs: dict, sends: Mapping[str, np.
     return group
 
 
+def _eprop_post(spec: LearningSpec, pop: Any, kwargs: dict, inputs: Mapping[str, np.ndarray], sched: Schedule,
+                sources: dict) -> Any:
+    """The EPropGroup of an e-prop connection's post population (lava/learning.py), with
+    the RingBuffer that plays its error Input (learning_model.error_stream) into ``err_in``."""
+    chip = spec.eprop
+    if pop.reset != "subtract":  # learning_model refuses it at compile time; a corrupt artifact here
+        raise NeuromorphError(f"plastic connection '{spec.name}': e-prop needs reset by subtraction in '{pop.name}'")
+    group = learning_models.EPropGroup(**kwargs, y1_gain=chip.y1_gain, y2_gain=chip.y2_gain, feedback=chip.feedback,
+                                       dk=chip.dk, gamma=chip.gamma)
+    stream = error_stream(inputs[spec.label], sched.samples, sched.steps, sched.period, pop.offset, sched.total)
+    ring = RingBuffer(data=np.ascontiguousarray(stream.T))
+    ring.s_out.connect(group.err_in)
+    sources[f"error:{spec.name}"] = ring
+    return group
+
+
 def _plastic_synapse(conn: Connection, spec: LearningSpec, sched: Schedule, net: Netlist, path: str,
                      rng_seed: int, integers: Optional[tuple] = None, bits: int = 0, rule: Any = None) -> Any:
     """Lava's LearningDense for a plastic connection (lava/learning.py), windowed like its
@@ -441,7 +467,12 @@ def _plastic_synapse(conn: Connection, spec: LearningSpec, sched: Schedule, net:
         return learning_models.plastic_dense(
             np.asarray(integers[0], dtype=np.int32), learning_models.fixed_learning_rule(rule, rng_seed),
             weight_exp=int(integers[1]), num_message_bits=bits, **window)
-    lava_rule = learning_models.learning_rule(spec.keep, rng_seed=rng_seed)
+    if spec.rule == "eprop":  # its post sends the factors of IR step t one chip step after the window's
+        # step t: the update of the last step comes at window step T (the schedule's idle step)
+        window["steps"] = sched.steps + 1
+        lava_rule = learning_models.eprop_rule(spec.keep, rng_seed=rng_seed)
+    else:
+        lava_rule = learning_models.learning_rule(spec.keep, rng_seed=rng_seed)
     return learning_models.plastic_dense(conn.weight, lava_rule, num_message_bits=FLOAT_MESSAGE_BITS, **window)
 
 
