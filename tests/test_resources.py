@@ -406,3 +406,16 @@ def test_layers_are_listed_in_evaluation_order_not_name_order():
     g = Graph(dict(sorted(nodes.items())), list(zip(order, order[1:])), dt=1e-3)
     rmap = map_netlist(lower(g))
     assert [L.name for L in rmap.layers] == ["input", "1", "3", "10"]
+
+
+def test_a_plastic_synapse_holds_the_engines_weight_and_its_rules_tags():
+    from neuromorph.tasks import prepare
+
+    from neuromorph.backends.loihi2.resources import plastic_bits
+
+    graph = prepare("digits-incremental", get("digits-incremental"), {})
+    rmap = map_netlist(lower(graph))
+    readout = rmap.layer("readout")
+    assert plastic_bits("three_factor", LIMITS) == 9 and plastic_bits("eprop", LIMITS) == 18
+    assert readout.memory_bytes == 512 * 10 * 9 // 8  # the delta rule keeps no tag
+    assert rmap.layer("lif1").memory_bytes == 64 * 512  # frozen synapses: 8 bits

@@ -9,12 +9,15 @@ names the layer, the limit and the number.
 The memory model (an estimate; Intel does not publish Loihi 2's synapse encodings):
 
 * A synapse is one *nonzero* weight: zeros are not stored (a sparse encoding), so a
-  convolution's or a pruned layer's matrix costs only what it really connects.
+  convolution's or a pruned layer's matrix costs only what it really connects; a
+  plastic connection stores every weight, zeros included (they learn).
 * Bits per synapse = ``weight_bits`` (8 by default: Lava's 8-bit weight mantissa, sign
   included; the weight exponent is one per connection and not counted per synapse)
   + ``delay_bits`` (6) when the connection has ``extra_delay > 0`` -- conservative: the
   delay is stored per synapse as in Lava's ``DelayDense``, although one netlist connection
-  has a single delay. Index/pointer overhead of the encoding is not counted.
+  has a single delay. Index/pointer overhead of the encoding is not counted. A synapse
+  that learns on chip holds the learning engine's 9-bit weight and 9 bits per tag its
+  rule keeps (:func:`plastic_bits`; e-prop and reward-STDP keep one).
 * Synapses are stored on the core of their *target* neuron (the fan-in side), as on Loihi.
 * A convolutional connection (netlist ``conv``) shares its weights: a core stores the
   nonzero kernel entries ``[C_in/groups, *K]`` of each output channel it holds neurons
@@ -76,8 +79,12 @@ class Loihi2Limits:
     # (delays precision=6; raises if np.max(delays) > 63).
     delay_bits: int = 6
     # Lava 0.10.0, lava/magma/core/learning/constants.py: W_TRACE = 7 (x1, x2, y1, y2, y3).
-    # Reported only: the netlist carries no plasticity yet.
     trace_bits: int = 7
+    # Same file: the learning engine keeps a plastic synapse's weight in W_WEIGHTS_S = 9 bits
+    # (8 + sign, odd mantissas included: docs/onchip-learning.md) and each tag it uses
+    # (tag_1, tag_2) in W_TAG_1_S = W_TAG_2_S = 9 bits.
+    plastic_weight_bits: int = 9
+    tag_bits: int = 9
 
     @property
     def max_delay(self) -> int:
@@ -280,6 +287,31 @@ class ResourceMap:
         return "\n".join(out)
 
 
+def _fan_in(c: Connection) -> np.ndarray:
+    """Synapses of each target neuron: its nonzero weights, or every weight of a plastic
+    connection (a zero that learns must be stored)."""
+    if c.plastic is not None:
+        return np.full(c.weight.shape[0], c.weight.shape[1], dtype=np.int64)
+    return connection_fan_in(c.conv, c.weight)
+
+
+def _fan_out(c: Connection) -> np.ndarray:
+    if c.plastic is not None:
+        return np.full(c.weight.shape[1], c.weight.shape[0], dtype=np.int64)
+    return connection_fan_out(c.conv, c.weight)
+
+
+RULE_TAGS = {"three_factor": 0, "stdp": 0, "eprop": 1, "reward_stdp": 1}
+"""Per-synapse tags (tag_1/tag_2 of Lava's engine) each on-chip rule keeps beside the weight:
+e-prop's filtered eligibility, reward-STDP's eligibility (docs/onchip-learning.md)."""
+
+
+def plastic_bits(rule: str, limits: Loihi2Limits) -> int:
+    """Bits a synapse of a plastic connection holds: the engine's 9-bit weight and its
+    rule's tags (both tags for a rule this table does not know: the conservative count)."""
+    return limits.plastic_weight_bits + RULE_TAGS.get(rule, 2) * limits.tag_bits
+
+
 def _bytes(n: int) -> str:
     return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
 
@@ -298,7 +330,7 @@ class _Memory:
 
     def add(self, conn: Connection, bits_per_weight: int) -> None:
         if conn.conv is None:
-            self.dense += connection_fan_in(None, conn.weight) * bits_per_weight
+            self.dense += _fan_in(conn) * bits_per_weight
             return
         per_channel = channel_synapses(conn.weight) * bits_per_weight
         self.shared.append((self.n // len(per_channel), np.concatenate(([0], np.cumsum(per_channel)))))
@@ -364,7 +396,7 @@ def map_netlist(
     def fan_out(name: str, size: int) -> tuple[int, int]:
         per_neuron = np.zeros(size, dtype=np.int64)
         for c in outgoing[name]:
-            per_neuron += connection_fan_out(c.conv, c.weight)
+            per_neuron += _fan_out(c)
         return int(per_neuron.sum()), int(per_neuron.max(initial=0))
 
     layers: list[LayerMap] = []
@@ -379,8 +411,9 @@ def map_netlist(
         syn = np.zeros(n, dtype=np.int64)  # incoming synapses per neuron
         memory = _Memory(n)
         for c in incoming[pop.name]:
-            syn += connection_fan_in(c.conv, c.weight)
-            memory.add(c, weight_bits + (limits.delay_bits if c.extra_delay > 0 else 0))
+            syn += _fan_in(c)
+            bits = weight_bits if c.plastic is None else plastic_bits(net.learning[c.plastic].rule, limits)
+            memory.add(c, bits + (limits.delay_bits if c.extra_delay > 0 else 0))
         alone = memory.alone()  # the memory of each neuron on a core of its own
         worst = int(np.argmax(alone)) if n else 0
         if n and alone[worst] > cap_bits:
