@@ -21,7 +21,7 @@ from pathlib import Path
 import neuromorph as nm
 from neuromorph import tasks
 from neuromorph.compile import compile_graph, save_artifact
-from neuromorph.learning import learn_on_chip
+from neuromorph.learning import learn_on_chip, task_inputs
 from neuromorph.plots import learning_curve
 from neuromorph.training import TrainConfig, train
 
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> dict:
     # 2. Make it learnable on chip (new rows at zero, delta rule, error from a label input) and compile.
     graph = tasks.prepare("digits-incremental", result.graph, {})
     nm.save(graph, out / "incremental.nm")
+    # (calibrated on training samples and their labels: the error's range sets its fixed-point scale)
     artifact = compile_graph(graph, backend="lava", precision=args.precision,
-                             calibration={"input": data.x_train})
+                             calibration=task_inputs(graph, data.x_train[:256], data.y_train[:256]))
     save_artifact(artifact, out / "incremental.loihi")
 
     # 3. Score, learn 5-9 on chip from one pass over the labelled stream, score again.

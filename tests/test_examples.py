@@ -32,7 +32,7 @@ def test_snntorch_nir_file_deploys_and_matches_snntorch(tmp_path):
 
 
 def test_digits_incremental_learns_new_classes_on_chip(tmp_path):
-    result = run_example("digits_incremental.py", ["--quick", "--precision", "float", "--out", str(tmp_path)])
+    result = run_example("digits_incremental.py", ["--quick", "--out", str(tmp_path)])  # fixed point
     assert result["learning_samples"] == 300
     assert result["new_classes_accuracy_before"] == 0.0  # their readout rows start at zero
     assert result["new_classes_accuracy"] > 0.3  # 300 samples (about 150 of new classes) already teach them
