@@ -546,7 +546,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.input is None and _task_for(args, artifact.graph) is not None:
         data = _load_task(args, artifact.graph)
         data.check_model(artifact.graph)
-        x, decision = data.x_test[: args.limit], data.decision_steps
+        from .learning import task_inputs  # a plastic model's label input: no label (frozen run)
+
+        x, decision = task_inputs(artifact.graph, data.x_test[: args.limit]), data.decision_steps
     elif args.input is not None:
         from .streams import load_stream
 

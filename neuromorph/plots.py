@@ -84,7 +84,7 @@ def learning_curve(result: dict[str, Any], path: str | Path) -> Path:
                 label=f"{label}: {before:.3f} -> {after:.3f}")
     ax.set_xlabel("labelled samples played on chip")
     ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(-0.03, 1.03)  # a score of 0 or 1 stays visible
     ax.legend(loc="lower right", fontsize=8)
     title = f"on-chip learning: {result['task']} ({result['backend']}, {result['precision']})"
     return _save(plt, fig, path, title)

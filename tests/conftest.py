@@ -47,6 +47,7 @@ MODULE_MARKERS: dict[str, tuple[str, ...]] = {
     "test_lanes": ("lava",),
     "test_onchip_learning": ("lava",),
     "test_onchip_eprop": ("lava", "torch"),
+    "test_onchip_stdp": ("lava",),
     "test_nir": ("torch",),  # snnTorch / Norse files and behaviour; imports torch at module level
     "test_simulate": ("torch",),  # torch's conv/pool are the references; imported at module level
     "test_torch_backend": ("torch",),
@@ -90,6 +91,7 @@ TEST_MARKERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("test_conv_deploy", "test_lava_fixed_convolutions_are_bit_exact_against_the_integer_model"): ("lava",),
     ("test_conv_deploy", "test_lavas_own_conv_ignores_weight_exp"): ("lava",),
     ("test_conv_deploy", "test_a_sinabs_nmnist_cnn_imports_compiles_small_and_deploys_exactly"): ("lava",),
+    ("test_onchip_learning", "test_cli_compiles_verifies_and_learns_a_digits_incremental_model"): ("lava", "torch"),
     # Training a model, and running a model file on the torch target.
     ("test_digits_incremental", "test_cli_trains_a_learnable_model_runs_it_frozen_and_refuses_learn_off_chip"): ("torch",),
     # The torch target's node rules import torch.
