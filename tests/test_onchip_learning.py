@@ -173,8 +173,8 @@ def test_wirings_the_chip_cannot_compute_are_refused_naming_the_connection():
     assert "node 'w'" in text and "reads 'h'" in text
     stdp = Graph({"x": Input((3,)), "w": Linear(W0, plasticity=STDP()), "h": LIF(tau=0.01), "y": Output()},
                  [("x", "w"), ("w", "h"), ("h", "y")])
-    text = _refusal(stdp)
-    assert "node 'w'" in text and "cannot run plasticity rule 'stdp'" in text
+    text = _refusal(stdp)  # STDP runs on the chip with its learning delay of 1 (tests/test_onchip_stdp.py)
+    assert "node 'w'" in text and "plasticity 'stdp' with delay = 0" in text and "set delay=1" in text
 
 
 def test_graded_input_to_a_learning_synapse_is_refused_in_one_line():
@@ -310,3 +310,23 @@ def test_run_learn_refuses_an_error_stream_the_task_cannot_fill():
     art = compile_graph(g, backend="lava", precision="float")
     with pytest.raises(NeuromorphError, match="third factor 'err' is an Input of its own"):
         check_learnable(art)
+
+
+def test_cli_compiles_verifies_and_learns_a_digits_incremental_model(tmp_path, capsys):
+    """The user story through the CLI: train (0-4), compile fixed (calibrated with the
+    label stream), verify the frozen deployment, learn on chip, save the learned model."""
+    import json
+
+    from neuromorph.cli import main
+
+    model, art, learned = tmp_path / "m.nm", tmp_path / "m.loihi", tmp_path / "learned.nm"
+    assert main(["train", "--task", "digits-incremental", "--epochs", "1", "-o", str(model), "--quiet"]) == 0
+    assert main(["compile", str(model), "--backend", "lava", "--precision", "fixed", "-o", str(art)]) == 0
+    assert main(["verify", str(art), "--limit", "5", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(art), "--learn", "--limit", "40", "--quiet", "--json", "--save-learned", str(learned)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["learning_samples"] == 40 and out["precision"] == "fixed"
+    assert {"accuracy_before", "accuracy_after", "new_classes_accuracy", "old_classes_accuracy"} <= set(out)
+    assert main(["run", str(learned), "--quiet", "--json"]) == 0  # the learned model runs anywhere
+    assert json.loads(capsys.readouterr().out)["task"] == "digits-incremental"

@@ -28,6 +28,11 @@ E-prop (``EProp`` with ``delay=1``, float only) is lowered by :func:`eprop_learn
 the post population sends y1..y3 from its own membrane and an error Input stream
 (docs/onchip-learning.md, "e-prop on chip"; ``EPropChip``).
 
+STDP and reward-modulated STDP (``STDP`` / ``RewardSTDP`` with ``delay=1``, float only)
+are lowered by :func:`pairing_learning_spec`: the post population sends its spikes on the
+synapse's back-propagating action potential port and y1..y3 from its own post trace and
+the reward Input stream (docs/onchip-learning.md, "STDP on chip"; ``PairChip``).
+
 Samples. In a learning run the weights carry from one sample to the next (samples are
 learnt one after another, as on a chip that keeps learning); the traces start at 0 in
 every sample, like the neuron state (the synapse's trace is zeroed at the first step of
@@ -43,15 +48,21 @@ import numpy as np
 
 from neuromorph.discretize import discretize_plasticity
 from neuromorph.errors import IRError
-from neuromorph.ir import LI, EProp, Graph, Input, Neuron, Output, Scale, ThreeFactor
+from neuromorph.ir import LI, STDP, EProp, Graph, Input, Neuron, Output, RewardSTDP, Scale, ThreeFactor
 
-RULES = ("three_factor", "eprop")
-"""Plasticity rules the Loihi 2 target runs on the chip (eprop: float only)."""
-RULE_DELAY = {"three_factor": 0, "eprop": 1}
+RULES = ("three_factor", "eprop", "stdp", "reward_stdp")
+"""Plasticity rules the Loihi 2 target runs on the chip (eprop, stdp, reward_stdp: float only)."""
+RULE_DELAY = {"three_factor": 0, "eprop": 1, "stdp": 1, "reward_stdp": 1}
 """The learning latency (``Plasticity.delay``) each rule has on the chip: the delta
 rule's lag is in the graph (its error reads the readout through a delay-1 edge); e-prop's
 update of step t, which needs u(t), first acts on the input of step t + 2
-(docs/onchip-learning.md, "e-prop on chip")."""
+(docs/onchip-learning.md, "e-prop on chip"); so do STDP's and reward-STDP's, which need
+the post's spikes z(t) ("STDP on chip")."""
+LAGGED_RULES = frozenset(r for r, d in RULE_DELAY.items() if d == 1)
+"""Rules whose post sends the factors of IR step t one chip step after the synapse's
+window step t: a learning run gives every period one idle step for their last update."""
+FLOAT_ONLY_RULES = ("eprop", "stdp", "reward_stdp")
+"""Rules lowered in float precision only (their fixed-point engine constants are not derived)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +76,23 @@ class EPropChip:
     feedback: np.ndarray  # [n_out, n_err] (the identity where the rule has none)
     y1_gain: np.ndarray  # gain / (1 - dv)
     y2_gain: np.ndarray  # gain * rate
+
+
+@dataclass(frozen=True, eq=False)
+class PairChip:
+    """STDP / reward-STDP post factors (docs/onchip-learning.md, "STDP on chip"), per post
+    neuron: every chip step the post, computing its IR step t, sends its spikes ``z(t)``
+    (the synapse's ``s_in_bap``), ``y1 = y1_gain * r(t)`` (``r = 1`` without a reward),
+    ``y2 = y2_gain * ybar(t)`` with its own post trace ``ybar <- keep_y * ybar + z``, and
+    ``y3``. ``keep_x``: the synapse's presynaptic trace decay (1 - dt/tau_plus)."""
+
+    keep_x: float
+    keep_y: float  # 1 - dt/tau_minus
+    y1_gain: np.ndarray
+    y2_gain: np.ndarray
+    y3: float  # stdp: 0; reward_stdp: -dt/tau_e
+    reward: bool  # y1 carries the reward stream (reward_stdp)
+    potentiate: bool = True  # reward_stdp: a_plus != 0 (its rule names the potentiation products)
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,6 +112,7 @@ class LearningSpec:
     error_output: str | None  # the IR Output node that is the error stream, if any
     rule: str = "three_factor"  # the IR rule (RULES)
     eprop: EPropChip | None = None  # rule "eprop": the post's factors (label: the error Input)
+    pairing: "PairChip | None" = None  # rules "stdp", "reward_stdp" (label: the reward Input)
 
     @property
     def y2_label(self) -> np.ndarray:
@@ -158,6 +187,8 @@ def learning_spec(graph: Graph, name: str, dt: float, gain: np.ndarray, source: 
                       f"delay={RULE_DELAY[rule.rule]}", node=name)
     if isinstance(rule, EProp):
         return eprop_learning_spec(graph, name, dt, gain, source, src, post)
+    if isinstance(rule, (STDP, RewardSTDP)):
+        return pairing_learning_spec(graph, name, dt, gain, source, src, post)
     assert isinstance(rule, ThreeFactor)
     if rule.t_epoch != 1:
         raise IRError(f"plasticity 'three_factor' with t_epoch = {rule.t_epoch}: Loihi's learning engine "
@@ -258,6 +289,62 @@ def eprop_learning_spec(graph: Graph, name: str, dt: float, gain: np.ndarray, so
     return LearningSpec(name=name, source=source, target=post, keep=keep, rate=c.rate, gain=gain,
                         label=rule.error, label_delay=0, label_gain=np.ones(n_err), v_gain=np.zeros(n),
                         error_output=None, rule="eprop", eprop=chip)
+
+
+def pairing_learning_spec(graph: Graph, name: str, dt: float, gain: np.ndarray, source: str, src: str,
+                          post: str) -> LearningSpec:
+    """What an STDP / reward-STDP connection ``name`` becomes on the chip (float), or a
+    one-line IRError naming it (docs/onchip-learning.md, "STDP on chip").
+
+    At the chip step where the post computes IR step t (and sends z(t), ybar(t), r(t)),
+    the synapse holds ``x0 = x(t + 1)``, ``x1 = xbar(t + 1)``; the rule keeps ``x(t)`` in
+    ``tag_2`` (``x2`` is a trace that holds this step's spikes only) and, for STDP,
+    ``xbar(t)`` in ``tag_1``; reward-STDP's ``tag_1`` is the eligibility, and it reads
+    ``xbar(t) = (x1 - x2) / keep_x``. The constants ride on y1..y3 (every rule constant is
+    +-1): STDP ``y1 = gain lr a_plus``, ``y2 = gain lr a_minus ybar``; reward-STDP with
+    ``tag_1 = c / s``, ``s = a_plus / keep_x`` (1 when a_plus = 0): ``y1 = gain rate s r``,
+    ``y2 = a_minus ybar / s``, ``y3 = -dt/tau_e``."""
+    rule = graph.nodes[name].plasticity  # type: ignore[attr-defined]
+    kind = rule.rule
+    rule.post_node(graph, name)
+    if not isinstance(graph.nodes[src], Input) and not graph.nodes[src].spiking:  # type: ignore[attr-defined]
+        raise IRError(f"plasticity '{kind}' reads '{src}', a non-spiking {graph.nodes[src].type_name}: the "
+                      "synapse's presynaptic trace counts spikes", node=name)
+    if rule.t_epoch != 1:
+        raise IRError(f"plasticity '{kind}' with t_epoch = {rule.t_epoch}: Loihi's learning engine evaluates its "
+                      "rule once per epoch from the traces at its end, where the IR sums every step's increment; "
+                      "only t_epoch = 1 runs on the chip", node=name)
+    if rule.w_min is not None or rule.w_max is not None:
+        raise IRError(f"plasticity '{kind}' with weight bounds (w_min/w_max): Lava's learning engine does not "
+                      "clip weights to bounds; remove them to run it on the chip", node=name)
+    gain = np.asarray(gain, dtype=np.float64).copy()
+    if np.any(gain == 0) or not np.all(np.isfinite(gain)):
+        raise IRError(f"plastic connection into '{post}', whose input gain is 0 for some neuron: the learnt "
+                      "weights could not be read back", node=name)
+    c = discretize_plasticity(rule, dt, name)
+    keep_x, keep_y = 1.0 - float(c.dx), 1.0 - float(c.dy)
+    n = int(np.prod(graph.shape(name)))
+    if isinstance(rule, STDP):
+        chip = PairChip(keep_x=keep_x, keep_y=keep_y, y1_gain=gain * c.lr * c.a_plus,
+                        y2_gain=gain * c.lr * c.a_minus, y3=0.0, reward=False)
+        return LearningSpec(name=name, source=source, target=post, keep=keep_x, rate=float(c.lr), gain=gain,
+                            label=None, label_delay=0, label_gain=np.zeros(0), v_gain=np.zeros(n),
+                            error_output=None, rule=kind, pairing=chip)
+    stream = rule.reward
+    if not isinstance(graph.nodes[stream], Input):
+        raise IRError(f"plasticity 'reward_stdp' with its reward '{stream}' computed in the graph: not lowered to "
+                      "Loihi 2 yet; give the reward as an Input stream", node=name)
+    potentiate = c.a_plus != 0.0
+    if potentiate and not keep_x > 0.0:
+        raise IRError("plasticity 'reward_stdp' with dt/tau_plus = 1: the chip recovers xbar(t) as "
+                      "(x1 - x0)/(1 - dt/tau_plus), which needs tau_plus > dt", node=name)
+    s = c.a_plus / keep_x if potentiate else 1.0
+    chip = PairChip(keep_x=keep_x, keep_y=keep_y, y1_gain=gain * c.rate * s,
+                    y2_gain=np.full(n, c.a_minus / s), y3=-float(c.dc), reward=True, potentiate=potentiate)
+    n_r = int(np.prod(graph.shape(stream)))
+    return LearningSpec(name=name, source=source, target=post, keep=keep_x, rate=float(c.rate), gain=gain,
+                        label=stream, label_delay=0, label_gain=np.ones(n_r), v_gain=np.zeros(n),
+                        error_output=None, rule=kind, pairing=chip)
 
 
 # ---------------------------------------------------------------- streams

@@ -403,7 +403,7 @@ def lower(graph: Graph, dt: float | None = None) -> Netlist:
     plastic = {name: plastic_wiring(graph, name) for name in plastic_nodes(graph)}
     for name, (_, post, _) in plastic.items():
         incoming[post] = [e for e in incoming[post] if e.source != name]
-    errors = {graph.nodes[p].plasticity.error for p in plastic}  # type: ignore[attr-defined]
+    errors = {getattr(graph.nodes[p].plasticity, "error", None) for p in plastic}  # type: ignore[attr-defined]
     # Populations in evaluation order (the resource map lists them so), not file order.
     neurons = [name for name in graph.order() if isinstance(graph.nodes[name], Neuron)]
     order = _linear_order(graph, incoming, neurons)

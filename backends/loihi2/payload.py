@@ -347,7 +347,7 @@ def _netlist(r: _Reader, data: Any, graph: Graph, dt: float, fixed: bool) -> Net
         connections.append(Connection(src, dst, weight, ir_delay, extra, geom, plastic))
 
     outputs: list[OutputPort] = []
-    errors = {graph.nodes[p].plasticity.error for p in plastic_nodes(graph)}  # type: ignore[attr-defined]
+    errors = {getattr(graph.nodes[p].plasticity, "error", None) for p in plastic_nodes(graph)}  # type: ignore[attr-defined]
     n_outputs = len([o for o in graph.outputs if o not in errors])
     for i, item in enumerate(r.list(d["outputs"], "netlist.outputs", n_outputs)):
         where = f"netlist.outputs[{i}]"

@@ -24,7 +24,7 @@ from neuromorph.rules import RuleTable
 from neuromorph.streams import Probe, Recording
 from neuromorph.target import Compiled, Progress, Reference, Target
 
-from .learning_model import RULES as LEARNING_RULES
+from .learning_model import FLOAT_ONLY_RULES, RULES as LEARNING_RULES
 from .netlist import LOWERING_RULES, Netlist, lower
 from .conv import CONV_FIELDS
 from .resources import map_netlist
@@ -71,8 +71,8 @@ class Loihi2Target(Target):
             from .quantize import quantize
 
             for spec in net.learning.values():
-                if spec.rule == "eprop":
-                    raise IRError("plasticity 'eprop' on Loihi 2 runs in float precision only for now (its "
+                if spec.rule in FLOAT_ONLY_RULES:
+                    raise IRError(f"plasticity '{spec.rule}' on Loihi 2 runs in float precision only for now (its "
                                   "fixed-point engine constants are not derived yet): compile with "
                                   "precision=\"float\"", node=spec.name)
 

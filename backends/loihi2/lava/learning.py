@@ -23,6 +23,11 @@ post population as a ``TeacherGroup`` that sends the third factor (docs/onchip-l
   ``NeuronGroup`` (reset by subtraction) that also receives the error stream ``err_in``
   and sends ``y1 = psi * gain / (1 - dv)``, ``y2 = gain * rate * (feedback @ err)``,
   ``y3 = -dk`` to the synapse's ``s_in_y1..3``; the window reset zeroes ``tag_1`` too.
+- STDP and reward-STDP (docs/onchip-learning.md, "STDP on chip"): :func:`pairing_rule`
+  and :class:`PairGroup`, a spiking ``NeuronGroup`` that sends its spikes to the
+  synapse's ``s_in_bap`` (the back-propagating action potential: the engine's ``y0``)
+  and y1..y3 from its own post trace ``ybar`` and (reward-STDP) the reward stream
+  ``r_in``; the window reset zeroes ``tag_2`` too (it holds the previous step's spikes).
 
 Numpy only inside the models; every module of this package imports on its own (Lava
 executes them as top-level modules when it searches for models).
@@ -64,6 +69,25 @@ EPROP_DT = "u0 * y3 * t + u0 * y1 * x1 - x0 * y1"
 """e-prop: tag_1 <- (1 - dk) tag_1 + psi gain xbar(t)   (docs/onchip-learning.md)"""
 EPROP_DW = "u0 * y2 * t + u0 * y2 * y3 * t + u0 * y2 * y1 * x1 - x0 * y2 * y1"
 """e-prop: weights += y2 * tag_1(new) (the engine evaluates dw from the old tag_1)."""
+PAIR_DD = "u0 * x2 - u0 * d"
+"""STDP / reward-STDP: tag_2 <- x2, this step's presynaptic spikes x(t + 1) (x2: impulse 1,
+no memory), so that the next step reads x(t) from the old tag_2."""
+STDP_DT = "u0 * x1 - u0 * t"
+"""STDP: tag_1 <- x1 = xbar(t + 1), read as xbar(t) at the next step."""
+STDP_DW = "y0 * y1 * t - u0 * y2 * d"
+"""STDP: weights += gain lr (a_plus z(t) xbar(t) - a_minus ybar(t) x(t)) (y1 = gain lr a_plus,
+y2 = gain lr a_minus ybar(t), t = xbar(t), d = x(t): the old tags)."""
+RSTDP_DT = "u0 * y3 * t + y0 * x1 - y0 * x2 - u0 * y2 * d"
+"""reward-STDP: tag_1 = c/s <- (1 - dc) tag_1 + z(t) (x1 - x2) - (a_minus/s) ybar(t) x(t),
+with x1 - x2 = keep_x xbar(t) and s = a_plus/keep_x."""
+RSTDP_DW = "u0 * y1 * t + u0 * y1 * y3 * t + y0 * y1 * x1 - y0 * y1 * x2 - u0 * y1 * y2 * d"
+"""reward-STDP: weights += y1 * tag_1(new) = gain rate r(t) c(t), spelled out (the engine
+evaluates dw from the old tag_1)."""
+
+
+def _without_potentiation(rule: str) -> str:
+    """The reward-STDP rule string without its ``y0`` products (a_plus = 0)."""
+    return " ".join(rule.replace(" + y0 * x1 - y0 * x2", "").replace(" + y0 * y1 * x1 - y0 * y1 * x2", "").split())
 
 
 def float_tau(keep: float) -> float:
@@ -84,6 +108,22 @@ def eprop_rule(keep: float, rng_seed: int = 1) -> Loihi3FLearningRule:
     ``x1`` decaying by ``keep = 1 - dt/tau_mem`` of the post, y1..y3 undecayed."""
     rule = Loihi3FLearningRule(dw=EPROP_DW, dt=EPROP_DT, x1_impulse=1.0, x1_tau=float_tau(keep), t_epoch=1,
                                rng_seed=int(rng_seed))
+    rule.y1_tau = rule.y2_tau = rule.y3_tau = NO_DECAY_TAU
+    return rule
+
+
+def pairing_rule(chip: Any, rng_seed: int = 1) -> Loihi3FLearningRule:
+    """The float STDP / reward-STDP rule of a ``learning_model.PairChip``: ``x1`` decays by
+    ``keep_x`` (impulse 1), ``x2`` holds this step's spikes only, y1..y3 (sent by the post)
+    are undecayed and take no impulse from the post's spikes (those are ``y0``)."""
+    if chip.reward:
+        dt, dw = RSTDP_DT, RSTDP_DW
+        if not chip.potentiate:
+            dt, dw = _without_potentiation(dt), _without_potentiation(dw)
+    else:
+        dt, dw = STDP_DT, STDP_DW
+    rule = Loihi3FLearningRule(dw=dw, dt=dt, dd=PAIR_DD, x1_impulse=1.0, x1_tau=float_tau(chip.keep_x),
+                               x2_impulse=1.0, x2_tau=VANISH_TAU, t_epoch=1, rng_seed=int(rng_seed))
     rule.y1_tau = rule.y2_tau = rule.y3_tau = NO_DECAY_TAU
     return rule
 
@@ -130,6 +170,7 @@ class _Windows:
             self.x1 = np.zeros_like(self.x1)  # type: ignore[has-type]
             self.x2 = np.zeros_like(self.x2)  # type: ignore[has-type]
             self.tag_1 = np.zeros_like(self.tag_1)  # type: ignore[has-type]
+            self.tag_2 = np.zeros_like(self.tag_2)  # type: ignore[has-type]
         super().run_spk()  # type: ignore[misc]
 
     def run_lrn(self) -> None:
@@ -353,8 +394,94 @@ class PyEPropGroupFloat(_FloatTypes, _NeuronGroupModel):
         self._report(time_step)
 
 
+# ---------------------------------------------------------------- STDP's post population
+
+
+class PairGroup(NeuronGroup):
+    """A spiking NeuronGroup (one sample at a time, float) that also sends the STDP /
+    reward-STDP post factors (module docstring; learning_model.PairChip): its spikes on
+    ``bap_out`` (to the synapse's ``s_in_bap``), ``y1 = y1_gain * r`` (``r`` from ``r_in``,
+    a RingBuffer playing learning_model.error_stream, when ``reward``; else 1),
+    ``y2 = y2_gain * ybar`` with ``ybar <- keep_y * ybar + z`` (zeroed at each sample's
+    first step), ``y3``. Idle steps send zeros. ``sums``: the spikes sent on ``bap_out``
+    and the sum of |y1| (a guard: a factor that stays 0 never learns)."""
+
+    def __init__(self, *, y1_gain: np.ndarray, y2_gain: np.ndarray, y3: float, keep_y: float, reward: bool,
+                 n_reward: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        size = int(kwargs["size"])
+        self.r_in = InPort(shape=(int(n_reward),))
+        self.bap_out = OutPort(shape=(size,))
+        self.y1_out = OutPort(shape=(size,))
+        self.y2_out = OutPort(shape=(size,))
+        self.y3_out = OutPort(shape=(size,))
+        self.y1_gain = Var(shape=(size,), init=np.broadcast_to(y1_gain, (size,)).copy())
+        self.y2_gain = Var(shape=(size,), init=np.broadcast_to(y2_gain, (size,)).copy())
+        self.y3 = Var(shape=(1,), init=np.array([float(y3)]))
+        self.keep_y = Var(shape=(1,), init=np.array([float(keep_y)]))
+        self.reward = Var(shape=(1,), init=np.array([1.0 if reward else 0.0]))
+        self.sums = Var(shape=(2,), init=np.zeros(2))
+
+
+@implements(proc=PairGroup, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+@_declare(FLOAT_PARAMS, lambda: LavaPyType(np.ndarray, float))
+class PyPairGroupFloat(_FloatTypes, _NeuronGroupModel):
+    """Float64: the population's step, then its post trace (as neuromorph.simulate:
+    ``(1 - dy) * ybar + z``) and the factors."""
+
+    r_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    bap_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    y1_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    y2_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    y3_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    y1_gain: np.ndarray = LavaPyType(np.ndarray, float)
+    y2_gain: np.ndarray = LavaPyType(np.ndarray, float)
+    y3: np.ndarray = LavaPyType(np.ndarray, float)
+    keep_y: np.ndarray = LavaPyType(np.ndarray, float)
+    reward: np.ndarray = LavaPyType(np.ndarray, float)
+    sums: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def _send_factors(self, z: np.ndarray, y1: np.ndarray, y2: np.ndarray, y3: np.ndarray) -> None:
+        self.bap_out.send(z)
+        self.y1_out.send(y1)
+        self.y2_out.send(y2)
+        self.y3_out.send(y3)
+
+    def _chip_step(self, time_step: int) -> None:
+        a_in = self.a_in.recv()
+        with_reward = bool(self.reward[0])
+        r = self.r_in.recv() if with_reward else None
+        size = self.s_out.shape[0]
+        zero = np.zeros(size)
+        rel = time_step - 1 - self.offset
+        j, k = divmod(rel, self.period)
+        if rel < 0 or j >= self.samples or k >= self.steps:
+            self.s_out.send(zero)
+            self._send_factors(zero, zero, zero, zero)
+            self._report(time_step)
+            return
+        try:
+            z = self._update(a_in[None], j, k)[0]
+            old = np.zeros(size) if k == 0 else self._ybar
+            self._ybar = self.keep_y[0] * old + z  # keep_y = 1 - dy: simulate's (1 - dy) * ybar + z
+            y1 = self.y1_gain * r if with_reward else self.y1_gain.copy()
+            y2 = self.y2_gain * self._ybar
+        except Exception as exc:
+            self.s_out.send(zero)
+            self._send_factors(zero, zero, zero, zero)
+            raise RuntimeError(f"population '{self.population}', chip step {time_step - 1}: "
+                               f"{type(exc).__name__}: {exc}") from None
+        self.s_out.send(z)
+        self._send_factors(z, y1, y2, np.full(size, self.y3[0]))
+        self.sums[0] += np.count_nonzero(z)
+        self.sums[1] += np.abs(y1).sum()
+        self._report(time_step)
+
+
 MODELS = {(LearningDense, "float"): PlasticDenseFloat, (TeacherGroup, "float"): PyTeacherGroupFloat,
           (LearningDense, "fixed"): PlasticDenseFixed, (TeacherGroup, "fixed"): PyTeacherGroupFixed,
-          (EPropGroup, "float"): PyEPropGroupFloat}
+          (EPropGroup, "float"): PyEPropGroupFloat, (PairGroup, "float"): PyPairGroupFloat}
 """(process class, precision) -> the ProcessModel the runner maps it to (one sample at a
 time)."""

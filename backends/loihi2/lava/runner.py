@@ -77,7 +77,7 @@ from neuromorph.backends.loihi2.chip_model import (  # noqa: E402
     Schedule, check_inputs, fill_stream, float_params, input_stream,
 )
 from neuromorph.backends.loihi2.learning_model import (  # noqa: E402
-    LearningSpec, error_output, error_stream, label_stream,
+    LAGGED_RULES, LearningSpec, error_output, error_stream, label_stream,
 )
 from neuromorph.backends.loihi2.synapse import message_bound  # noqa: E402
 from neuromorph.errors import NeuromorphError  # noqa: E402
@@ -210,10 +210,10 @@ def run_lava(
         plan = Plan(n, plan.asynchronous)
     _check_delays(net, precision, plan)
     stall_s = _stall_timeout(stall_timeout)
-    # an e-prop synapse takes its last update (the post's last step) one step after its
-    # window: the periods need an idle step, so that the next sample's reset comes after it
-    eprop = any(s.rule == "eprop" for s in learning.values())
-    sched = Schedule.of(net, n, t, lanes=plan.lanes, min_gap=1 if eprop else 0)
+    # an e-prop or STDP synapse takes its last update (the post's last step) one step after
+    # its window: the periods need an idle step, so that the next sample's reset comes after it
+    lagged = any(s.rule in LAGGED_RULES for s in learning.values())
+    sched = Schedule.of(net, n, t, lanes=plan.lanes, min_gap=1 if lagged else 0)
 
     # Exits in reverse order: the temp folder is removed, the guardian ends (removing
     # whatever a failure left), then a signal that arrived is acted upon.
@@ -327,6 +327,10 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
                 groups[pop.name] = _eprop_post(spec, pop, kwargs, inputs, sched, sources)
                 models[groups[pop.name]] = learning_models.MODELS[(learning_models.EPropGroup, precision)]
                 continue
+            if spec is not None and spec.pairing is not None:
+                groups[pop.name] = _pairing_post(spec, pop, kwargs, inputs, sched, sources)
+                models[groups[pop.name]] = learning_models.MODELS[(learning_models.PairGroup, precision)]
+                continue
             if spec is None:
                 groups[pop.name] = NeuronGroup(**kwargs)
                 models[groups[pop.name]] = neuron_models.MODELS[key]
@@ -351,10 +355,7 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
                 files[(conn.plastic, "weight")] = path
                 syn = _plastic_synapse(conn, learning[conn.plastic], sched, net, path, rng_seed,
                                        integers, bits, rules.get(conn.plastic))
-                groups[conn.target].y2_out.connect(syn.s_in_y2)
-                if learning[conn.plastic].rule == "eprop":
-                    groups[conn.target].y1_out.connect(syn.s_in_y1)
-                    groups[conn.target].y3_out.connect(syn.s_in_y3)
+                connect_post_factors(groups[conn.target], syn, learning[conn.plastic])
                 models[syn] = learning_models.MODELS[(type(syn), precision)]
             elif fixed and conn.plastic is not None and lanes is None and conn.extra_delay == 0:
                 # learnt mantissas: 8 bits + sign, odd ones included (learning_model: the
@@ -467,13 +468,48 @@ def _plastic_synapse(conn: Connection, spec: LearningSpec, sched: Schedule, net:
         return learning_models.plastic_dense(
             np.asarray(integers[0], dtype=np.int32), learning_models.fixed_learning_rule(rule, rng_seed),
             weight_exp=int(integers[1]), num_message_bits=bits, **window)
-    if spec.rule == "eprop":  # its post sends the factors of IR step t one chip step after the window's
-        # step t: the update of the last step comes at window step T (the schedule's idle step)
+    if spec.rule in LAGGED_RULES:  # its post sends the factors of IR step t one chip step after the
+        # window's step t: the update of the last step comes at window step T (the schedule's idle step)
         window["steps"] = sched.steps + 1
+    if spec.rule == "eprop":
         lava_rule = learning_models.eprop_rule(spec.keep, rng_seed=rng_seed)
+    elif spec.pairing is not None:
+        lava_rule = learning_models.pairing_rule(spec.pairing, rng_seed=rng_seed)
     else:
         lava_rule = learning_models.learning_rule(spec.keep, rng_seed=rng_seed)
     return learning_models.plastic_dense(conn.weight, lava_rule, num_message_bits=FLOAT_MESSAGE_BITS, **window)
+
+
+def connect_post_factors(group: Any, syn: Any, spec: LearningSpec) -> None:
+    """The post population's factors into its plastic synapse: y2 (the delta rule), y1..y3
+    (e-prop), the spikes on ``s_in_bap`` and y1..y3 (STDP, reward-STDP). An unconnected
+    port of the synapse reads zeros: a rule would silently not learn (tests guard it)."""
+    group.y2_out.connect(syn.s_in_y2)
+    if spec.rule == "eprop" or spec.pairing is not None:
+        group.y1_out.connect(syn.s_in_y1)
+        group.y3_out.connect(syn.s_in_y3)
+    if spec.pairing is not None:
+        group.bap_out.connect(syn.s_in_bap)
+
+
+def _pairing_post(spec: LearningSpec, pop: Any, kwargs: dict, inputs: Mapping[str, np.ndarray], sched: Schedule,
+                  sources: dict) -> Any:
+    """The PairGroup of an STDP / reward-STDP connection's post population (lava/learning.py),
+    with the RingBuffer that plays its reward Input (learning_model.error_stream) into ``r_in``."""
+    chip = spec.pairing
+    if not pop.spiking:  # the IR's post_node refuses it at compile time; a corrupt artifact here
+        raise NeuromorphError(f"plastic connection '{spec.name}': '{spec.rule}' needs a spiking population "
+                              f"'{pop.name}'")
+    n_reward = spec.label_gain.size if chip.reward else 1
+    group = learning_models.PairGroup(**kwargs, y1_gain=chip.y1_gain, y2_gain=chip.y2_gain, y3=chip.y3,
+                                      keep_y=chip.keep_y, reward=chip.reward, n_reward=n_reward)
+    if chip.reward:
+        stream = error_stream(inputs[spec.label], sched.samples, sched.steps, sched.period, pop.offset,
+                              sched.total)
+        ring = RingBuffer(data=np.ascontiguousarray(stream.T))
+        ring.s_out.connect(group.r_in)
+        sources[f"reward:{spec.name}"] = ring
+    return group
 
 
 def _check_learning_inputs(net: Netlist, inputs: Mapping[str, np.ndarray]) -> None:
