@@ -17,7 +17,7 @@ import numpy as np
 
 from .discretize import DEFAULT_DT
 from .errors import IRError
-from .ir import ALIF, LI, LIF, Affine, Conv1d, Conv2d, Graph, Input, Linear, Node, Output
+from .ir import ALIF, LI, LIF, Affine, Conv1d, Conv2d, Graph, Input, Linear, Neuron, Node, Output
 
 
 
@@ -238,6 +238,138 @@ def delta_rule(
     edges = [*graph.edges, (label, f"{error}_target"), (f"{error}_target", error),
              (readout, f"{error}_output", 1), (f"{error}_output", error)]
     return Graph(nodes, edges, dt=graph.dt, metadata=graph.metadata)
+
+
+def eprop_rule(
+    graph: Graph,
+    *,
+    lr: float,
+    lr_readout: float | None = None,
+    target: float = 1.0,
+    feedback: str = "random",
+    seed: int = 0,
+    gamma: float = 0.3,
+    label: str = "label",
+    error: str = "error",
+) -> Graph:
+    """``graph``, a spiking network of LIF populations with an LI readout, made learnable
+    on chip: e-prop (``EProp``) on every Affine/Linear into a LIF population, the delta
+    rule (:func:`delta_rule`, ``lr_readout``, default ``lr``) on the readout connection,
+    both errors computed inside the graph from one label Input::
+
+        label (Input, one-hot) -> Scale(target) --+--------------------------> error        (delta rule)
+                                                  +--------------------------> error_eprop  (e-prop)
+        readout --(delay 1)--> Scale(-1) ---------------------------------------> error
+        readout --(delay k)--> Scale(-1) = error_eprop_output -------------------> error_eprop
+
+    Choices (docs/onchip-learning.md, "e-prop on chip"):
+
+    - **Two error Outputs.** A chip delivers the readout's membrane to the readout
+      connection's own learning engine with a lag of 1 step, but to another population
+      only through a synapse: one step more. So the delta rule reads ``v(t - 1)`` and e-prop
+      ``v(t - k)``, ``k = 1 + (the chip steps from the hidden population to the readout)``:
+      2 for a readout fed by the population, the largest over the LIF populations (one
+      shared e-prop error; a population closer to the readout gets the difference as
+      synaptic delay on the chip). ``k`` counts one step per synapse, as Loihi's Dense.
+    - **EProp** with ``delay=1`` (its learning latency on the chip), ``tau_out`` the
+      readout's tau, ``gamma``; ``lr`` for every e-prop connection (a population's e-prop
+      synapses share the factors it sends).
+    - **feedback**: ``"random"``, a fixed matrix ``N(0, 1/n_out)`` per population from
+      ``seed`` (random e-prop); ``"symmetric"``, the readout's initial weights transposed
+      (only for the population the readout connection reads: refused otherwise). Both are
+      fixed matrices on the chip.
+    - Every LIF population must reset by subtraction (the chip's eligibility needs it: one
+      line refuses another reset), and every Affine/Linear into it must read one Input or
+      one spiking population and feed only it with no delay (a recurrent connection
+      carries its delay on its input edge, as :func:`recurrent` does); CubaLIF/ALIF
+      populations are not e-prop's on the chip and are refused. Data Inputs must carry
+      0/1 spikes in a learning run (the traces count spikes).
+    """
+    import dataclasses
+
+    from .ir import EProp, Scale
+
+    if feedback not in ("random", "symmetric"):
+        raise IRError(f"feedback must be 'random' or 'symmetric', got {feedback!r}")
+    readout_conn = _readout_connection(graph)
+    readout = graph.outgoing(readout_conn)[0].target
+    hidden = [n for n, node in graph.nodes.items() if isinstance(node, Neuron) and n != readout]
+    for n in hidden:
+        node = graph.nodes[n]
+        if type(node) is not LIF:
+            raise IRError(f"e-prop on the chip learns into LIF populations; this one is a {node.type_name}", node=n)
+        if node.reset != "subtract":
+            raise IRError("e-prop on the chip needs reset=\"subtract\" (a reset to a value cuts the eligibility "
+                          "per neuron, which the chip's presynaptic trace cannot hold): build it so", node=n)
+    if not hidden:
+        raise IRError("eprop_rule needs at least one LIF population before the readout")
+    ro_w = np.asarray(graph.nodes[readout_conn].weight, dtype=np.float64)  # type: ignore[attr-defined]
+    n_out = ro_w.shape[0]
+    reads = graph.incoming(readout_conn)[0].source
+    offsets = _chip_offsets(graph)
+    k = 1 + max(offsets[readout] - offsets[h] for h in hidden)
+    name_err, name_neg = f"{error}_eprop", f"{error}_eprop_output"
+    if name_err in graph.nodes or name_neg in graph.nodes:
+        raise IRError(f"eprop_rule adds nodes '{name_err}', '{name_neg}', and the graph already has one")
+    g = delta_rule(graph, lr=lr if lr_readout is None else lr_readout, target=target, connection=readout_conn,
+                   label=label, error=error)
+    rng = _rng(seed)
+    tau_out = float(graph.nodes[readout].tau)  # type: ignore[attr-defined]
+    nodes = dict(g.nodes)
+    for h in hidden:
+        n_h = int(np.prod(graph.shape(h)))
+        if feedback == "symmetric":
+            if reads != h:
+                raise IRError(f"symmetric feedback is the readout's weights transposed, which reach only '{reads}': "
+                              "use feedback='random'", node=h)
+            fb = ro_w.T.copy()
+        else:
+            fb = rng.normal(0.0, 1.0 / np.sqrt(n_out), (n_h, n_out))
+        rule = EProp(error=name_err, lr=lr, tau_out=tau_out, feedback=fb, gamma=gamma, delay=1)
+        for edge in graph.incoming(h):
+            conn = graph.nodes[edge.source]
+            if not isinstance(conn, (Affine, Linear)):
+                continue
+            into, out = graph.incoming(edge.source), graph.outgoing(edge.source)
+            src = graph.nodes[into[0].source] if len(into) == 1 else None
+            ok_src = isinstance(src, Input) or (isinstance(src, Neuron) and src.spiking)
+            if not ok_src or len(out) != 1 or out[0].delay != 0:
+                raise IRError(f"e-prop on the chip learns a connection that reads one Input or spiking population "
+                              f"and feeds only '{h}' with no delay (put a recurrent delay on its input edge)",
+                              node=edge.source)
+            nodes[edge.source] = dataclasses.replace(conn, plasticity=rule)
+    nodes.update({name_neg: Scale(np.float64(-1.0)), name_err: Output()})
+    edges = [*g.edges, (f"{error}_target", name_err), (readout, name_neg, k), (name_neg, name_err)]
+    return Graph(nodes, edges, dt=g.dt, metadata=g.metadata)
+
+
+def _chip_offsets(graph: Graph) -> dict[str, int]:
+    """The chip step at which each population computes its step 0 when every synapse
+    delivers one step after it sends (Loihi, Lava's Dense): the smallest offsets with
+    ``off(v) >= off(u) + 1 - d`` for every path u -> v through non-neuron nodes with IR
+    delay d (Inputs at 0)."""
+    def sources(v: str) -> list[tuple[str, int]]:
+        found, todo = [], [(e.source, e.delay) for e in graph.incoming(v)]
+        while todo:
+            n, d = todo.pop()
+            if isinstance(graph.nodes[n], (Input, Neuron)):
+                found.append((n, d))
+            else:
+                todo += [(e.source, d + e.delay) for e in graph.incoming(n)]
+        return found
+
+    pops = [n for n, node in graph.nodes.items() if isinstance(node, Neuron)]
+    into = {v: sources(v) for v in pops}
+    off = {n: 0 for n, node in graph.nodes.items() if isinstance(node, (Input, Neuron))}
+    for _ in range(len(pops) + 1):
+        changed = False
+        for v in pops:
+            for u, d in into[v]:
+                if off[u] + 1 - d > off[v]:
+                    off[v], changed = off[u] + 1 - d, True
+        if not changed:
+            return off
+    raise IRError("a recurrent loop has less delay than synapse hops: the chip cannot schedule it")
 
 
 def _readout_connection(graph: Graph) -> str:

@@ -127,6 +127,7 @@ SLOW_TESTS = {
     "tests/test_examples.py::test_main_job_trains_compiles_and_runs_in_lava",  # 8-10 / 27
     "tests/test_examples.py::test_snntorch_nir_file_deploys_and_matches_snntorch",  # - / 6
     "tests/test_examples.py::test_digits_incremental_learns_new_classes_on_chip",  # - / 89 (loaded)
+    "tests/test_onchip_eprop.py::test_run_learn_accepts_an_eprop_rule_model",  # - / 3.5
     "tests/test_tasks.py::test_randman_alpha_sets_smoothness",  # 2-4 / 4
     "tests/test_lava_backend.py::test_ctrl_c_during_a_run_leaves_no_lava_processes",  # 3-4 / 5
     "tests/test_deploy.py::test_snntorch_recurrent_export_with_dotted_names_deploys_and_verifies",  # - / 12

@@ -259,7 +259,7 @@ def test_the_error_reaches_the_synapse_through_the_target():
     ({"delay": 0}, "float", "set delay=1"),
     ({"reset": "value"}, "float", "a reset to a value cuts the eligibility per post neuron"),
     ({"t_epoch": 2}, "float", "t_epoch > 1"),
-    ({"error_output": True}, "float", "give the error as an Input stream"),
+    ({"error_output": True}, "float", "give the path 'ro' -> 'err' a delay of 2"),
     ({}, "fixed", "float precision only"),
 ])
 def test_the_target_refuses_what_it_cannot_run_at_compile_time(kwargs, precision, words):
@@ -296,3 +296,150 @@ def test_graded_input_to_an_eprop_synapse_is_refused_in_one_line():
     with pytest.raises(NeuromorphError) as exc:
         target("lava").run(compile_graph(g, backend="lava"), inputs, learn=True)
     assert "plastic connection 'w'" in str(exc.value) and "\n" not in str(exc.value)
+
+
+# ------------------------------------------------------------------ the error computed on the chip
+
+
+def recurrent_net(rng, n_in=5, n=6, n_out=3) -> Graph:
+    """x -> w_in -> h (LIF, reset by subtraction) with h -(1)-> w_rec -> h; h -> w_out -> ro (LI) -> y."""
+    w_rec = rng.normal(0.0, 0.3, (n, n))
+    np.fill_diagonal(w_rec, 0.0)
+    nodes = {"x": Input((n_in,)), "w_in": Linear(rng.uniform(0.0, 0.6, (n, n_in))),
+             "h": LIF(tau=0.02, r=25.0, v_threshold=np.linspace(0.8, 1.2, n), v_leak=0.1, reset="subtract"),
+             "w_rec": Linear(w_rec), "w_out": Linear(rng.normal(0.0, 0.5, (n_out, n))), "ro": LI(tau=0.03, r=10.0),
+             "y": Output()}
+    edges = [("x", "w_in"), ("w_in", "h"), ("h", "w_rec", 1), ("w_rec", "h"), ("h", "w_out"), ("w_out", "ro"),
+             ("ro", "y")]
+    return Graph(nodes, edges, dt=DT)
+
+
+def label_inputs(rng, n_in=5, n_out=3, n=3, steps=50) -> dict:
+    x = (rng.random((n, steps, n_in)) < 0.4).astype(np.float64)
+    label = np.zeros((n, steps, n_out))
+    for j in range(n):
+        label[j, :, j % n_out] = 1.0
+    return {"x": x, "label": label}
+
+
+def ir_learning(g: Graph, inputs: dict, plastic: list) -> list:
+    """simulate, sample after sample from the previous sample's final weights: [{connection: W}]."""
+    from neuromorph.backends.loihi2.target import model_with_weights
+
+    out = []
+    for j in range(len(inputs["x"])):
+        res = simulate(g, {k: v[j] for k, v in inputs.items()}, record=[f"{p}.weight" for p in plastic])
+        out.append({p: res[f"{p}.weight"][-1] for p in plastic})
+        g = model_with_weights(g, out[-1])
+    return out
+
+
+def check_samples(got: dict, want: list, w0: dict) -> float:
+    """Every connection moves in every sample and its change equals the IR's (relative 1e-6)."""
+    worst = 0.0
+    prev = dict(w0)
+    for j, w in enumerate(want):
+        for p, wj in w.items():
+            worst = max(worst, rel_change(got[f"{p}.weight"][j], wj, prev[p]))
+            np.testing.assert_allclose(got[f"{p}.weight"][j], wj, rtol=1e-6, atol=1e-9)
+        prev = w
+    assert worst <= 1e-6
+    return worst
+
+
+def test_eprop_rule_learns_a_recurrent_net_on_chip_with_the_error_computed_on_chip():
+    """eprop_rule: e-prop on the input and recurrent connections (error Output reading the
+    readout through a delay-2 edge, random feedback), the delta rule on the readout; the
+    chip's weights after each of 3 samples equal simulate's (sample after sample)."""
+    from neuromorph.build import eprop_rule
+    from neuromorph.compile import compile_graph
+    from neuromorph.registry import target
+
+    rng = np.random.default_rng(0)
+    g = eprop_rule(recurrent_net(rng), lr=4.0, lr_readout=3.0, seed=1)
+    plastic = ["w_in", "w_rec", "w_out"]
+    assert {p: g.nodes[p].plasticity.rule for p in plastic} == {"w_in": "eprop", "w_rec": "eprop",
+                                                                 "w_out": "three_factor"}
+    assert [e.delay for e in g.incoming("error_eprop_output")] == [2]
+    inputs = label_inputs(rng)
+    rec = target("lava").run(compile_graph(g, backend="lava", precision="float"), inputs, learn=True)
+    want = ir_learning(g, inputs, plastic)
+    check_samples(rec.probes, want, {p: g.nodes[p].weight for p in plastic})
+    res = simulate(g, {k: v[0] for k, v in inputs.items()})
+    for out in ("y", "error", "error_eprop"):
+        np.testing.assert_allclose(rec.outputs[out][0], res[out], rtol=0, atol=1e-9)
+    # the readout's term reaches the hidden population: without it the IR learns otherwise
+    quiet = g.replace_nodes(error_eprop_output=g.nodes["error_eprop_output"].replace(scale=np.float64(0.0)))
+    other = ir_learning(quiet, {k: v[:1] for k, v in inputs.items()}, ["w_in"])[0]["w_in"]
+    assert rel_change(other, want[0]["w_in"], g.nodes["w_in"].weight) > 1e-3
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_the_readout_lag_of_an_eprop_error_is_two_steps_at_least(k):
+    """k_min = off(ro) - off(h) + 1 = 2: a delay-1 readout edge is refused naming the edge; a
+    longer one runs (the chip adds the difference as synaptic delay) and equals the IR; a
+    frozen readout (not learning) sends its membrane too."""
+    from neuromorph.build import eprop_rule
+    from neuromorph.compile import compile_graph
+    from neuromorph.registry import target
+
+    rng = np.random.default_rng(2)
+    g = eprop_rule(recurrent_net(rng), lr=4.0, seed=3, feedback="symmetric")
+    drop = {"error", "error_output"}  # the readout does not learn: no delta-rule error
+    edges = [(e.source, e.target, k if (e.source, e.target) == ("ro", "error_eprop_output") else e.delay)
+             for e in g.edges if e.source not in drop and e.target not in drop]
+    nodes = {n: v for n, v in g.nodes.items() if n not in drop}
+    g = Graph(dict(nodes, w_out=g.nodes["w_out"].replace(plasticity=None)), edges, dt=DT)
+    if k == 1:
+        with pytest.raises(IRError) as exc:
+            compile_graph(g, backend="lava")
+        text = str(exc.value)
+        assert "edge 'ro' -> 'error_eprop_output'" in text and "a delay of 2" in text and "\n" not in text
+        return
+    inputs = label_inputs(rng, n=2, steps=40)
+    rec = target("lava").run(compile_graph(g, backend="lava"), inputs, learn=True)
+    plastic = ["w_in", "w_rec"]
+    check_samples(rec.probes, ir_learning(g, inputs, plastic), {p: g.nodes[p].weight for p in plastic})
+
+
+def test_eprop_connections_into_one_population_must_share_their_factors():
+    from neuromorph.build import eprop_rule
+    from neuromorph.compile import compile_graph
+
+    g = eprop_rule(recurrent_net(np.random.default_rng(0)), lr=4.0)
+    g = g.replace_nodes(w_rec=g.nodes["w_rec"].replace(plasticity=g.nodes["w_rec"].plasticity.replace(lr=2.0)))
+    with pytest.raises(IRError) as exc:
+        compile_graph(g, backend="lava")
+    assert "must share their error, lr" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_eprop_rule_refuses_what_the_chip_cannot_learn_in_one_line():
+    from neuromorph.build import eprop_rule, recurrent
+
+    with pytest.raises(IRError) as exc:
+        eprop_rule(recurrent(4, 5, 2), lr=1.0)  # an ALIF population
+    assert "LIF populations" in str(exc.value) and "\n" not in str(exc.value)
+    g = recurrent_net(np.random.default_rng(0))
+    with pytest.raises(IRError) as exc:
+        eprop_rule(g.replace_nodes(h=g.nodes["h"].replace(reset="value")), lr=1.0)
+    assert 'reset="subtract"' in str(exc.value)
+
+
+def test_run_learn_accepts_an_eprop_rule_model(tmp_path, capsys):
+    """`neuromorph run ART --task digits --learn`: a small LIF model made learnable by eprop_rule."""
+    import json
+
+    import neuromorph as nm
+    from neuromorph.build import eprop_rule
+    from neuromorph.cli import main
+
+    g = nm.feedforward(64, [12], 10, neuron=LIF(tau=0.01, r=10.0, reset="subtract"), seed=0)
+    model, art = tmp_path / "m.nm", tmp_path / "m.loihi"
+    nm.save(eprop_rule(g, lr=2.0), model)
+    assert main(["compile", str(model), "--backend", "lava", "-o", str(art)]) == 0
+    capsys.readouterr()
+    assert main(["run", str(art), "--task", "digits", "--encoding", "rate", "--learn", "--limit", "10", "--quiet",
+                 "--json"]) == 0  # spikes: the synapse's trace counts them
+    out = json.loads(capsys.readouterr().out)
+    assert out["learning_samples"] == 10 and out["plastic"] == ["fc1", "fc_out"]
+    assert {"accuracy_before", "accuracy_after", "online_accuracy", "curve"} <= set(out)

@@ -25,8 +25,11 @@ update of step ``t`` is applied after the synapse transmitted the input of step 
 and before it transmits that of step ``t + 1``.
 
 E-prop (``EProp`` with ``delay=1``, float only) is lowered by :func:`eprop_learning_spec`:
-the post population sends y1..y3 from its own membrane and an error Input stream
-(docs/onchip-learning.md, "e-prop on chip"; ``EPropChip``).
+the post population sends y1..y3 from its own membrane and an error Input stream, or an
+error Output computed on the chip from a label Input and an LI readout whose membrane
+reaches the post through a synapse: ``err(t) = a*label(t - d) + c*v_ro(t - k)``, ``k >=
+off_ro - off_post + 1`` (:func:`eprop_readout_lag`; docs/onchip-learning.md, "e-prop on
+chip"; ``EPropChip``).
 
 STDP and reward-modulated STDP (``STDP`` / ``RewardSTDP`` with ``delay=1``, float only)
 are lowered by :func:`pairing_learning_spec`: the post population sends its spikes on the
@@ -113,6 +116,9 @@ class LearningSpec:
     rule: str = "three_factor"  # the IR rule (RULES)
     eprop: EPropChip | None = None  # rule "eprop": the post's factors (label: the error Input)
     pairing: "PairChip | None" = None  # rules "stdp", "reward_stdp" (label: the reward Input)
+    v_source: str | None = None  # the population whose membrane enters the error (None: the post)
+    v_delay: int = 1  # err(t) reads c * v(t - v_delay) of that population
+    v_path: str = ""  # the IR edge out of that population on the error's path (for messages)
 
     @property
     def y2_label(self) -> np.ndarray:
@@ -156,10 +162,15 @@ def _broadcast(value: Any, n: int) -> np.ndarray:
 def _terms(graph: Graph, stream: str, name: str) -> list[tuple[str, int, np.ndarray]]:
     """The error Output's input as (Input or population, delay, factor) terms, following
     each edge back through Scale nodes."""
+    return [t[:3] for t in _terms_with_edges(graph, stream, name)]
+
+
+def _terms_with_edges(graph: Graph, stream: str, name: str) -> list[tuple[str, int, np.ndarray, str]]:
+    """:func:`_terms`, each with the IR edge out of its source ("'a' -> 'b'")."""
     n = int(np.prod(graph.shape(stream)))
     terms = []
     for edge in graph.incoming(stream):
-        node, delay, factor = edge.source, edge.delay, np.ones(n)
+        node, delay, factor, last = edge.source, edge.delay, np.ones(n), edge
         while isinstance(graph.nodes[node], Scale):
             into = graph.incoming(node)
             if len(into) != 1:
@@ -168,8 +179,8 @@ def _terms(graph: Graph, stream: str, name: str) -> list[tuple[str, int, np.ndar
                               "plus the readout (through Scales)", node=name)
             factor = factor * _broadcast(graph.nodes[node].scale, n)  # type: ignore[attr-defined]
             delay += into[0].delay
-            node = into[0].source
-        terms.append((node, delay, factor))
+            node, last = into[0].source, into[0]
+        terms.append((node, delay, factor, f"'{last.source}' -> '{last.target}'"))
     return terms
 
 
@@ -275,10 +286,6 @@ def eprop_learning_spec(graph: Graph, name: str, dt: float, gain: np.ndarray, so
     if not isinstance(graph.nodes[src], Input) and not graph.nodes[src].spiking:  # type: ignore[attr-defined]
         raise IRError(f"plasticity 'eprop' reads '{src}', a non-spiking {graph.nodes[src].type_name}: the "
                       "synapse's presynaptic trace counts spikes", node=name)
-    if not isinstance(graph.nodes[rule.error], Input):
-        raise IRError(f"plasticity 'eprop' with its error '{rule.error}' computed in the graph: not lowered to "
-                      "Loihi 2 yet (the hidden population would need the readout's membrane from another core); "
-                      "give the error as an Input stream", node=name)
     n = int(np.prod(graph.shape(name)))
     gain = np.asarray(gain, dtype=np.float64).copy()
     keep = 1.0 - float(np.unique(np.asarray(p.dv, dtype=np.float64))[0])
@@ -286,9 +293,77 @@ def eprop_learning_spec(graph: Graph, name: str, dt: float, gain: np.ndarray, so
     feedback = np.eye(n) if c.feedback is None else np.asarray(c.feedback, dtype=np.float64).copy()
     chip = EPropChip(dk=float(c.dk), gamma=float(c.gamma), feedback=feedback, y1_gain=gain / keep,
                      y2_gain=gain * c.rate)
-    return LearningSpec(name=name, source=source, target=post, keep=keep, rate=c.rate, gain=gain,
-                        label=rule.error, label_delay=0, label_gain=np.ones(n_err), v_gain=np.zeros(n),
-                        error_output=None, rule="eprop", eprop=chip)
+    common = dict(name=name, source=source, target=post, keep=keep, rate=c.rate, gain=gain, rule="eprop",
+                  eprop=chip)
+    if isinstance(graph.nodes[rule.error], Input):
+        return LearningSpec(**common, label=rule.error, label_delay=0, label_gain=np.ones(n_err),
+                            v_gain=np.zeros(n), error_output=None)
+    return LearningSpec(**common, **_eprop_error(graph, name, rule.error, post))
+
+
+def _eprop_error(graph: Graph, name: str, stream: str, post: str) -> dict[str, Any]:
+    """The terms of an e-prop error Output: ``err(t) = a * label(t - d) + c * v_ro(t - k)``,
+    one label Input and one LI readout population (each through Scale nodes). Whether the
+    chip can deliver ``v_ro(t - k)`` depends on the schedule: :func:`check_eprop_timing`."""
+    if not isinstance(graph.nodes[stream], Output):
+        raise IRError(f"plasticity 'eprop' with its error '{stream}', a {graph.nodes[stream].type_name}: on Loihi 2 "
+                      "the error is an Input stream or an Output summing a label Input and an LI readout "
+                      "(each through Scale nodes)", node=name)
+    n_err = int(np.prod(graph.shape(stream)))
+    label, label_delay, a = None, 0, np.zeros(n_err)
+    readout, k, cv, path = None, 0, np.zeros(n_err), ""
+    for src, delay, factor, edge in _terms_with_edges(graph, stream, name):
+        node = graph.nodes[src]
+        if isinstance(node, Input) and (label is None or (label == src and delay == label_delay)):
+            label, label_delay, a = src, delay, a + factor
+        elif isinstance(node, LI) and src != post and (readout is None or (readout == src and delay == k)):
+            readout, k, cv, path = src, delay, cv + factor, edge
+        else:
+            raise IRError(f"its error '{stream}' reads '{src}' (a {node.type_name}): on Loihi 2 an e-prop error "
+                          "may only sum one label Input and one LI readout population, each through Scale nodes "
+                          "and with one delay", node=name)
+    if readout is None:
+        raise IRError(f"its error '{stream}' reads no LI readout: give it as an Input stream instead", node=name)
+    if int(np.prod(graph.shape(readout))) != n_err:
+        raise IRError(f"its error '{stream}' reads the readout '{readout}' of another size", node=name)
+    return dict(label=label, label_delay=label_delay, label_gain=a, v_gain=cv, error_output=stream,
+                v_source=readout, v_delay=int(k), v_path=path)
+
+
+def same_post_factors(a: LearningSpec, b: LearningSpec) -> bool:
+    """Whether two e-prop connections into one population take the very factors its
+    EPropGroup sends (y1..y3 fan out to both synapses): same error wiring, rate, tau_out,
+    gamma and feedback (the post's gain and dt/tau_mem are the population's)."""
+    if a.rule != "eprop" or b.rule != "eprop" or a.eprop is None or b.eprop is None:
+        return False
+    same = (a.label == b.label and a.label_delay == b.label_delay and a.error_output == b.error_output
+            and a.v_source == b.v_source and a.v_delay == b.v_delay and a.rate == b.rate
+            and a.eprop.dk == b.eprop.dk and a.eprop.gamma == b.eprop.gamma)
+    return bool(same and all(np.array_equal(x, y) for x, y in [
+        (a.label_gain, b.label_gain), (a.v_gain, b.v_gain), (a.eprop.feedback, b.eprop.feedback)]))
+
+
+def eprop_readout_lag(spec: LearningSpec, offsets: Any) -> int:
+    """The smallest ``k`` for which the chip delivers ``v_ro(t - k)`` to the e-prop post
+    at its IR step ``t``: the readout computes its step ``s`` at chip step ``off_ro + s``
+    and sends its membrane (a graded message) through a synapse, which delivers one chip
+    step later; the post computes its step ``t`` at ``off_post + t``. So
+    ``k_min = off_ro - off_post + 1`` (2 for a readout fed by the post population)."""
+    return int(offsets[spec.v_source]) - int(offsets[spec.target]) + 1
+
+
+def check_eprop_timing(spec: LearningSpec, offsets: Any) -> None:
+    """Refuse, in one line naming the edge, an e-prop error that reads its readout with
+    less delay than the chip's message takes (:func:`eprop_readout_lag`)."""
+    if spec.rule != "eprop" or spec.v_source is None:
+        return
+    k_min = eprop_readout_lag(spec, offsets)
+    if spec.v_delay < k_min:
+        raise IRError(f"its error '{spec.error_output}' reads the readout '{spec.v_source}' with a delay of "
+                      f"{spec.v_delay} step(s) (edge {spec.v_path}): on the chip the readout's membrane reaches "
+                      f"'{spec.target}' through a synapse, so the error can read v(t - {k_min}) at the newest "
+                      f"(give the path '{spec.v_source}' -> '{spec.error_output}' a delay of {k_min})",
+                      node=spec.name)
 
 
 def pairing_learning_spec(graph: Graph, name: str, dt: float, gain: np.ndarray, source: str, src: str,
@@ -376,11 +451,29 @@ def label_stream(spec: LearningSpec, label: np.ndarray | None, n: int, t: int, p
     return out
 
 
+def eprop_label_stream(spec: LearningSpec, label: np.ndarray | None, n: int, t: int, period: int, offset: int,
+                       total: int) -> np.ndarray:
+    """The label part of an e-prop error Output as its post receives it (a RingBuffer into
+    ``err_in``), [total, n_err]: ``a * label(k - d)`` at the post's chip step
+    ``offset + j*period + k``; the readout's part arrives through a synapse."""
+    n_err = spec.label_gain.shape[0]
+    data = np.zeros((n, t, n_err))
+    if label is not None:
+        lab = np.asarray(label, dtype=np.float64).reshape(n, t, n_err)
+        d = spec.label_delay
+        if d < t:
+            data[:, d:] = spec.label_gain * lab[:, :t - d]
+    return error_stream(data, n, t, period, offset, total)
+
+
 def error_output(spec: LearningSpec, label: np.ndarray | None, v: np.ndarray) -> np.ndarray:
     """The IR error Output (``[N, T, n]``) from the label stream and the readout's
-    membrane ``v`` (IR units): ``err(t) = a * label(t - d) + c * v(t - 1)``."""
+    membrane ``v`` (IR units): ``err(t) = a * label(t - d) + c * v(t - k)`` (``k =
+    spec.v_delay``: 1 for the delta rule)."""
     err = np.zeros(v.shape)
-    err[:, 1:] += spec.v_gain * v[:, :-1]
+    k = spec.v_delay
+    if k < v.shape[1]:
+        err[:, k:] += spec.v_gain * v[:, :v.shape[1] - k]
     if label is not None:
         lab = np.asarray(label, dtype=np.float64).reshape(v.shape)
         d = spec.label_delay

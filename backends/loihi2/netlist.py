@@ -49,7 +49,9 @@ from neuromorph.rules import rule_for
 from neuromorph.ir import ALIF, IF, LI, LIF, Affine, CubaLIF, Delay, Edge, Graph, Input, Neuron, Node, Output
 from neuromorph.streams import check_memory, format_bytes
 from .conv import ConvGeometry
-from .learning_model import LearningSpec, learning_spec, plastic_nodes, plastic_wiring
+from .learning_model import (
+    LearningSpec, check_eprop_timing, learning_spec, plastic_nodes, plastic_wiring, same_post_factors,
+)
 from .linear import (
     CONV_NODES, LINEAR_RULES, Kind, Map, Own, channel_gain, compose, next_kind, node_bias, own_bytes,
     step_bytes, synapse, synapse_bytes,
@@ -461,7 +463,7 @@ def lower(graph: Graph, dt: float | None = None) -> Netlist:
         if not any(c.target == name for c in final):
             raise IRError("neuron population receives no input", node=name)
     return Netlist(step, inputs, list(pops.values()), final, outputs,
-                   learning=learning_specs(graph, step, final, gains))
+                   learning=learning_specs(graph, step, final, gains, offsets))
 
 
 def plastic_learning(graph: Graph, dt: float, connections: list[Connection],
@@ -473,14 +475,16 @@ def plastic_learning(graph: Graph, dt: float, connections: list[Connection],
     for p in populations:
         if any(c.plastic is not None and c.target == p.name for c in connections):
             gains[p.name] = _population(p.name, graph.nodes[p.name], coeffs[p.name], p.shape)[1]  # type: ignore[arg-type]
-    return learning_specs(graph, dt, connections, gains)
+    return learning_specs(graph, dt, connections, gains, {p.name: p.offset for p in populations})
 
 
 def learning_specs(graph: Graph, dt: float, connections: list[Connection],
-                   gains: dict[str, np.ndarray]) -> dict[str, LearningSpec]:
+                   gains: dict[str, np.ndarray], offsets: dict[str, int]) -> dict[str, LearningSpec]:
     """The chip form of every plastic connection (learning_model.py); refuses, naming the
-    connection, one that needs a synaptic delay (Lava's LearningDense has none) or whose
-    population already takes another plastic connection (it sends one third factor)."""
+    connection, one that needs a synaptic delay (Lava's LearningDense has none), one whose
+    population already takes another plastic connection (it sends one set of learning
+    factors: only e-prop connections with the same factors may share it), and an e-prop
+    error that reads its readout sooner than the chip's message arrives."""
     specs: dict[str, LearningSpec] = {}
     for c in connections:
         if c.plastic is None:
@@ -489,10 +493,15 @@ def learning_specs(graph: Graph, dt: float, connections: list[Connection],
             raise IRError(f"a plastic connection must reach '{c.target}' one chip step after it is sent "
                           f"(Lava's LearningDense has no delay), but the schedule needs {c.extra_delay} "
                           "more step(s) here: other paths into that population are longer", node=c.plastic)
-        if any(s.target == c.target for s in specs.values()):
-            raise IRError(f"population '{c.target}' is fed by two plastic connections; it sends one third "
-                          "factor on the chip", node=c.plastic)
-        specs[c.plastic] = learning_spec(graph, c.plastic, dt, gains[c.target], c.source)
+        spec = learning_spec(graph, c.plastic, dt, gains[c.target], c.source)
+        check_eprop_timing(spec, offsets)
+        other = next((s for s in specs.values() if s.target == c.target), None)
+        if other is not None and not same_post_factors(other, spec):
+            why = ("e-prop connections into one population must share their error, lr, tau_out, gamma and "
+                   "feedback" if spec.rule == other.rule == "eprop" else "it sends one third factor on the chip")
+            raise IRError(f"population '{c.target}' is fed by two plastic connections ('{other.name}' too): "
+                          f"{why}", node=c.plastic)
+        specs[c.plastic] = spec
     return specs
 
 

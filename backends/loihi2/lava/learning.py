@@ -22,7 +22,11 @@ post population as a ``TeacherGroup`` that sends the third factor (docs/onchip-l
   the eligibility ``tag_1``, ``dw`` the weights from it) and :class:`EPropGroup`, a LIF
   ``NeuronGroup`` (reset by subtraction) that also receives the error stream ``err_in``
   and sends ``y1 = psi * gain / (1 - dv)``, ``y2 = gain * rate * (feedback @ err)``,
-  ``y3 = -dk`` to the synapse's ``s_in_y1..3``; the window reset zeroes ``tag_1`` too.
+  ``y3 = -dk`` to the synapse's ``s_in_y1..3`` (of every e-prop synapse into it); the
+  window reset zeroes ``tag_1`` too. An error computed in the graph arrives on ``err_in``
+  as the sum of a label RingBuffer and the readout's membrane: the readout (a
+  TeacherGroup, or a :class:`ReadoutGroup` when its connection does not learn) sends it
+  on ``v_out`` through a Dense of weights ``diag(c)``.
 - STDP and reward-STDP (docs/onchip-learning.md, "STDP on chip"): :func:`pairing_rule`
   and :class:`PairGroup`, a spiking ``NeuronGroup`` that sends its spikes to the
   synapse's ``s_in_bap`` (the back-propagating action potential: the engine's ``y0``)
@@ -220,6 +224,7 @@ class TeacherGroup(NeuronGroup):
         size = int(kwargs["size"])
         self.label_in = InPort(shape=(size,))
         self.y2_out = OutPort(shape=(size,))
+        self.v_out = OutPort(shape=(size,))  # float: the membrane (IR units) for an e-prop error (_SendsV)
         self.y2_label = Var(shape=(size,), init=np.broadcast_to(y2_label, (size,)).copy())
         self.y2_v = Var(shape=(size,), init=np.broadcast_to(y2_v, (size,)).copy())
         self.v_shift = Var(shape=(size,), init=np.broadcast_to(v_shift, (size,)).copy())
@@ -257,15 +262,40 @@ class _TeacherLogic(_NeuronGroupModel):
         raise NotImplementedError
 
 
+class _SendsV:
+    """Every chip step, the membrane of the step in IR units (``v + v_shift``) on ``v_out``
+    at window steps, zeros at idle steps: the readout's part of an e-prop error Output,
+    which a synapse (Lava's Dense, weights ``diag(c)``) carries to the hidden population's
+    ``err_in`` one chip step later (lava/runner.py; docs/onchip-learning.md). An
+    unconnected ``v_out`` sends nothing."""
+
+    _v_now: Optional[np.ndarray] = None
+
+    def _update(self, a_in: np.ndarray, j: int, k: int) -> np.ndarray:
+        try:
+            s = super()._update(a_in, j, k)  # type: ignore[misc]
+        except Exception:
+            self.v_out.send(np.zeros(self.v_out.shape))  # type: ignore[attr-defined]  # nobody blocks on it
+            raise
+        self._v_now = self._state["v"][0] + self.v_shift  # type: ignore[attr-defined]
+        return s
+
+    def _report(self, time_step: int) -> None:
+        v, self._v_now = self._v_now, None
+        self.v_out.send(v if v is not None else np.zeros(self.v_out.shape))  # type: ignore[attr-defined]
+        super()._report(time_step)  # type: ignore[misc]
+
+
 @implements(proc=TeacherGroup, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
 @_declare(FLOAT_PARAMS, lambda: LavaPyType(np.ndarray, float))
-class PyTeacherGroupFloat(_FloatTypes, _TeacherLogic):
-    """Float64: ``y2 = y2_label * label + y2_v * (v + v_shift)``."""
+class PyTeacherGroupFloat(_SendsV, _FloatTypes, _TeacherLogic):
+    """Float64: ``y2 = y2_label * label + y2_v * (v + v_shift)``; the membrane on ``v_out``."""
 
     label_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     y2_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     y2_label: np.ndarray = LavaPyType(np.ndarray, float)
     y2_v: np.ndarray = LavaPyType(np.ndarray, float)
     v_shift: np.ndarray = LavaPyType(np.ndarray, float)
@@ -289,6 +319,7 @@ class PyTeacherGroupFixed(_FixedTypes, _TeacherLogic):
 
     label_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     y2_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
+    v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)  # never connected (e-prop: float)
     y2_label: np.ndarray = LavaPyType(np.ndarray, np.int64)
     y2_v: np.ndarray = LavaPyType(np.ndarray, np.int64)
     v_shift: np.ndarray = LavaPyType(np.ndarray, np.int64)
@@ -300,6 +331,29 @@ class PyTeacherGroupFixed(_FixedTypes, _TeacherLogic):
             acc = acc + self.y2_v * np.asarray(v, dtype=np.int64) + self.v_shift
         shift = int(self.y2_shift[0])
         return np.clip((acc + (1 << (shift - 1))) >> shift, -128, 127).astype(np.int32)
+
+
+class ReadoutGroup(NeuronGroup):
+    """A NeuronGroup (one sample at a time, float) that also sends its membrane in IR
+    units on ``v_out`` (:class:`_SendsV`): an LI readout whose connection does not learn,
+    read by an e-prop error Output."""
+
+    def __init__(self, *, v_shift: np.ndarray, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        size = int(kwargs["size"])
+        self.v_out = OutPort(shape=(size,))
+        self.v_shift = Var(shape=(size,), init=np.broadcast_to(v_shift, (size,)).copy())
+
+
+@implements(proc=ReadoutGroup, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+@_declare(FLOAT_PARAMS, lambda: LavaPyType(np.ndarray, float))
+class PyReadoutGroupFloat(_SendsV, _FloatTypes, _NeuronGroupModel):
+    """Float64: the population's step; its membrane on ``v_out``."""
+
+    v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    v_shift: np.ndarray = LavaPyType(np.ndarray, float)
 
 
 # ---------------------------------------------------------------- e-prop's post population
@@ -482,6 +536,7 @@ class PyPairGroupFloat(_FloatTypes, _NeuronGroupModel):
 
 MODELS = {(LearningDense, "float"): PlasticDenseFloat, (TeacherGroup, "float"): PyTeacherGroupFloat,
           (LearningDense, "fixed"): PlasticDenseFixed, (TeacherGroup, "fixed"): PyTeacherGroupFixed,
-          (EPropGroup, "float"): PyEPropGroupFloat, (PairGroup, "float"): PyPairGroupFloat}
+          (EPropGroup, "float"): PyEPropGroupFloat, (PairGroup, "float"): PyPairGroupFloat,
+          (ReadoutGroup, "float"): PyReadoutGroupFloat}
 """(process class, precision) -> the ProcessModel the runner maps it to (one sample at a
 time)."""

@@ -77,7 +77,7 @@ from neuromorph.backends.loihi2.chip_model import (  # noqa: E402
     Schedule, check_inputs, fill_stream, float_params, input_stream,
 )
 from neuromorph.backends.loihi2.learning_model import (  # noqa: E402
-    LAGGED_RULES, LearningSpec, error_output, error_stream, label_stream,
+    LAGGED_RULES, LearningSpec, eprop_label_stream, eprop_readout_lag, error_output, error_stream, label_stream,
 )
 from neuromorph.backends.loihi2.synapse import message_bound  # noqa: E402
 from neuromorph.errors import NeuromorphError  # noqa: E402
@@ -213,7 +213,10 @@ def run_lava(
     # an e-prop or STDP synapse takes its last update (the post's last step) one step after
     # its window: the periods need an idle step, so that the next sample's reset comes after it
     lagged = any(s.rule in LAGGED_RULES for s in learning.values())
-    sched = Schedule.of(net, n, t, lanes=plan.lanes, min_gap=1 if lagged else 0)
+    # an e-prop error reading its readout k steps back: the readout's steps of the previous
+    # sample must be idle at the post's steps 0..k-1 (learning_model.eprop_readout_lag)
+    gap = max([1 if lagged else 0, *(s.v_delay for s in learning.values() if s.rule == "eprop" and s.v_source)])
+    sched = Schedule.of(net, n, t, lanes=plan.lanes, min_gap=gap)
 
     # Exits in reverse order: the temp folder is removed, the guardian ends (removing
     # whatever a failure left), then a signal that arrived is acted upon.
@@ -223,7 +226,7 @@ def run_lava(
         t0 = time.perf_counter()
         with interrupts.armed():
             wanted = {(o.population, o.signal) for o in net.outputs} | set(probe_sel)
-            wanted |= {(s.target, "v") for s in net.learning.values() if s.error_output}
+            wanted |= {(s.v_source or s.target, "v") for s in net.learning.values() if s.error_output}
             groups, others, files, status, models = _build(
                 net, inputs, sched, precision, quantized, wanted, workdir, plan, learning, rng_seed)
         t1 = time.perf_counter()
@@ -245,7 +248,7 @@ def run_lava(
         for spec in net.learning.values():  # the error stream, as the IR's Output computes it
             if spec.error_output:
                 outputs[spec.error_output] = error_output(
-                    spec, inputs.get(spec.label) if spec.label else None, read(spec.target, "v"))
+                    spec, inputs.get(spec.label) if spec.label else None, read(spec.v_source or spec.target, "v"))
         learned = {name: np.array(np.load(files[(name, "weight")])) for name in learning}
         t3 = time.perf_counter()
     info = LavaInfo(precision, sched.total, n, t, sched.period, len(groups) + len(others),
@@ -304,6 +307,7 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
 
         files: dict[tuple[str, str], str] = {}
         groups: dict[str, NeuronGroup] = {}
+        v_senders = {s.v_source for s in learning.values() if s.rule == "eprop" and s.v_source}
         for row, pop in enumerate(net.populations):
             for signal_ in ("spikes", "v"):
                 if (pop.name, signal_) in wanted:
@@ -331,6 +335,10 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
                 groups[pop.name] = _pairing_post(spec, pop, kwargs, inputs, sched, sources)
                 models[groups[pop.name]] = learning_models.MODELS[(learning_models.PairGroup, precision)]
                 continue
+            if spec is None and pop.name in v_senders:  # a frozen readout that an e-prop error reads
+                groups[pop.name] = learning_models.ReadoutGroup(**kwargs, v_shift=pop.v_shift)
+                models[groups[pop.name]] = learning_models.MODELS[(learning_models.ReadoutGroup, precision)]
+                continue
             if spec is None:
                 groups[pop.name] = NeuronGroup(**kwargs)
                 models[groups[pop.name]] = neuron_models.MODELS[key]
@@ -345,7 +353,7 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
                         src = sources[conn.source] if conn.source in sources else groups[conn.source]
                         src.s_out.connect(getattr(groups[pop.name], f"s_in_{k}"))
             return groups, list(sources.values()), files, status, models
-        synapses = []
+        synapses = _eprop_error_paths(net, learning, groups)
         for i, conn in enumerate(net.connections):
             from_input = conn.source in sources
             bits = quantized.num_message_bits[conn.source] if fixed and from_input else 0
@@ -446,11 +454,41 @@ def _eprop_post(spec: LearningSpec, pop: Any, kwargs: dict, inputs: Mapping[str,
         raise NeuromorphError(f"plastic connection '{spec.name}': e-prop needs reset by subtraction in '{pop.name}'")
     group = learning_models.EPropGroup(**kwargs, y1_gain=chip.y1_gain, y2_gain=chip.y2_gain, feedback=chip.feedback,
                                        dk=chip.dk, gamma=chip.gamma)
-    stream = error_stream(inputs[spec.label], sched.samples, sched.steps, sched.period, pop.offset, sched.total)
+    if spec.error_output is None:  # the error is an Input stream
+        stream = error_stream(inputs[spec.label], sched.samples, sched.steps, sched.period, pop.offset, sched.total)
+    else:  # the label part of an error Output (the readout's arrives through _eprop_error_paths)
+        stream = eprop_label_stream(spec, inputs.get(spec.label) if spec.label else None, sched.samples,
+                                    sched.steps, sched.period, pop.offset, sched.total)
     ring = RingBuffer(data=np.ascontiguousarray(stream.T))
     ring.s_out.connect(group.err_in)
     sources[f"error:{spec.name}"] = ring
     return group
+
+
+def _eprop_error_paths(net: Netlist, learning: Mapping[str, LearningSpec], groups: dict) -> list:
+    """The readout's part of each e-prop error Output: a synapse from the readout's
+    ``v_out`` (its membrane, IR units) to the post's ``err_in``, weights ``diag(c)``, which
+    delivers ``c * v_ro(s)`` one chip step after the readout's step ``s``; an extra delay
+    of ``k - k_min`` chip steps (learning_model.eprop_readout_lag) gives the post
+    ``v_ro(t - k)`` at its step ``t``. One per post population (its e-prop synapses share
+    the error)."""
+    offsets = {p.name: p.offset for p in net.populations}
+    paths, done = [], set()
+    for spec in learning.values():
+        if spec.rule != "eprop" or spec.v_source is None or spec.target in done:
+            continue
+        done.add(spec.target)
+        extra = spec.v_delay - eprop_readout_lag(spec, offsets)
+        if extra < 0:  # learning_model refuses it at compile time; a corrupt artifact here
+            raise NeuromorphError(f"plastic connection '{spec.name}': its error reads '{spec.v_source}' sooner "
+                                  "than the chip can deliver it")
+        kwargs = dict(weights=np.diag(np.asarray(spec.v_gain, dtype=np.float64)),
+                      num_message_bits=FLOAT_MESSAGE_BITS, name=f"{spec.v_source}->{spec.target}:error")
+        syn = DelayDense(delays=extra, **kwargs) if extra > 0 else Dense(**kwargs)
+        groups[spec.v_source].v_out.connect(syn.s_in)
+        syn.a_out.connect(groups[spec.target].err_in)
+        paths.append(syn)
+    return paths
 
 
 def _plastic_synapse(conn: Connection, spec: LearningSpec, sched: Schedule, net: Netlist, path: str,
