@@ -435,12 +435,15 @@ def _run_learning(args: argparse.Namespace, artifact: Any, data: Any, progress: 
     if args.save_learned:
         result["saved"] = str(model_file.save(learned.graph, args.save_learned))
 
+    def score(key: str) -> str:
+        value = result[key]
+        return "n/a" if value is None else f"{value:.4f}"  # a group the test split lacks
+
     def text() -> str:
         split = ""
         if "new_classes_accuracy" in result:
-            split = (f" (new classes {result['new_classes_accuracy_before']:.4f} -> "
-                     f"{result['new_classes_accuracy']:.4f}, old classes {result['old_classes_accuracy_before']:.4f}"
-                     f" -> {result['old_classes_accuracy']:.4f})")
+            split = (f" (new classes {score('new_classes_accuracy_before')} -> {score('new_classes_accuracy')}, "
+                     f"old classes {score('old_classes_accuracy_before')} -> {score('old_classes_accuracy')})")
         saved = f"; learned weights -> {result['saved']}" if "saved" in result else ""
         return (f"{artifact.target} ({artifact.precision}) learned on chip from {result['learning_samples']} "
                 f"samples in {result['learning_seconds']:.1f} s ({result['learning_steps_per_second']:.0f} chip "

@@ -76,13 +76,14 @@ def task_inputs(graph: Graph, x: np.ndarray, y: np.ndarray | None = None) -> dic
     return inputs
 
 
-def class_scores(pred: np.ndarray, y: np.ndarray, new_classes: tuple[int, ...]) -> dict[str, float]:
-    """Accuracy over all samples, and over the new and old classes when there are new ones."""
-    out = {"accuracy": float(np.mean(pred == y))}
+def class_scores(pred: np.ndarray, y: np.ndarray, new_classes: tuple[int, ...]) -> dict[str, float | None]:
+    """Accuracy over all samples, and over the new and old classes when there are new ones
+    (None for a group the samples do not have: JSON has no NaN)."""
+    out: dict[str, float | None] = {"accuracy": float(np.mean(pred == y))}
     if new_classes:
-        new = np.isin(y, new_classes)
-        out["new_classes_accuracy"] = float(np.mean(pred[new] == y[new])) if new.any() else float("nan")
-        out["old_classes_accuracy"] = float(np.mean(pred[~new] == y[~new])) if (~new).any() else float("nan")
+        for key, group in (("new_classes_accuracy", np.isin(y, new_classes)),
+                           ("old_classes_accuracy", ~np.isin(y, new_classes))):
+            out[key] = float(np.mean(pred[group] == y[group])) if group.any() else None
     return out
 
 
@@ -118,7 +119,7 @@ def learn_on_chip(artifact: Artifact, data: Dataset, *, limit: int | None = None
     rec = chip.run(artifact, task_inputs(artifact.graph, x_learn, y_learn), probes=[], progress=progress,
                    learn=True, **{k: v for k, v in given.items() if k != "lanes"})
     learn_s = time.perf_counter() - start
-    learned = chip.learned(artifact, rec)  # type: ignore[attr-defined]
+    learned = chip.learned(artifact, rec)
     online = predict(rec.outputs[output], data.decision_steps)
     after, info = score(learned, "after learning")
     steps = len(x_learn) * x_learn.shape[1]

@@ -80,6 +80,8 @@ def learning_curve(result: dict[str, Any], path: str | Path) -> Path:
     for key, label, color in lines:
         before = result["accuracy_before"] if key == "accuracy" else result[f"{key}_before"]
         after = result["accuracy_after"] if key == "accuracy" else result[key]
+        if before is None or after is None:  # the test split has no sample of that group
+            continue
         ax.plot([0, n], [before, after], linestyle="none", marker="o", color=color,
                 label=f"{label}: {before:.3f} -> {after:.3f}")
     ax.set_xlabel("labelled samples played on chip")
