@@ -260,7 +260,7 @@ def test_the_error_reaches_the_synapse_through_the_target():
     ({"reset": "value"}, "float", "a reset to a value cuts the eligibility per post neuron"),
     ({"t_epoch": 2}, "float", "t_epoch > 1"),
     ({"error_output": True}, "float", "give the path 'ro' -> 'err' a delay of 2"),
-    ({}, "fixed", "float precision only"),
+    ({"lr": 1.0}, "fixed", "too small for Lava's fixed learning engine"),
 ])
 def test_the_target_refuses_what_it_cannot_run_at_compile_time(kwargs, precision, words):
     from neuromorph.compile import compile_graph
@@ -443,3 +443,69 @@ def test_run_learn_accepts_an_eprop_rule_model(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["learning_samples"] == 10 and out["plastic"] == ["fc1", "fc_out"]
     assert {"accuracy_before", "accuracy_after", "online_accuracy", "curve"} <= set(out)
+
+
+# ------------------------------------------------------------------ fixed point
+
+
+def test_fixed_eprop_on_lava_equals_the_engine_model_bit_for_bit():
+    """Lava's fixed engine with the e-prop rule (learning_model.FixedEProp) against its numpy
+    model (engine_eprop_fixed), fed the factors the post sent (rebuilt from the recorded
+    integer membrane and spikes, and the error payloads): the same weights, sample after
+    sample, for two rng seeds."""
+    from neuromorph.backends.loihi2 import neuron_step
+    from neuromorph.backends.loihi2.chip_model import Schedule, input_stream
+    from neuromorph.backends.loihi2.learning_model import engine_eprop_fixed, error_stream
+    from neuromorph.backends.loihi2.quantize import input_payload, learning_rules
+    from neuromorph.backends.loihi2.target import with_weights
+    from neuromorph.compile import compile_graph
+    from neuromorph.registry import target
+    from neuromorph.streams import Probe
+
+    rng = np.random.default_rng(7)
+    g = target_graph(rng, lr=30.0)
+    inputs = target_inputs(rng, g, p_err=0.1)
+    art = compile_graph(g, backend="lava", precision="fixed", calibration=inputs)
+    q = art.payload.quantized
+    net = q.net
+    rule = learning_rules(q)["w"]
+    i, _ = net.plastic("w")
+    n, t = inputs["x"].shape[:2]
+    sched = Schedule.of(net, n, t, min_gap=1)
+    pop = net.population("h")
+    th = neuron_step.FixedNeurons(q.populations["h"], True, True).vth.astype(np.int64)
+    pre = input_stream(net, inputs, sched)["x"]
+    errp = error_stream(input_payload(q, "err", inputs["err"]), n, t, sched.period, pop.offset, sched.total)
+    kw = dict(offset=0, steps=t + 1, period=sched.period, samples=n)
+    for seed in (1, 5):
+        rec = target("lava").run(art, inputs, learn=True, rng_seed=seed, probes=[Probe("h"), Probe("h", "v")])
+        v_int = np.rint((rec.probes["h.v"] - pop.v_shift) * q.v_scale["h"]).astype(np.int64)
+        v_pre = v_int + rec.probes["h"].astype(np.int64) * th
+        y1, y2, y3 = (np.zeros((sched.total, pop.size), np.int64) for _ in range(3))
+        for j in range(n):
+            for k in range(t):
+                c = pop.offset + j * sched.period + k
+                y1[c], y2[c], y3[c] = rule.y1(v_pre[j, k], th), rule.y2(errp[c]), rule.y3
+        assert y1.sum() > 100 and np.abs(y2).sum() > 100  # both factors reach the engine
+        model = engine_eprop_fixed(rule, q.weights[i], pre, y1, y2, y3, rng_seed=seed, **kw)
+        mant = np.stack([with_weights(art, {"w": w}).payload.quantized.weights[i] for w in rec.probes["w.weight"]])
+        assert np.array_equal(mant, model)
+        assert np.abs(model[-1] - q.weights[i]).max() >= 20  # it learnt
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"error_output": True}, "error computed on the chip"),
+    ({"lr": 1.0}, "too small"),
+])
+def test_fixed_eprop_refuses_what_it_cannot_represent_in_one_line(kwargs, words):
+    from neuromorph.compile import compile_graph
+
+    rng = np.random.default_rng(0)
+    g = target_graph(rng, **kwargs)
+    if kwargs.get("error_output"):  # the chip's readout lag: k = 2
+        g = Graph(dict(g.nodes), [(e.source, e.target, 2 if e.source == "ro" and e.target == "neg" else e.delay)
+                                  for e in g.edges], dt=DT)
+    with pytest.raises(IRError) as exc:
+        compile_graph(g, backend="lava", precision="fixed")
+    text = str(exc.value)
+    assert words in text and "node 'w'" in text and "\n" not in text

@@ -54,7 +54,8 @@ from neuromorph.errors import IRError
 from neuromorph.ir import LI, STDP, EProp, Graph, Input, Neuron, Output, RewardSTDP, Scale, ThreeFactor
 
 RULES = ("three_factor", "eprop", "stdp", "reward_stdp")
-"""Plasticity rules the Loihi 2 target runs on the chip (eprop, stdp, reward_stdp: float only)."""
+"""Plasticity rules the Loihi 2 target runs on the chip (stdp, reward_stdp: float only; eprop in
+fixed point with an error Input only)."""
 RULE_DELAY = {"three_factor": 0, "eprop": 1, "stdp": 1, "reward_stdp": 1}
 """The learning latency (``Plasticity.delay``) each rule has on the chip: the delta
 rule's lag is in the graph (its error reads the readout through a delay-1 edge); e-prop's
@@ -64,8 +65,9 @@ the post's spikes z(t) ("STDP on chip")."""
 LAGGED_RULES = frozenset(r for r, d in RULE_DELAY.items() if d == 1)
 """Rules whose post sends the factors of IR step t one chip step after the synapse's
 window step t: a learning run gives every period one idle step for their last update."""
-FLOAT_ONLY_RULES = ("eprop", "stdp", "reward_stdp")
-"""Rules lowered in float precision only (their fixed-point engine constants are not derived)."""
+FLOAT_ONLY_RULES = ("stdp", "reward_stdp")
+"""Rules lowered in float precision only (their fixed-point engine constants are not derived).
+e-prop runs in fixed point with its error given as an Input (:class:`FixedEProp`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -777,4 +779,249 @@ def y2_stream(rule: FixedLearning, spec: LearningSpec, label: np.ndarray | None,
         j, k = divmod(c - post_offset, period) if c >= post_offset else (-1, -1)
         inside = 0 <= j < n and k <= t - 2
         out[c] = rule.y2(labels[c], v_int[j, k] if inside else None)
+    return out
+
+
+# ---------------------------------------------------------------- e-prop in fixed point
+#
+# The same engine (Lava's LearningRuleApplierBitApprox) evaluates every product as
+#
+#   P = clip(floor(dep * prod(clip(f)) * m / 2^sh) << (e + 7), +-2^15),  sh = max(0, sum widths + 4 - 15)
+#
+# (widths: x1, y1..y3 7; tag_1 9; the dependency x0 / u0 counts none), sums the products
+# of a target into (var << 7), stochastically rounds to a multiple of 128 with the step's
+# one random number (the weights and tag_1 share it), shifts back and saturates (weights
+# -256..255, tag_1 -257..255). Each product has its own shift, so the constants below
+# compensate them: the e-prop rule on the chip (docs/onchip-learning.md, "e-prop in fixed
+# point") with y1 = Ky1 psi, y2 = Ky2 L, y3 = -Y (Y 2^e3 / 32 = dk), tag_1 = Ke ebar:
+#
+#   dt = 2^e3 u0 y3 t + 2^ea u0 y1 x1 - I 2^(ea-3) x0 y1
+#   dw = 2^ew u0 y2 t + 2^(ew+e3+2) u0 y2 y3 t + 2^(ew+ea+2) u0 y2 y1 x1 - I 2^(ew+ea-5) x0 y2 y1
+#
+# (dw spells out 2^ew/32 y2 tag_1(new): the engine reads the old tag_1), so that
+# Ke = 2^(ea-3) Ky1 I keep and 2^ew / 32 Ky2 Ke = rate G.
+
+EPROP_EBAR_MAX = 255
+"""tag_1's largest value (W_TAG_1_U = 8): the eligibility range maps to it."""
+EPROP_DECAY_TOL = 0.1
+"""Largest relative error of a decay rate (1 - keep of x1, dk of tag_1) the fixed lowering
+accepts (Lava's integer tau and the 7-bit y3)."""
+
+
+@dataclass(frozen=True, eq=False)
+class FixedEProp:
+    """An e-prop connection in Lava's fixed engine (the comment block above)."""
+
+    name: str
+    impulse: int  # I
+    tau: int  # x1 tau (Lava: keep = exp(-1/tau))
+    ea: int
+    e3: int
+    ew: int
+    y3: int  # the constant -Y the post sends
+    ky1: float  # y1 units per unit of psi
+    ky2: np.ndarray  # y2 units per unit of L, per post neuron
+    ke: float  # tag_1 units per unit of ebar
+    y1_gain: np.ndarray  # int64 per neuron: y1 = (y1_gain * max(0, unit - |v - th|) + half) >> y1_shift
+    y1_shift: int
+    unit: np.ndarray  # int64 per neuron: one IR volt in the integer membrane
+    feedback: np.ndarray  # int64 [out, n_err]: y2 = (feedback @ err_payload + half) >> y2_shift
+    y2_shift: int
+    error_range: np.ndarray  # |L| that maps to 127, per post neuron
+    ebar_range: float
+
+    @property
+    def keep(self) -> float:
+        return float(np.exp(-1.0 / self.tau))
+
+    @staticmethod
+    def _c(m: int, e: int) -> str:
+        return f"({m}) * 2 ^ {e}" if e else f"({m})"
+
+    def dt_rule(self) -> str:
+        c = self._c
+        return (f"{c(1, self.e3)} * u0 * y3 * t + {c(1, self.ea)} * u0 * y1 * x1 - "
+                f"{c(self.impulse, self.ea - 3)} * x0 * y1")
+
+    def dw_rule(self) -> str:
+        c, ew = self._c, self.ew
+        return (f"{c(1, ew)} * u0 * y2 * t + {c(1, ew + self.e3 + 2)} * u0 * y2 * y3 * t + "
+                f"{c(1, ew + self.ea + 2)} * u0 * y2 * y1 * x1 - {c(self.impulse, ew + self.ea - 5)} * x0 * y2 * y1")
+
+    def products(self) -> dict[str, list[tuple[str, tuple[str, ...], int, int]]]:
+        """{target: [(dependency, factors, m, e)]}, in Lava's order (dw before dt)."""
+        ew, ea, e3, i = self.ew, self.ea, self.e3, self.impulse
+        return {"weights": [("u", ("y2", "t"), 1, ew), ("u", ("y2", "y3", "t"), 1, ew + e3 + 2),
+                            ("u", ("y2", "y1", "x1"), 1, ew + ea + 2), ("x0", ("y2", "y1"), -i, ew + ea - 5)],
+                "tag_1": [("u", ("y3", "t"), 1, e3), ("u", ("y1", "x1"), 1, ea), ("x0", ("y1",), -i, ea - 3)]}
+
+    def y1(self, v_pre: np.ndarray, th: np.ndarray) -> np.ndarray:
+        """The integer y1 from the integer membrane before the reset and ``vth << 6``."""
+        d = np.abs(np.asarray(v_pre, dtype=np.int64) - np.asarray(th, dtype=np.int64))
+        acc = self.y1_gain * np.maximum(0, self.unit - d) + (1 << (self.y1_shift - 1))
+        return np.clip(acc >> self.y1_shift, 0, TRACE_MAX).astype(np.int32)
+
+    def y2(self, err: np.ndarray) -> np.ndarray:
+        """The integer y2 from the error Input's payloads."""
+        acc = self.feedback @ np.asarray(err, dtype=np.int64) + (1 << (self.y2_shift - 1))
+        return np.clip(acc >> self.y2_shift, -TRACE_MAX - 1, TRACE_MAX).astype(np.int32)
+
+    def report(self) -> dict[str, Any]:
+        return {"connection": self.name, "rule": "eprop", "dw": self.dw_rule(), "dt": self.dt_rule(),
+                "x1_impulse": self.impulse, "x1_tau": self.tau, "trace_keep": self.keep, "y3": self.y3,
+                "y1_per_psi": self.ky1, "y2_per_signal": float(np.max(self.ky2)), "tag_per_eligibility": self.ke,
+                "error_range": [float(r) for r in self.error_range], "ebar_range": self.ebar_range}
+
+
+def fixed_eprop(spec: LearningSpec, mantissa_gain: np.ndarray, v_scale: float, err_scale: float,
+                error_range: np.ndarray, ebar_range: float) -> FixedEProp:
+    """The fixed-point form of e-prop connection ``spec`` (error an Input): ``mantissa_gain``
+    (G) weight mantissas per model unit, ``v_scale`` the post's integer membrane per volt,
+    ``err_scale`` the error port's payload per unit, ``error_range`` the largest |L| per post
+    neuron, ``ebar_range`` the largest eligibility (calibration). Chooses, in order: the
+    impulse I (the largest <= 7 the 7-bit trace holds), Ky1 = 127/gamma and the largest
+    ``ea`` with ``Ke * ebar_range <= 255`` (Ky1 lowered when even ea = -4 is too coarse),
+    the smallest ``ew`` with ``Ky2 * error_range <= 127``; one line naming the connection for
+    what does not fit."""
+    name, chip = spec.name, spec.eprop
+    assert chip is not None
+    if spec.error_output is not None:
+        raise IRError("plasticity 'eprop' in fixed point with its error computed on the chip: the readout's "
+                      "membrane message is lowered in float only for now; give the error as an Input or compile "
+                      "with precision=\"float\"", node=name)
+    tau = trace_tau(spec.keep, name)
+    keep = float(np.exp(-1.0 / tau))
+    if abs((1.0 - keep) - (1.0 - spec.keep)) > EPROP_DECAY_TOL * (1.0 - spec.keep):
+        raise IRError(f"plasticity 'eprop': the membrane decay dt/tau_mem = {1.0 - spec.keep:.4g} is not within "
+                      f"{EPROP_DECAY_TOL:.0%} of any integer trace tau of Lava's fixed engine (nearest: "
+                      f"{1.0 - keep:.4g}); change tau_mem or dt", node=name)
+    dk = float(chip.dk)
+    e3 = next((e for e in range(S_EXP_MIN, S_EXP_MAX + 1) if dk * 32.0 / 2.0**e <= TRACE_MAX + 0.5), None)
+    big_y = 0 if e3 is None else int(round(dk * 32.0 / 2.0**e3))
+    if e3 is None or big_y < 1 or abs(big_y * 2.0**e3 / 32.0 - dk) > EPROP_DECAY_TOL * dk:
+        raise IRError(f"plasticity 'eprop': the eligibility decay dt/tau_out = {dk:.4g} is not within "
+                      f"{EPROP_DECAY_TOL:.0%} of y3 * 2^e / 32 (7-bit y3, -7 <= e <= 8); change tau_out or dt",
+                      node=name)
+    impulse = max(1, min(S_MANT_MAX, int(np.floor(TRACE_MAX * (1.0 - keep) + 1e-9))))
+    gamma = float(chip.gamma)
+    if not gamma > 0:
+        raise IRError("plasticity 'eprop' with gamma = 0 never learns", node=name)
+    ky1 = TRACE_MAX / gamma
+    ebar_range = max(float(ebar_range), 1e-12)
+    ea = next((e for e in range(S_EXP_MAX, -5, -1)
+               if 2.0**(e - 3) * ky1 * impulse * keep * ebar_range <= EPROP_EBAR_MAX), -4)
+    ke = 2.0**(ea - 3) * ky1 * impulse * keep
+    if ke * ebar_range > EPROP_EBAR_MAX:
+        ky1 = EPROP_EBAR_MAX / (2.0**(ea - 3) * impulse * keep * ebar_range)
+        ke = 2.0**(ea - 3) * ky1 * impulse * keep
+    if ky1 * gamma < 8.0:
+        raise IRError(f"plasticity 'eprop': an eligibility range of {ebar_range:.3g} leaves psi only "
+                      f"{ky1 * gamma:.2g} levels in y1 (the engine's tag_1 holds 9 bits)", node=name)
+    g = np.abs(np.asarray(mantissa_gain, dtype=np.float64))
+    err = np.maximum(np.asarray(error_range, dtype=np.float64), 1e-12)
+    need = float(np.max(spec.rate * g * 32.0 * err / (TRACE_MAX * ke)))  # 2^ew >= this
+    ew = None
+    for e in range(S_EXP_MIN, S_EXP_MAX + 1):
+        exps = (e, e + e3 + 2, e + ea + 2, e + ea - 5)
+        if 2.0**e >= need and all(S_EXP_MIN <= x <= S_EXP_MAX for x in exps):
+            ew = e
+            break
+    if ew is None:
+        raise IRError(f"learning rate {spec.rate:g} per step is too large for Lava's fixed learning engine: e-prop's "
+                      f"weight products need a rule constant outside 2^{S_EXP_MIN}..2^{S_EXP_MAX} (lower lr)",
+                      node=name)
+    ky2 = spec.rate * g * 32.0 / (2.0**ew * ke)
+    if float(np.min(ky2 * err)) < 8.0:
+        raise IRError(f"learning rate {spec.rate:g} per step is too small for Lava's fixed learning engine: e-prop's "
+                      f"learning signal gets only {float(np.min(ky2 * err)):.2g} y2 levels (raise lr, or the "
+                      "weights' scale)", node=name)
+    unit = np.full(g.shape, int(round(v_scale)), dtype=np.int64)
+    y1_shift = 24
+    y1_gain = np.rint(ky1 * gamma / unit * 2.0**y1_shift).astype(np.int64)
+    fb = np.asarray(chip.feedback, dtype=np.float64) * (ky2 / err_scale)[:, None]
+    top = float(np.max(np.abs(fb)))
+    y2_shift = max(1, min(40, Y2_SHIFT_BITS - int(np.ceil(np.log2(top))))) if top > 0 else 1
+    return FixedEProp(name=name, impulse=impulse, tau=tau, ea=ea, e3=e3, ew=ew, y3=-big_y, ky1=ky1, ky2=ky2,
+                      ke=ke, y1_gain=y1_gain, y1_shift=y1_shift, unit=unit,
+                      feedback=np.rint(fb * 2.0**y2_shift).astype(np.int64), y2_shift=y2_shift,
+                      error_range=err, ebar_range=ebar_range)
+
+
+def _factor(name: str, values: dict[str, np.ndarray]) -> np.ndarray:
+    width = 9 if name == "t" else 7
+    return np.clip(values[name], -(2**width), 2**width - 1)
+
+
+def _apply_products(acc: np.ndarray, products: list, values: dict[str, np.ndarray]) -> np.ndarray:
+    lim = 2**15
+    for dep, factors, m, e in products:
+        p = np.broadcast_to(values[dep], acc.shape).astype(np.int64)
+        width = 4
+        for f in factors:
+            p = p * _factor(f, values)
+            width += 9 if f == "t" else 7
+        p = (p * m) >> max(0, width - 15)
+        p = np.clip(p << (e + 7), -lim - 1, lim - 1)
+        acc = np.clip(acc + p, -lim - 1, lim - 1)
+    return acc
+
+
+def engine_eprop_fixed(rule: FixedEProp, w0: np.ndarray, pre: np.ndarray, y1: np.ndarray, y2: np.ndarray,
+                       y3: np.ndarray, *, offset: int, steps: int, period: int, samples: int,
+                       rng_seed: int) -> np.ndarray:
+    """Lava's fixed engine on one e-prop synapse, chip step by chip step (the same integers
+    and random numbers as Lava 0.10.0): ``pre`` [total, in] 0/1, ``y1``..``y3`` [total, out]
+    what the post sent; ``steps`` the window's learning steps (T + 1: the lagged rule's idle
+    step), the window reset zeroing x1 and tag_1. Returns the weights after each sample."""
+    total = len(pre)
+    w = (np.asarray(w0, dtype=np.int64) >> 1) << 1
+    tag = np.zeros_like(w)
+    x1 = np.zeros(pre.shape[1], dtype=np.int64)
+    decay = np.random.default_rng(rng_seed).random(2 * total + 1)
+    w_rand = np.random.default_rng(CONN_VAR_SEED).random(total + 1)
+    products = rule.products()
+    out = np.zeros((samples, *w.shape), dtype=np.int64)
+    for c in range(total):
+        j, k = divmod(c - offset, period) if c >= offset else (-1, -1)
+        if 0 <= j < samples and k == 0:
+            x1[:] = 0
+            tag[:] = 0
+        x1 = _stochastic(rule.keep * x1, decay[2 * (c + 1)])
+        spiked = pre[c] != 0
+        x1[spiked] = np.minimum(x1[spiked] + rule.impulse, TRACE_MAX)
+        values = {"u": np.ones((1, 1), dtype=np.int64), "x0": spiked.astype(np.int64)[None, :],
+                  "x1": x1[None, :], "y1": np.asarray(y1[c], dtype=np.int64)[:, None],
+                  "y2": np.asarray(y2[c], dtype=np.int64)[:, None], "y3": np.asarray(y3[c], dtype=np.int64)[:, None],
+                  "t": tag}
+        r = w_rand[c + 1]
+        acc_w = _apply_products(w << 7, products["weights"], values)
+        acc_t = _apply_products(tag << 7, products["tag_1"], values)
+        w = np.clip(_stochastic(acc_w / 128.0, r), WEIGHT_LO, WEIGHT_HI)
+        tag = np.clip(_stochastic(acc_t / 128.0, r), -(2**8) - 1, 2**8 - 1)
+        if 0 <= j < samples and k == steps - 1:
+            out[j] = w
+    return out
+
+
+def eprop_float_engine(rule: FixedEProp, w0: np.ndarray, pre: np.ndarray, y1: np.ndarray, y2: np.ndarray,
+                       y3: np.ndarray, *, offset: int, steps: int, period: int, samples: int) -> np.ndarray:
+    """The real-valued rule the fixed engine rounds: the same pre spikes and factors, exact
+    trace ``xbar <- keep xbar + I spike``, exact eligibility and weight products (no floor,
+    no stochastic rounding, no saturation). [samples, out, in] float64 mantissas."""
+    w = ((np.asarray(w0, dtype=np.int64) >> 1) << 1).astype(np.float64)
+    tag = np.zeros_like(w)
+    x1 = np.zeros(pre.shape[1])
+    out = np.zeros((samples, *w.shape))
+    for c in range(len(pre)):
+        j, k = divmod(c - offset, period) if c >= offset else (-1, -1)
+        if 0 <= j < samples and k == 0:
+            x1[:] = 0.0
+            tag[:] = 0.0
+        x0 = (pre[c] != 0).astype(np.float64)
+        x1 = rule.keep * x1 + rule.impulse * x0
+        a, b, d = (np.asarray(v[c], dtype=np.float64)[:, None] for v in (y1, y2, y3))
+        tag = tag + 2.0**rule.e3 / 32.0 * d * tag + 2.0**(rule.ea - 3) * a * (x1 - rule.impulse * x0)[None, :]
+        w = w + 2.0**rule.ew / 32.0 * b * tag
+        if 0 <= j < samples and k == steps - 1:
+            out[j] = w
     return out

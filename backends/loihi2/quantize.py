@@ -81,7 +81,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from neuromorph.errors import NeuromorphError
+from neuromorph.errors import IRError, NeuromorphError
 from . import neuron_step
 from .conv import connection_abs_sums, connection_fan_in
 from .netlist import Netlist, Population
@@ -548,15 +548,45 @@ def quantize(net: Netlist, calibration: Mapping[str, np.ndarray] | None = None) 
     if net.learning:  # the fixed learning engine's constants (learning_model.fixed_learning)
         ranges = {}
         for name, spec in net.learning.items():
+            if spec.rule == "eprop":
+                ranges[name] = _eprop_ranges(spec, data)
+                continue
             v_peak = (seen if data is not None else bounds)[spec.target]["v"]
             v_shift = np.abs(net.population(spec.target).v_shift)
             label_max = float(np.max(np.abs(data[spec.label]), initial=0)) if data is not None and spec.label else 1.0
             rng = np.abs(spec.label_gain) * label_max + np.abs(spec.v_gain) * (v_peak + v_shift)
             ranges[name] = [float(r) for r in np.maximum(rng, 1e-9)]
-        report["learning"] = [{"connection": name, "error_range": ranges[name]} for name in net.learning]
-        report["learning"] = [{**learning_rules(q)[name].report(), "error_range": ranges[name]}
-                              for name in net.learning]
+        report["learning"] = [{"connection": name, "error_range": ranges[name]} if not isinstance(ranges[name], dict)
+                              else {"connection": name, **ranges[name]} for name in net.learning]
+        rules = learning_rules(q)
+        report["learning"] = [rules[name].report() if isinstance(ranges[name], dict)
+                              else {**rules[name].report(), "error_range": ranges[name]} for name in net.learning]
     return q
+
+
+def _eprop_ranges(spec: Any, data: Mapping[str, np.ndarray] | None) -> dict[str, Any]:
+    """An e-prop connection's calibrated ranges (learning_model.fixed_eprop): the largest
+    |L| = |feedback @ err| per post neuron over the error Input's calibration data (without
+    data: sum |feedback| per row, an error within +-1), and the eligibility's bound
+    ``gamma * xbar_peak / dk``, xbar_peak the presynaptic trace's peak on the calibration
+    data of an Input source (a population source: 1/(1 - keep), a neuron firing every step)."""
+    chip = spec.eprop
+    fb = np.asarray(chip.feedback, dtype=np.float64)
+    if data is not None and spec.label in data:
+        err = np.asarray(data[spec.label], dtype=np.float64).reshape(-1, fb.shape[1])
+        rng = np.max(np.abs(err @ fb.T), axis=0) if err.size else np.zeros(fb.shape[0])
+    else:
+        rng = np.abs(fb).sum(axis=1)
+    peak = 1.0 / max(1.0 - spec.keep, 1e-12)
+    if data is not None and spec.source in data:
+        x = np.asarray(data[spec.source], dtype=np.float64)
+        x = x.reshape(x.shape[0], x.shape[1], -1)
+        xbar, peak = np.zeros((x.shape[0], x.shape[2])), 0.0
+        for k in range(x.shape[1]):
+            xbar = spec.keep * xbar + x[:, k]
+            peak = max(peak, float(np.max(xbar, initial=0.0)))
+    return {"error_range": [float(r) for r in np.maximum(rng, 1e-9)],
+            "ebar_range": float(max(chip.gamma * peak / max(chip.dk, 1e-12), 1e-9))}
 
 
 def learning_rules(q: QuantizedNetlist) -> dict[str, Any]:
@@ -569,10 +599,26 @@ def learning_rules(q: QuantizedNetlist) -> dict[str, Any]:
     stored = {r.get("connection"): r.get("error_range") for r in q.report.get("learning", [])
               if isinstance(r, dict)}
     rules = {}
+    eprop_posts: dict[str, str] = {}
     for name, spec in net.learning.items():
         i, conn = net.plastic(name)
         pop = net.population(spec.target)
         gain = spec.gain * (q.v_scale[conn.target] / (64 * q.input_scale.get(conn.source, 1.0))) / 2.0**q.weight_exps[i]
+        if spec.rule == "eprop":
+            from .learning_model import fixed_eprop
+
+            if spec.target in eprop_posts:
+                raise IRError(f"plasticity 'eprop' in fixed point: '{eprop_posts[spec.target]}' also learns into "
+                              f"'{spec.target}', whose one set of integer factors cannot carry two connections' "
+                              "scales yet; compile with precision=\"float\"", node=name)
+            eprop_posts[spec.target] = name
+            stored_e = next((r for r in q.report.get("learning", []) if isinstance(r, dict)
+                             and r.get("connection") == name and "ebar_range" in r), None)
+            found = stored_e if stored_e is not None else _eprop_ranges(spec, None)
+            rules[name] = fixed_eprop(spec, gain, q.v_scale[spec.target], q.input_scale.get(spec.label, 1.0),
+                                      np.broadcast_to(np.asarray(found["error_range"], dtype=np.float64), gain.shape),
+                                      float(found["ebar_range"]))
+            continue
         worst = np.abs(spec.label_gain) + np.abs(spec.v_gain) * (UV_LIMIT / q.v_scale[spec.target]
                                                                   + np.abs(pop.v_shift))
         rng = stored.get(name)

@@ -61,6 +61,7 @@ from neuromorph.backends.loihi2.lava.process import (  # noqa: E402
     FLOAT_PARAMS, PARAMS, NeuronGroup, _declare, _FixedTypes, _FloatTypes, _NeuronGroupModel,
 )
 from neuromorph.backends.loihi2.learning_model import FixedLearning  # noqa: E402
+from neuromorph.backends.loihi2 import neuron_step  # noqa: E402
 from neuromorph.backends.loihi2.neuron_step import FloatNeurons  # noqa: E402
 
 NO_DECAY_TAU = 2**62
@@ -137,6 +138,15 @@ def fixed_learning_rule(rule: FixedLearning, rng_seed: int = 1) -> Loihi3FLearni
     integer impulse and tau, undecayed post traces (exp(-1/2^62) is 1.0: y2 is used as sent)."""
     lava_rule = Loihi3FLearningRule(dw=rule.dw(), x1_impulse=float(rule.impulse), x1_tau=int(rule.tau), t_epoch=1,
                                     rng_seed=int(rng_seed))
+    lava_rule.y1_tau = lava_rule.y2_tau = lava_rule.y3_tau = NO_DECAY_TAU
+    return lava_rule
+
+
+def fixed_eprop_rule(rule: Any, rng_seed: int = 1) -> Loihi3FLearningRule:
+    """The fixed-point e-prop rule (learning_model.FixedEProp: dw, dt with per-product
+    constants), integer impulse and tau, undecayed post traces."""
+    lava_rule = Loihi3FLearningRule(dw=rule.dw_rule(), dt=rule.dt_rule(), x1_impulse=float(rule.impulse),
+                                    x1_tau=int(rule.tau), t_epoch=1, rng_seed=int(rng_seed))
     lava_rule.y1_tau = lava_rule.y2_tau = lava_rule.y3_tau = NO_DECAY_TAU
     return lava_rule
 
@@ -367,11 +377,15 @@ class EPropGroup(NeuronGroup):
     stays). ``y_sums``: the sums of |y1| and |y2| sent (a guard: a factor that stays 0
     never learns)."""
 
-    def __init__(self, *, y1_gain: np.ndarray, y2_gain: np.ndarray, feedback: np.ndarray, dk: float,
-                 gamma: float, **kwargs: Any) -> None:
+    def __init__(self, *, y1_gain: np.ndarray, y2_gain: np.ndarray, feedback: np.ndarray, dk: Any,
+                 gamma: Any, shifts: tuple = (0, 0), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         size = int(kwargs["size"])
-        fb = np.asarray(feedback, dtype=np.float64)
+        if not isinstance(dk, (int, np.integer)):
+            dk, gamma = float(dk), float(gamma)
+        fb = np.asarray(feedback)
+        if not np.issubdtype(fb.dtype, np.integer):  # float; fixed point: integers (learning_model.FixedEProp)
+            fb = fb.astype(np.float64)
         self.err_in = InPort(shape=(fb.shape[1],))
         self.y1_out = OutPort(shape=(size,))
         self.y2_out = OutPort(shape=(size,))
@@ -379,9 +393,10 @@ class EPropGroup(NeuronGroup):
         self.y1_gain = Var(shape=(size,), init=np.broadcast_to(y1_gain, (size,)).copy())
         self.y2_gain = Var(shape=(size,), init=np.broadcast_to(y2_gain, (size,)).copy())
         self.feedback = Var(shape=fb.shape, init=fb.copy())
-        self.neg_dk = Var(shape=(1,), init=np.array([-float(dk)]))
-        self.gamma = Var(shape=(1,), init=np.array([float(gamma)]))
+        self.neg_dk = Var(shape=(1,), init=np.array([-dk]))
+        self.gamma = Var(shape=(1,), init=np.array([gamma]))
         self.y_sums = Var(shape=(2,), init=np.zeros(2))
+        self.shifts = Var(shape=(2,), init=np.asarray(shifts, dtype=np.int64))  # fixed: y1_shift, y2_shift
 
 
 def _eprop_step(neurons: Any, state: dict, a_in: np.ndarray) -> np.ndarray:
@@ -412,6 +427,7 @@ class PyEPropGroupFloat(_FloatTypes, _NeuronGroupModel):
     neg_dk: np.ndarray = LavaPyType(np.ndarray, float)
     gamma: np.ndarray = LavaPyType(np.ndarray, float)
     y_sums: np.ndarray = LavaPyType(np.ndarray, float)
+    shifts: np.ndarray = LavaPyType(np.ndarray, np.int64)  # unused in float
 
     def _send_factors(self, y1: np.ndarray, y2: np.ndarray, y3: np.ndarray) -> None:
         self.y1_out.send(y1)
@@ -443,6 +459,75 @@ class PyEPropGroupFloat(_FloatTypes, _NeuronGroupModel):
                                f"{type(exc).__name__}: {exc}") from None
         self.s_out.send(s)
         self._send_factors(y1, y2, np.full(size, self.neg_dk[0]))
+        self.y_sums[0] += np.abs(y1).sum()
+        self.y_sums[1] += np.abs(y2).sum()
+        self._report(time_step)
+
+
+def _eprop_step_fixed(neurons: Any, state: dict, a_in: np.ndarray) -> np.ndarray:
+    """The integer neuron step, keeping the membrane before the reset by subtraction
+    (``v_pre = v + s * (vth << 6)``: exact, the reset's clip cannot act after a spike)."""
+    s = neuron_step.FixedNeurons.step(neurons, state, a_in)
+    state["v_pre"] = state["v"].astype(np.int64) + s.astype(np.int64) * np.asarray(neurons.vth, dtype=np.int64)
+    return s
+
+
+@implements(proc=EPropGroup, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+@_declare(PARAMS["fixed"], lambda: LavaPyType(np.ndarray, np.int64))
+class PyEPropGroupFixed(_FixedTypes, _NeuronGroupModel):
+    """Integers (learning_model.FixedEProp): the population's step, then
+    ``y1 = clip((y1_gain * max(0, unit - |v_pre - (vth << 6)|) + half) >> y1_shift, 0, 127)``
+    (``y2_gain`` holds ``unit``, one IR volt of the membrane), ``y2 = clip((feedback @ err
+    + half) >> y2_shift, -128, 127)`` from the error payloads, ``y3 = neg_dk`` (the
+    constant -Y). Idle steps send zeros."""
+
+    step = staticmethod(_eprop_step_fixed)
+    err_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    y1_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
+    y2_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
+    y3_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
+    y1_gain: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    y2_gain: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    feedback: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    neg_dk: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    gamma: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    y_sums: np.ndarray = LavaPyType(np.ndarray, float)
+    shifts: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def _send_factors(self, y1: np.ndarray, y2: np.ndarray, y3: np.ndarray) -> None:
+        self.y1_out.send(y1)
+        self.y2_out.send(y2)
+        self.y3_out.send(y3)
+
+    def _chip_step(self, time_step: int) -> None:
+        a_in = self.a_in.recv()
+        err = self.err_in.recv()
+        size = self.s_out.shape[0]
+        zero = np.zeros(size, np.int32)
+        rel = time_step - 1 - self.offset
+        j, k = divmod(rel, self.period)
+        if rel < 0 or j >= self.samples or k >= self.steps:
+            self.s_out.send(zero)
+            self._send_factors(zero, zero, zero)
+            self._report(time_step)
+            return
+        try:
+            s = self._update(a_in[None], j, k)[0]
+            v_pre = self._state["v_pre"][0]
+            th = np.asarray(self._neurons.vth, dtype=np.int64).reshape(-1)
+            d = np.abs(v_pre - th)
+            s1, s2 = int(self.shifts[0]), int(self.shifts[1])
+            y1 = np.clip((self.y1_gain * np.maximum(0, self.y2_gain - d) + (1 << (s1 - 1))) >> s1, 0, 127)
+            y2 = np.clip((self.feedback @ np.asarray(err, dtype=np.int64) + (1 << (s2 - 1))) >> s2, -128, 127)
+        except Exception as exc:
+            self.s_out.send(zero)
+            self._send_factors(zero, zero, zero)
+            raise RuntimeError(f"population '{self.population}', chip step {time_step - 1}: "
+                               f"{type(exc).__name__}: {exc}") from None
+        self.s_out.send(s)
+        self._send_factors(y1.astype(np.int32), y2.astype(np.int32), np.full(size, int(self.neg_dk[0]), np.int32))
         self.y_sums[0] += np.abs(y1).sum()
         self.y_sums[1] += np.abs(y2).sum()
         self._report(time_step)
@@ -536,7 +621,7 @@ class PyPairGroupFloat(_FloatTypes, _NeuronGroupModel):
 
 MODELS = {(LearningDense, "float"): PlasticDenseFloat, (TeacherGroup, "float"): PyTeacherGroupFloat,
           (LearningDense, "fixed"): PlasticDenseFixed, (TeacherGroup, "fixed"): PyTeacherGroupFixed,
-          (EPropGroup, "float"): PyEPropGroupFloat, (PairGroup, "float"): PyPairGroupFloat,
+          (EPropGroup, "float"): PyEPropGroupFloat, (EPropGroup, "fixed"): PyEPropGroupFixed, (PairGroup, "float"): PyPairGroupFloat,
           (ReadoutGroup, "float"): PyReadoutGroupFloat}
 """(process class, precision) -> the ProcessModel the runner maps it to (one sample at a
 time)."""

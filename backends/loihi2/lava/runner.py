@@ -328,7 +328,8 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
                 continue
             spec = next((s for s in learning.values() if s.target == pop.name), None)
             if spec is not None and spec.rule == "eprop":
-                groups[pop.name] = _eprop_post(spec, pop, kwargs, inputs, sched, sources)
+                groups[pop.name] = _eprop_post(spec, pop, kwargs, sends if fixed else inputs, sched, sources,
+                                               rules.get(spec.name))
                 models[groups[pop.name]] = learning_models.MODELS[(learning_models.EPropGroup, precision)]
                 continue
             if spec is not None and spec.pairing is not None:
@@ -446,12 +447,23 @@ def _teacher(spec: LearningSpec, pop: Any, kwargs: dict, sends: Mapping[str, np.
 
 
 def _eprop_post(spec: LearningSpec, pop: Any, kwargs: dict, inputs: Mapping[str, np.ndarray], sched: Schedule,
-                sources: dict) -> Any:
+                sources: dict, rule: Any = None) -> Any:
     """The EPropGroup of an e-prop connection's post population (lava/learning.py), with
-    the RingBuffer that plays its error Input (learning_model.error_stream) into ``err_in``."""
+    the RingBuffer that plays its error Input (learning_model.error_stream) into ``err_in``.
+    ``rule``: fixed point's learning_model.FixedEProp (``inputs`` then holds the payloads)."""
     chip = spec.eprop
     if pop.reset != "subtract":  # learning_model refuses it at compile time; a corrupt artifact here
         raise NeuromorphError(f"plastic connection '{spec.name}': e-prop needs reset by subtraction in '{pop.name}'")
+    if rule is not None:
+        if spec.error_output is not None:  # refused at compile time (learning_model.fixed_eprop)
+            raise NeuromorphError(f"plastic connection '{spec.name}': a fixed-point e-prop error must be an Input")
+        group = learning_models.EPropGroup(**kwargs, y1_gain=rule.y1_gain, y2_gain=rule.unit, feedback=rule.feedback,
+                                           dk=-int(rule.y3), gamma=0, shifts=(rule.y1_shift, rule.y2_shift))
+        stream = error_stream(inputs[spec.label], sched.samples, sched.steps, sched.period, pop.offset, sched.total)
+        ring = RingBuffer(data=np.ascontiguousarray(stream.T.astype(np.int32)))
+        ring.s_out.connect(group.err_in)
+        sources[f"error:{spec.name}"] = ring
+        return group
     group = learning_models.EPropGroup(**kwargs, y1_gain=chip.y1_gain, y2_gain=chip.y2_gain, feedback=chip.feedback,
                                        dk=chip.dk, gamma=chip.gamma)
     if spec.error_output is None:  # the error is an Input stream
@@ -502,6 +514,11 @@ def _plastic_synapse(conn: Connection, spec: LearningSpec, sched: Schedule, net:
     np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape).flush()
     window = dict(offset=offset, steps=sched.steps, period=sched.period, samples=sched.samples, record=path,
                   name=f"{conn.source}->{conn.target}")
+    if integers is not None and spec.rule == "eprop":  # learning_model.FixedEProp; lagged (below)
+        window["steps"] = sched.steps + 1
+        return learning_models.plastic_dense(
+            np.asarray(integers[0], dtype=np.int32), learning_models.fixed_eprop_rule(rule, rng_seed),
+            weight_exp=int(integers[1]), num_message_bits=bits, **window)
     if integers is not None:
         return learning_models.plastic_dense(
             np.asarray(integers[0], dtype=np.int32), learning_models.fixed_learning_rule(rule, rng_seed),
