@@ -8,8 +8,10 @@ stream is an input of the deployment like any other (one-hot per sample, every s
 the error is computed on the chip, no host round trip per step.
 
 The learning curve is the online accuracy on the stream: each sample's prediction from
-the readout while it is being learned (prequential, over a moving window), which costs
-no extra test runs.
+the readout while it is being learned, over blocks of samples, which costs no extra test
+runs. It is optimistic: the label already acts on the weights during its own sample, so
+a sample's prediction has seen its label (the before/after scores on the test split are
+the measure).
 """
 from __future__ import annotations
 

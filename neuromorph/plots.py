@@ -71,7 +71,7 @@ def learning_curve(result: dict[str, Any], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 3.8))
     curve = result["curve"]
     ax.plot([c["samples"] for c in curve], [c["accuracy"] for c in curve], marker=".",
-            label="online accuracy on the stream")
+            label="online accuracy on the stream (its label acts within the sample)")
     n = result["learning_samples"]
     lines = [("accuracy", "test, all classes", "k")]
     if "new_classes_accuracy" in result:
