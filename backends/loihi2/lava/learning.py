@@ -241,32 +241,70 @@ class TeacherGroup(NeuronGroup):
         self.y2_shift = Var(shape=(1,), init=int(y2_shift))
 
 
-class _TeacherLogic(_NeuronGroupModel):
-    """One chip step of the population, then its third factor."""
+class _PostLogic(_NeuronGroupModel):
+    """One chip step of a post population that also sends its rule's factors, written
+    once for every rule: outside a sample window it sends zero spikes and the rule's
+    idle factors; a step that fails sends zeros on every port before it raises, so that
+    no process downstream waits for it. A rule names the ports of its factors
+    (``factor_ports``) and says what it receives besides ``a_in`` (:meth:`_receive`),
+    its factors at idle steps (:meth:`_idle`, zeros by default) and after the
+    population's step (:meth:`_factors`)."""
+
+    factor_ports: tuple[str, ...] = ()
+
+    def _receive(self) -> Any:
+        return None
+
+    def _idle(self, extra: Any) -> tuple[np.ndarray, ...]:
+        return self._zero_factors()
+
+    def _factors(self, s: np.ndarray, extra: Any, k: int) -> tuple[np.ndarray, ...]:
+        raise NotImplementedError
+
+    def _zero_factors(self) -> tuple[np.ndarray, ...]:
+        return tuple(np.zeros(getattr(self, port).shape, self._dtype) for port in self.factor_ports)
+
+    def _send_factors(self, factors: tuple[np.ndarray, ...]) -> None:
+        for port, y in zip(self.factor_ports, factors):
+            getattr(self, port).send(y)
 
     def _chip_step(self, time_step: int) -> None:
         a_in = self.a_in.recv()
-        label = self.label_in.recv()
+        extra = self._receive()
         rel = time_step - 1 - self.offset
         j, k = divmod(rel, self.period)
-        y2 = self._y2(label, None)
         if rel < 0 or j >= self.samples or k >= self.steps:
             self.s_out.send(np.zeros(self.s_out.shape, self._dtype))
-            self.y2_out.send(y2)
+            self._send_factors(self._idle(extra))
             self._report(time_step)
             return
         try:
             s = self._update(a_in[None], j, k)[0]
-            if k <= self.steps - 2:
-                y2 = self._y2(label, self._state["v"][0])
+            factors = self._factors(s, extra, k)
         except Exception as exc:
             self.s_out.send(np.zeros(self.s_out.shape, self._dtype))
-            self.y2_out.send(np.zeros(self.y2_out.shape, self._dtype))
+            self._send_factors(self._zero_factors())
             raise RuntimeError(f"population '{self.population}', chip step {time_step - 1}: "
                                f"{type(exc).__name__}: {exc}") from None
         self.s_out.send(s)
-        self.y2_out.send(y2)
+        self._send_factors(factors)
         self._report(time_step)
+
+
+class _TeacherLogic(_PostLogic):
+    """The readout's step, then its third factor y2 from the label and its membrane (the
+    label alone at idle steps and the window's last step)."""
+
+    factor_ports = ("y2_out",)
+
+    def _receive(self) -> np.ndarray:
+        return self.label_in.recv()
+
+    def _idle(self, label: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (self._y2(label, None),)
+
+    def _factors(self, s: np.ndarray, label: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+        return (self._y2(label, self._state["v"][0] if k <= self.steps - 2 else None),)
 
     def _y2(self, label: np.ndarray, v: Optional[np.ndarray]) -> np.ndarray:
         raise NotImplementedError
@@ -399,6 +437,10 @@ class EPropGroup(NeuronGroup):
         self.shifts = Var(shape=(2,), init=np.asarray(shifts, dtype=np.int64))  # fixed: y1_shift, y2_shift
 
 
+class _EPropPorts:
+    factor_ports = ("y1_out", "y2_out", "y3_out")
+
+
 def _eprop_step(neurons: Any, state: dict, a_in: np.ndarray) -> np.ndarray:
     """The float neuron step, keeping the membrane before the reset (``v_pre``, shifted
     coordinates) with the very arithmetic of the step."""
@@ -412,7 +454,7 @@ def _eprop_step(neurons: Any, state: dict, a_in: np.ndarray) -> np.ndarray:
 @requires(CPU)
 @tag("floating_pt")
 @_declare(FLOAT_PARAMS, lambda: LavaPyType(np.ndarray, float))
-class PyEPropGroupFloat(_FloatTypes, _NeuronGroupModel):
+class PyEPropGroupFloat(_FloatTypes, _EPropPorts, _PostLogic):
     """Float64: the population's step, then ``psi = gamma max(0, 1 - |v_pre - vth|)``
     (shifted coordinates: the IR's ``u - v_threshold``) and the three factors."""
 
@@ -429,39 +471,17 @@ class PyEPropGroupFloat(_FloatTypes, _NeuronGroupModel):
     y_sums: np.ndarray = LavaPyType(np.ndarray, float)
     shifts: np.ndarray = LavaPyType(np.ndarray, np.int64)  # unused in float
 
-    def _send_factors(self, y1: np.ndarray, y2: np.ndarray, y3: np.ndarray) -> None:
-        self.y1_out.send(y1)
-        self.y2_out.send(y2)
-        self.y3_out.send(y3)
+    def _receive(self) -> np.ndarray:
+        return self.err_in.recv()
 
-    def _chip_step(self, time_step: int) -> None:
-        a_in = self.a_in.recv()
-        err = self.err_in.recv()
-        size = self.s_out.shape[0]
-        zero = np.zeros(size)
-        rel = time_step - 1 - self.offset
-        j, k = divmod(rel, self.period)
-        if rel < 0 or j >= self.samples or k >= self.steps:
-            self.s_out.send(zero)
-            self._send_factors(zero, zero, zero)
-            self._report(time_step)
-            return
-        try:
-            s = self._update(a_in[None], j, k)[0]
-            v_pre = self._state["v_pre"][0]
-            psi = self.gamma[0] * np.maximum(0.0, 1.0 - np.abs(v_pre - self.vth))
-            y1 = psi * self.y1_gain
-            y2 = self.y2_gain * (self.feedback * err[None, :]).sum(1)  # L = feedback @ err, summed as simulate
-        except Exception as exc:
-            self.s_out.send(zero)
-            self._send_factors(zero, zero, zero)
-            raise RuntimeError(f"population '{self.population}', chip step {time_step - 1}: "
-                               f"{type(exc).__name__}: {exc}") from None
-        self.s_out.send(s)
-        self._send_factors(y1, y2, np.full(size, self.neg_dk[0]))
+    def _factors(self, s: np.ndarray, err: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+        v_pre = self._state["v_pre"][0]
+        psi = self.gamma[0] * np.maximum(0.0, 1.0 - np.abs(v_pre - self.vth))
+        y1 = psi * self.y1_gain
+        y2 = self.y2_gain * (self.feedback * err[None, :]).sum(1)  # L = feedback @ err, summed as simulate
         self.y_sums[0] += np.abs(y1).sum()
         self.y_sums[1] += np.abs(y2).sum()
-        self._report(time_step)
+        return y1, y2, np.full(s.shape[0], self.neg_dk[0])
 
 
 def _eprop_step_fixed(neurons: Any, state: dict, a_in: np.ndarray) -> np.ndarray:
@@ -476,7 +496,7 @@ def _eprop_step_fixed(neurons: Any, state: dict, a_in: np.ndarray) -> np.ndarray
 @requires(CPU)
 @tag("fixed_pt")
 @_declare(PARAMS["fixed"], lambda: LavaPyType(np.ndarray, np.int64))
-class PyEPropGroupFixed(_FixedTypes, _NeuronGroupModel):
+class PyEPropGroupFixed(_FixedTypes, _EPropPorts, _PostLogic):
     """Integers (learning_model.FixedEProp): the population's step, then
     ``y1 = clip((y1_gain * max(0, unit - |v_pre - (vth << 6)|) + half) >> y1_shift, 0, 127)``
     (``y2_gain`` holds ``unit``, one IR volt of the membrane), ``y2 = clip((feedback @ err
@@ -496,41 +516,19 @@ class PyEPropGroupFixed(_FixedTypes, _NeuronGroupModel):
     y_sums: np.ndarray = LavaPyType(np.ndarray, float)
     shifts: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
-    def _send_factors(self, y1: np.ndarray, y2: np.ndarray, y3: np.ndarray) -> None:
-        self.y1_out.send(y1)
-        self.y2_out.send(y2)
-        self.y3_out.send(y3)
+    def _receive(self) -> np.ndarray:
+        return self.err_in.recv()
 
-    def _chip_step(self, time_step: int) -> None:
-        a_in = self.a_in.recv()
-        err = self.err_in.recv()
-        size = self.s_out.shape[0]
-        zero = np.zeros(size, np.int32)
-        rel = time_step - 1 - self.offset
-        j, k = divmod(rel, self.period)
-        if rel < 0 or j >= self.samples or k >= self.steps:
-            self.s_out.send(zero)
-            self._send_factors(zero, zero, zero)
-            self._report(time_step)
-            return
-        try:
-            s = self._update(a_in[None], j, k)[0]
-            v_pre = self._state["v_pre"][0]
-            th = np.asarray(self._neurons.vth, dtype=np.int64).reshape(-1)
-            d = np.abs(v_pre - th)
-            s1, s2 = int(self.shifts[0]), int(self.shifts[1])
-            y1 = np.clip((self.y1_gain * np.maximum(0, self.y2_gain - d) + (1 << (s1 - 1))) >> s1, 0, 127)
-            y2 = np.clip((self.feedback @ np.asarray(err, dtype=np.int64) + (1 << (s2 - 1))) >> s2, -128, 127)
-        except Exception as exc:
-            self.s_out.send(zero)
-            self._send_factors(zero, zero, zero)
-            raise RuntimeError(f"population '{self.population}', chip step {time_step - 1}: "
-                               f"{type(exc).__name__}: {exc}") from None
-        self.s_out.send(s)
-        self._send_factors(y1.astype(np.int32), y2.astype(np.int32), np.full(size, int(self.neg_dk[0]), np.int32))
+    def _factors(self, s: np.ndarray, err: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+        v_pre = self._state["v_pre"][0]
+        th = np.asarray(self._neurons.vth, dtype=np.int64).reshape(-1)
+        d = np.abs(v_pre - th)
+        s1, s2 = int(self.shifts[0]), int(self.shifts[1])
+        y1 = np.clip((self.y1_gain * np.maximum(0, self.y2_gain - d) + (1 << (s1 - 1))) >> s1, 0, 127)
+        y2 = np.clip((self.feedback @ np.asarray(err, dtype=np.int64) + (1 << (s2 - 1))) >> s2, -128, 127)
         self.y_sums[0] += np.abs(y1).sum()
         self.y_sums[1] += np.abs(y2).sum()
-        self._report(time_step)
+        return y1.astype(np.int32), y2.astype(np.int32), np.full(s.shape[0], int(self.neg_dk[0]), np.int32)
 
 
 # ---------------------------------------------------------------- STDP's post population
@@ -566,7 +564,7 @@ class PairGroup(NeuronGroup):
 @requires(CPU)
 @tag("floating_pt")
 @_declare(FLOAT_PARAMS, lambda: LavaPyType(np.ndarray, float))
-class PyPairGroupFloat(_FloatTypes, _NeuronGroupModel):
+class PyPairGroupFloat(_FloatTypes, _PostLogic):
     """Float64: the population's step, then its post trace (as neuromorph.simulate:
     ``(1 - dy) * ybar + z``) and the factors."""
 
@@ -582,41 +580,19 @@ class PyPairGroupFloat(_FloatTypes, _NeuronGroupModel):
     reward: np.ndarray = LavaPyType(np.ndarray, float)
     sums: np.ndarray = LavaPyType(np.ndarray, float)
 
-    def _send_factors(self, z: np.ndarray, y1: np.ndarray, y2: np.ndarray, y3: np.ndarray) -> None:
-        self.bap_out.send(z)
-        self.y1_out.send(y1)
-        self.y2_out.send(y2)
-        self.y3_out.send(y3)
+    factor_ports = ("bap_out", "y1_out", "y2_out", "y3_out")
 
-    def _chip_step(self, time_step: int) -> None:
-        a_in = self.a_in.recv()
-        with_reward = bool(self.reward[0])
-        r = self.r_in.recv() if with_reward else None
-        size = self.s_out.shape[0]
-        zero = np.zeros(size)
-        rel = time_step - 1 - self.offset
-        j, k = divmod(rel, self.period)
-        if rel < 0 or j >= self.samples or k >= self.steps:
-            self.s_out.send(zero)
-            self._send_factors(zero, zero, zero, zero)
-            self._report(time_step)
-            return
-        try:
-            z = self._update(a_in[None], j, k)[0]
-            old = np.zeros(size) if k == 0 else self._ybar
-            self._ybar = self.keep_y[0] * old + z  # keep_y = 1 - dy: simulate's (1 - dy) * ybar + z
-            y1 = self.y1_gain * r if with_reward else self.y1_gain.copy()
-            y2 = self.y2_gain * self._ybar
-        except Exception as exc:
-            self.s_out.send(zero)
-            self._send_factors(zero, zero, zero, zero)
-            raise RuntimeError(f"population '{self.population}', chip step {time_step - 1}: "
-                               f"{type(exc).__name__}: {exc}") from None
-        self.s_out.send(z)
-        self._send_factors(z, y1, y2, np.full(size, self.y3[0]))
+    def _receive(self) -> Optional[np.ndarray]:
+        return self.r_in.recv() if self.reward[0] else None
+
+    def _factors(self, z: np.ndarray, r: Optional[np.ndarray], k: int) -> tuple[np.ndarray, ...]:
+        old = np.zeros(z.shape[0]) if k == 0 else self._ybar
+        self._ybar = self.keep_y[0] * old + z  # keep_y = 1 - dy: simulate's (1 - dy) * ybar + z
+        y1 = self.y1_gain * r if r is not None else self.y1_gain.copy()
+        y2 = self.y2_gain * self._ybar
         self.sums[0] += np.count_nonzero(z)
         self.sums[1] += np.abs(y1).sum()
-        self._report(time_step)
+        return z, y1, y2, np.full(z.shape[0], self.y3[0])
 
 
 MODELS = {(LearningDense, "float"): PlasticDenseFloat, (TeacherGroup, "float"): PyTeacherGroupFloat,
