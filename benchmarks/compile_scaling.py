@@ -8,6 +8,10 @@ Networks (random weights, built with the IR's Python API):
 
 - ``ff 64-H-10``: ``nm.feedforward(64, [H], 10)`` for H = 10^2 .. 10^5 (LIF hidden layer,
   LI readout; H + 10 neurons, 74 H synapses), one Loihi 2 chip;
+- ``ff 64-H-10, f32``: the largest of those with its weights rounded to float32 values,
+  as a network trained in torch holds them (the binary container stores such float64
+  arrays at 4 bytes a value, neuromorph/documents.py, layout 3; the random float64
+  weights of the rows above take 8);
 - ``ff 64-10000-10000-10`` (not with ``--quick`` or ``--no-deep``): two hidden layers of
   10^4, 10^8 synapses, allowed 8 chips (it needs 5) -- the second figure of issue 12;
 - ``N-MNIST CNN``: benchmarks/conv_memory.py's Sinabs CNN (8,970 IF neurons, three
@@ -65,8 +69,15 @@ def _graph(case: str) -> Any:
         from conv_memory import nmnist_cnn
 
         return nmnist_cnn()
-    hidden = [int(h) for h in case.split("-")]
-    return nm.feedforward(64, hidden, 10, seed=0)
+    trained = case.endswith("f32")
+    hidden = [int(h) for h in case.removesuffix("f32").split("-")]
+    graph = nm.feedforward(64, hidden, 10, seed=0)
+    if not trained:
+        return graph
+    import numpy as np  # weights rounded to float32, as torch's training leaves them
+
+    return graph.replace_nodes(**{name: node.replace(weight=np.asarray(node.weight, np.float32).astype(np.float64))
+                                  for name, node in graph.nodes.items() if hasattr(node, "weight")})
 
 
 def _child(case: str, precision: str, chips: int, out: str) -> None:
@@ -180,6 +191,7 @@ def main() -> int:
     timeout = args.timeout if args.timeout is not None else (120.0 if args.quick else 300.0)
     max_mb = args.max_mb if args.max_mb is not None else 0.75 * _available_mb()
     cases = [(f"ff 64-{h}-10", str(h), 1) for h in args.sizes]
+    cases.append((f"ff 64-{max(args.sizes)}-10, f32", f"{max(args.sizes)}f32", 1))
     if not (args.quick or args.no_deep):
         cases.append((f"ff 64-{'-'.join(map(str, DEEP))}-10", "-".join(map(str, DEEP)), DEEP_CHIPS))
     if not args.no_conv:

@@ -8,7 +8,8 @@ running it needs no Python code from whoever defined the model.
 
 Version 3 (written by :func:`save_artifact`) is the binary container: every array of the
 model and of the payload is stored as raw bytes at the dtype the target hands over
-(float64 stays float64; an int8 array takes a byte per value). The report is JSON data
+(float64 stays float64, at 4 bytes a value where float32 holds it exactly, as a weight
+trained in torch; an int8 array takes a byte per value). The report is JSON data
 and stays so (any array in it is a base64 text record, never decoded). Version 2, JSON
 text with base64 float64/int64 arrays (:func:`dumps_text`), still loads; so does JSON
 text stamped version 3.

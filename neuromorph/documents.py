@@ -8,7 +8,8 @@ in which arrays appear as records. Two containers carry it; the first bytes tell
 
     offset  size  field
     0       8     magic  89 4E 4D 46 0D 0A 1A 0A  ("\\x89NMF\\r\\n\\x1a\\n", PNG-style: not text)
-    8       4     layout, uint32 little-endian: 1, or 2 when arrays share bytes (:data:`LAYOUTS`)
+    8       4     layout, uint32 little-endian: 1, 2 when arrays share bytes, 3 when some are
+                  narrowed (:data:`LAYOUTS`)
     12      4     flags, uint32 LE: 0 (reserved; anything else is refused)
     16      8     J, uint64 LE: length of the JSON head in bytes
     24      8     N, uint64 LE: length of the data section in bytes
@@ -37,9 +38,18 @@ exactly (same offset and length; any other overlap is refused), and decodes to a
 of those bytes, so that no two decoded arrays share memory; what those copies take
 counts against :data:`neuromorph.streams.MEMORY_BOUND` with the file itself (a small
 file cannot make the reader allocate without bound).
-The writer stamps layout 1 when no span repeats (such a file is byte for byte what
-earlier versions wrote, and they read it), else 2; the reader takes both, and refuses
-a repeated span in layout 1 as an overlap. The file size must be exactly ``D + N``; that is
+Layout 3 is layout 2 plus narrowed arrays: a float64 array of at least
+:data:`NARROW_MIN` values that float32 holds exactly (a weight trained in torch's
+float32 always is) is stored as float32, ``{"dtype": "float64", "stored": "float32",
+"shape": ..., "__data__": [offset, nbytes]}`` (nbytes: 4 per value), and decodes to
+float64 again, bit for bit (a value float32 holds exactly converts back to the same
+float64, the sign of a zero included); what the widened copies take counts against
+:data:`neuromorph.streams.MEMORY_BOUND` as the repeats do. No other narrowing exists; a
+``stored`` key in layout 1 or 2, or with other dtypes, is refused.
+The writer stamps layout 1 when no span repeats and nothing is narrowed (such a file is
+byte for byte what earlier versions wrote, and they read it), 2 when a span repeats, 3
+when an array is narrowed; the reader takes all three, and refuses a repeated span in
+layout 1 as an overlap. The file size must be exactly ``D + N``; that is
 checked from the 64-byte header and the file's size, and what loading takes against
 :data:`neuromorph.streams.MEMORY_BOUND`, before the rest is read. Arrays are views
 into the one buffer the file is read into (writeable; no copy per array, but for a
@@ -378,8 +388,15 @@ LAYOUT_SHARED = 2
 """The byte layout of a container in which references may repeat an array's span
 (identical arrays stored once; module docstring)."""
 
-LAYOUTS = (LAYOUT, LAYOUT_SHARED)
+LAYOUT_NARROW = 3
+"""Layout 2 plus float64 arrays stored as float32 where that is exact (module docstring)."""
+
+LAYOUTS = (LAYOUT, LAYOUT_SHARED, LAYOUT_NARROW)
 """The byte layouts this neuromorph reads."""
+
+NARROW_MIN = 64
+"""The fewest values of a float64 array that the writer narrows to float32 (smaller ones,
+such as neuron parameters, gain less than the ``stored`` key costs in the head)."""
 
 ALIGN = 64
 """Alignment of the data section and of every array in it (bytes)."""
@@ -434,6 +451,7 @@ class ArrayWriter:
         self.parts: list[tuple[int, np.ndarray]] = []
         self.size = 0
         self.shared = 0
+        self.narrowed = 0
         self._small: dict[tuple[str, bytes], int] = {}
         self._large: dict[tuple[str, int], list[tuple[int, np.ndarray]]] = {}
 
@@ -450,23 +468,42 @@ class ArrayWriter:
         data = np.asarray(arr, dtype=DTYPES[name], order="C")
         if data.nbytes == 0:  # an empty array has no bytes: offset 0
             return {"dtype": name, "shape": list(arr.shape), "__data__": [0, 0]}
-        offset = self._stored_at(name, data)
+        record: dict[str, Any] = {"dtype": name}
+        stored = name
+        if name == "float64" and data.size >= NARROW_MIN:
+            narrow = _float32_exact(data)
+            if narrow is not None:
+                data, stored = narrow, "float32"
+                record["stored"] = stored
+                self.narrowed += 1
+        record["shape"] = list(arr.shape)
+        offset = self._stored_at(stored, data)
         if offset is not None:
             self.shared += 1
-            return {"dtype": name, "shape": list(arr.shape), "__data__": [offset, data.nbytes]}
+            return {**record, "__data__": [offset, data.nbytes]}
         offset = _align(self.size)
         self.parts.append((offset, data))
         if data.nbytes <= self.SMALL:
-            self._small[(name, data.tobytes())] = offset
+            self._small[(stored, data.tobytes())] = offset
         else:
-            self._large.setdefault((name, data.nbytes), []).append((offset, data))
+            self._large.setdefault((stored, data.nbytes), []).append((offset, data))
         self.size = offset + data.nbytes
-        return {"dtype": name, "shape": list(arr.shape), "__data__": [offset, data.nbytes]}
+        return {**record, "__data__": [offset, data.nbytes]}
 
     @property
     def layout(self) -> int:
-        """The byte layout the arrays need: LAYOUT_SHARED if a span is repeated, else LAYOUT."""
-        return LAYOUT_SHARED if self.shared else LAYOUT
+        """The byte layout the arrays need: LAYOUT_NARROW if an array is narrowed, else
+        LAYOUT_SHARED if a span is repeated, else LAYOUT."""
+        return LAYOUT_NARROW if self.narrowed else LAYOUT_SHARED if self.shared else LAYOUT
+
+
+def _float32_exact(data: np.ndarray) -> np.ndarray | None:
+    """``data`` (float64) as little-endian float32 if float32 holds every value exactly,
+    else None. Equal values are equal bits here: a float32 zero keeps its sign, and NaN
+    (never equal) is not narrowed."""
+    with np.errstate(over="ignore", invalid="ignore"):  # a value beyond float32: inf, unequal
+        narrow = data.astype("<f4")
+        return narrow if np.array_equal(narrow, data) else None
 
 
 def write_binary(f: Any, fmt: str, version: int, key: str, payload: Any, arrays: ArrayWriter) -> int:
@@ -544,8 +581,9 @@ class BinaryArrays:
         self.buf, self.start, self.size, self.source = buf, start, size, source
         self.spans: list[tuple[int, int, str]] = []  # sorted (offset, end, where) of non-empty arrays
         self.empty = 0
-        self.shared = layout == LAYOUT_SHARED  # may a reference repeat a span?
-        self.repeated = 0  # bytes decoded again from repeated spans
+        self.shared = layout in (LAYOUT_SHARED, LAYOUT_NARROW)  # may a reference repeat a span?
+        self.narrow = layout == LAYOUT_NARROW  # may an array be stored narrowed?
+        self.repeated = 0  # bytes decoded again from repeated spans, or widened
 
     def _claim(self, offset: int, end: int, where: str) -> bool:
         """Claim ``[offset, end)``; True if it is an exact repeat of a claimed span (layout 2)."""
@@ -553,19 +591,22 @@ class BinaryArrays:
         for other in self.spans[max(0, i - 1): i + 1]:
             if other[0] < end and offset < other[1]:
                 if self.shared and (other[0], other[1]) == (offset, end):
-                    from .streams import check_memory
-
-                    self.repeated += end - offset
-                    try:  # what read_document checked before reading, plus these copies
-                        check_memory(self.start + 2 * self.size + self.repeated, "decoding this file's "
-                                     "repeated array references")
-                    except NeuromorphError as exc:
-                        raise ModelFileError(f"{where}: {exc}") from None
+                    self._copies(end - offset, where, "repeated")
                     return True
                 raise ModelFileError(f"{where}: array data [{offset}, {end}) overlaps the array data "
                                      f"[{other[0]}, {other[1]}) of {other[2]}")
         self.spans.insert(i, (offset, end, where))
         return False
+
+    def _copies(self, nbytes: int, where: str, why: str) -> None:
+        """Count ``nbytes`` of decoded copies against the memory bound."""
+        from .streams import check_memory
+
+        self.repeated += nbytes
+        try:  # what read_document checked before reading, plus these copies
+            check_memory(self.start + 2 * self.size + self.repeated, f"decoding this file's {why} arrays")
+        except NeuromorphError as exc:
+            raise ModelFileError(f"{where}: {exc}") from None
 
     def decode(self, value: Any, where: str) -> np.ndarray | None:
         if not isinstance(value, dict):
@@ -575,13 +616,21 @@ class BinaryArrays:
                 raise ModelFileError(f"{where}: an inline (base64) array in a binary file (its arrays "
                                      "are references into the data section)")
             return None
-        if set(value) != {"dtype", "shape", "__data__"}:
+        narrowed = "stored" in value
+        if set(value) != {"dtype", "shape", "__data__"} | ({"stored"} if narrowed else set()):
             raise ModelFileError(f"{where}: corrupted array reference (keys {shown(sorted(value))}, expected "
-                                 "['__data__', 'dtype', 'shape'])")
+                                 "['__data__', 'dtype', 'shape'] and, in layout 3, 'stored')")
         kind = value["dtype"]
         if not isinstance(kind, str) or kind not in DTYPES:
             raise ModelFileError(f"{where}: unsupported array dtype {shown(kind)} (plain numbers only: "
                                  f"{', '.join(DTYPES)})")
+        if narrowed:
+            if not self.narrow:
+                raise ModelFileError(f"{where}: a narrowed array ('stored') in binary layout 1 or 2 (only "
+                                     "layout 3 narrows)")
+            if (kind, value["stored"]) != ("float64", "float32"):
+                raise ModelFileError(f"{where}: unsupported narrowing of {shown(kind)} to "
+                                     f"{shown(value['stored'])} (only float64 stored as float32)")
         shape = _shape(value["shape"], where)
         span = value["__data__"]
         if (not isinstance(span, list) or len(span) != 2
@@ -595,16 +644,20 @@ class BinaryArrays:
         if offset + nbytes > self.size:
             raise ModelFileError(f"{where}: array data [{offset}, {offset + nbytes}) points outside the "
                                  f"data section ({self.size} bytes)")
-        dtype = np.dtype(DTYPES[kind])
+        dtype = np.dtype(DTYPES[value["stored"] if narrowed else kind])
         count = math.prod(shape)
         if count * dtype.itemsize != nbytes:
-            raise ModelFileError(f"{where}: corrupted array reference (shape {list(shape)} of {kind} needs "
+            stored = f"{kind} stored as {value['stored']}" if narrowed else kind
+            raise ModelFileError(f"{where}: corrupted array reference (shape {list(shape)} of {stored} needs "
                                  f"{count * dtype.itemsize} bytes, the reference has {nbytes})")
         if count == 0:
             self.empty += 1
-            return np.zeros(shape, dtype.newbyteorder("="))
+            return np.zeros(shape, np.dtype(DTYPES[kind]).newbyteorder("="))
         repeat = self._claim(offset, offset + nbytes, where)
         arr = np.frombuffer(self.buf, dtype=dtype, count=count, offset=self.start + offset).reshape(shape)
+        if narrowed:  # widened to float64: exact (module docstring)
+            self._copies(8 * count, where, "narrowed")
+            return arr.astype(np.float64)
         if kind == "bool":
             _check_bool(arr, where)
         if not arr.dtype.isnative:

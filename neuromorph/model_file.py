@@ -7,7 +7,9 @@ The document (see documents.py for both containers)::
 Version 2 (written by :func:`save`) is the binary container: a 64-byte header with a
 SHA-256 over the whole file, the document as JSON with every array a reference
 ``{"dtype": "float64", "shape": [...], "__data__": [offset, nbytes]}``, then the arrays'
-raw little-endian bytes. The IR's arrays are float64, stored as such: bit-exact.
+raw little-endian bytes. The IR's arrays are float64, stored bit-exactly: as float64,
+or as float32 where float32 holds every value (weights trained in torch: half the
+bytes; documents.py, layout 3).
 Version 1 is JSON text, ``{"format", "version": 1, "sha256", "model"}`` with arrays as
 base64 of their float64 bytes (:func:`dumps` still writes it); it still loads, and so
 does JSON text stamped version 2. Files are written atomically (temporary file in the

@@ -44,7 +44,8 @@ class TrainConfig:
     surrogate: str | None = None  # fast_sigmoid or triangle; None: the method's default
     surrogate_alpha: float | None = None  # None: the method's default
     dtype: str = "float32"  # float64 for reference runs and exact comparisons
-    options: Mapping[str, Any] = field(default_factory=dict)  # the method's own options
+    # the method's own options (left out of the hash, so that a config stays hashable)
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:

@@ -31,7 +31,7 @@ def align(n: int) -> int:
 def unpack(data: bytes) -> tuple[dict, bytes]:
     """(JSON head, data section) of a binary file, by the documented layout."""
     magic, layout, flags, j, n = FIXED.unpack(data[:32])
-    assert (magic, flags) == (MAGIC, 0) and layout in (1, 2)
+    assert (magic, flags) == (MAGIC, 0) and layout in (1, 2, 3)
     start = align(64 + j)
     assert len(data) == start + n
     assert hashlib.sha256(data[:32] + data[64:]).digest() == data[32:64]
@@ -48,9 +48,9 @@ def shares(head) -> bool:
 def pack(head, body: bytes, *, layout=None, flags=0, j=None, n=None, raw_head: bytes | None = None) -> bytes:
     """A binary file of this head and data section with a valid checksum (header fields
     overridable, to declare what the content is not; the layout by default as the writer
-    stamps it: 2 where a span repeats, else 1)."""
+    stamps it: 3 where an array is narrowed, 2 where a span repeats, else 1)."""
     if layout is None:
-        layout = 2 if raw_head is None and shares(head) else 1
+        layout = 1 if raw_head is not None else 3 if any("stored" in r for r in refs(head)) else 2 if shares(head) else 1
     text = raw_head if raw_head is not None else json.dumps(head, separators=(",", ":")).encode()
     fixed = FIXED.pack(MAGIC, layout, flags, len(text) if j is None else j, len(body) if n is None else n)
     rest = text + bytes(align(64 + len(text)) - 64 - len(text)) + body
@@ -173,6 +173,88 @@ def test_identical_arrays_are_stored_once_and_decode_apart():
     writer = documents.ArrayWriter()
     data = documents.dumps_binary("f", 1, "k", documents.encode_tree({"a": big}, writer.encode), writer)
     assert data[8:12] == (1).to_bytes(4, "little")
+
+
+def as_trained(graph: Graph) -> Graph:
+    """``graph`` with its weights rounded to float32 values, as torch's training leaves them."""
+    return graph.replace_nodes(**{k: n.replace(weight=np.asarray(n.weight, np.float32).astype(np.float64))
+                                  for k, n in graph.nodes.items() if hasattr(n, "weight")})
+
+
+def test_float64_arrays_that_float32_holds_take_4_bytes_a_value_and_read_back_bit_for_bit():
+    rng = np.random.default_rng(2)
+    exact = rng.normal(size=(10, 20)).astype(np.float32).astype(np.float64)
+    exact[0, :4] = [-0.0, 0.0, np.inf, -np.inf]
+    values = {"exact": exact, "copy": exact.copy(), "f32": exact.astype(np.float32),
+              "inexact": np.where(np.arange(200).reshape(10, 20) == 7, 0.1, exact),  # one value float32 lacks
+              "short": exact[0, 4:4 + documents.NARROW_MIN - 1].copy(), "nan": np.where(exact > 1, np.nan, exact),
+              "huge": np.where(exact > 1, 1e300, exact), "subnormal": np.where(exact > 1, 5e-324, exact)}
+    writer = documents.ArrayWriter()
+    data = documents.dumps_binary("f", 1, "k", documents.encode_tree(values, writer.encode), writer)
+    head, body = unpack(data)
+    assert data[8:12] == (3).to_bytes(4, "little")
+    recs = dict(zip(values, refs(head)))
+    assert recs["exact"]["stored"] == "float32" and recs["exact"]["__data__"][1] == 4 * exact.size
+    assert recs["exact"]["__data__"] == recs["copy"]["__data__"] == recs["f32"]["__data__"]  # the same bytes
+    for name in ("inexact", "short", "nan", "huge", "subnormal"):
+        assert "stored" not in recs[name] and recs[name]["__data__"][1] == 8 * values[name].size, name
+    doc = documents.loads_any(data, "f", "k", "<test>", "test file", versions=(1,), binary_version=1)
+    back = documents.decode_tree(doc.payload, "<test>", doc.arrays)
+    doc.arrays.finish()
+    for name, value in values.items():
+        assert back[name].dtype == value.dtype and back[name].tobytes() == value.tobytes(), name
+    assert np.signbit(back["exact"][0, 0]) and not np.signbit(back["exact"][0, 1])
+    back["exact"][0, 0] = 5.0  # its own array
+    assert back["copy"][0, 0] == 0.0
+
+
+def test_a_trained_model_and_its_artifacts_take_about_half_the_bytes(tmp_path):
+    g = nm.feedforward(64, [500], 10, seed=0)
+    t = as_trained(g)
+    sizes = {}
+    for name, graph in (("float64", g), ("trained", t)):
+        sizes[name] = nm.save(graph, tmp_path / f"{name}.nm").stat().st_size
+        assert nm.load(tmp_path / f"{name}.nm") == graph
+        for precision in ("float", "fixed"):
+            a = compile_graph(graph, backend="lava", precision=precision)
+            path = artifact.save_artifact(a, tmp_path / f"{name}.{precision}")
+            sizes[name, precision] = path.stat().st_size
+            back = artifact.load_artifact(path)
+            assert back.graph == graph
+    assert sizes["trained"] < 0.55 * sizes["float64"]
+    assert sizes["trained", "float"] < 0.55 * sizes["float64", "float"]
+    # fixed point: 4 bytes of source weight + 1 of mantissa, against 8 + 1
+    assert sizes["trained", "fixed"] < 0.65 * sizes["float64", "fixed"]
+
+
+@pytest.fixture(scope="module")
+def trained_bytes():
+    return model_file.dump_bytes(as_trained(nm.feedforward(16, [8], 4, seed=1)))
+
+
+NARROWED = [
+    ("narrowed in layout 2", lambda h, b: pack(h, bytes(b), layout=2), r"a narrowed array \('stored'\) in binary layout 1 or 2"),
+    ("narrowed in layout 1", lambda h, b: pack(h, bytes(b), layout=1), "layout 1 or 2"),
+    ("stored float16", lambda h, b: _narrowed(h).update(stored="float16"), "unsupported narrowing of 'float64' to 'float16'"),
+    ("stored list", lambda h, b: _narrowed(h).update(stored=["float32"]), "unsupported narrowing"),
+    ("int64 narrowed", lambda h, b: _narrowed(h).update(dtype="int64"), "unsupported narrowing of 'int64'"),
+    ("shape of 8 bytes a value", lambda h, b: _narrowed(h).update(shape=[_narrowed(h)["__data__"][1] // 8]),
+     r"shape \[\d+\] of float64 stored as float32 needs \d+ bytes"),
+]
+
+
+def _narrowed(head) -> dict:
+    return next(r for r in refs(head) if "stored" in r)
+
+
+@pytest.mark.parametrize("name, edit, words", NARROWED, ids=[c[0] for c in NARROWED])
+def test_hostile_narrowed_arrays_are_refused_in_one_line(tmp_path, trained_bytes, name, edit, words):
+    assert trained_bytes[8:12] == (3).to_bytes(4, "little")
+    path = tmp_path / "m.nm"
+    path.write_bytes(_edit(trained_bytes, edit))
+    with pytest.raises(ModelFileError, match=words) as exc:
+        nm.load(path)
+    one_line(exc)
 
 
 def test_a_compiled_artifact_stores_a_weight_shared_by_model_and_netlist_once(tmp_path):
@@ -325,7 +407,7 @@ def _last(head):
 
 HOSTILE = [
     # header fields
-    ("layout 3", lambda h, b: pack(h, bytes(b), layout=3), "binary layout 3 is not supported"),
+    ("layout 4", lambda h, b: pack(h, bytes(b), layout=4), "binary layout 4 is not supported"),
     ("flags", lambda h, b: pack(h, bytes(b), flags=1), "header flags 0x1"),
     ("J huge", lambda h, b: pack(h, bytes(b), j=2**63), "truncated: its header declares"),
     ("N huge", lambda h, b: pack(h, bytes(b), n=2**64 - 1), "truncated: its header declares"),

@@ -107,3 +107,10 @@ def test_a_cosine_schedule_changes_training_and_a_bad_one_is_refused():
     assert constant != cosine
     with pytest.raises(nm.NeuromorphError, match="lr schedule must be one of constant, cosine"):
         TrainConfig(lr_schedule="step")
+
+
+def test_a_config_with_method_options_is_hashable_and_compares_them():
+    a = TrainConfig(options={"learning_signal": "random"})
+    assert hash(a) == hash(TrainConfig(options={"learning_signal": "random"}))
+    assert a == TrainConfig(options={"learning_signal": "random"}) and a != TrainConfig()
+    assert len({a, TrainConfig(options={"learning_signal": "random"})}) == 1
