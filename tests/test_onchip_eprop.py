@@ -509,3 +509,48 @@ def test_fixed_eprop_refuses_what_it_cannot_represent_in_one_line(kwargs, words)
         compile_graph(g, backend="lava", precision="fixed")
     text = str(exc.value)
     assert words in text and "node 'w'" in text and "\n" not in text
+
+
+def test_fixed_eprop_stays_within_the_derived_bound_of_the_real_valued_rule():
+    """engine_eprop_fixed (Lava's fixed engine, bit for bit: the test above) against the
+    real-valued rule it rounds (eprop_float_engine), for given factor streams: within
+    eprop_fixed_bound after every sample, for 8 rng seeds, in a regime where nothing
+    saturates (the real trajectory's peaks plus the bound stay inside the 9-bit weights
+    and tag_1). The compiled rule of target_graph: e_w = 2 is forced by e_a = -4 (the
+    x0 y2 y1 product's exponent e_w + e_a - 5 >= -7), so y2 is kept small and rare here."""
+    from neuromorph.backends.loihi2.learning_model import engine_eprop_fixed, eprop_fixed_bound, eprop_float_engine
+    from neuromorph.backends.loihi2.quantize import learning_rules
+    from neuromorph.compile import compile_graph
+
+    rng = np.random.default_rng(7)
+    g = target_graph(rng, lr=30.0)
+    art = compile_graph(g, backend="lava", precision="fixed", calibration=target_inputs(rng, g, p_err=0.1))
+    q = art.payload.quantized
+    rule = learning_rules(q)["w"]
+    i, _ = q.net.plastic("w")
+    w0 = (q.weights[i] // 8) * 2  # a quarter of the compiled weights: room to move
+    (n_out, n_in), samples, t = w0.shape, 3, 60
+    period = t + 1
+    total = samples * period
+    r = np.random.default_rng(0)
+    pre = (r.random((total, n_in)) < 0.3).astype(np.int64)
+    y1 = np.where(r.random((total, n_out)) < 0.3, r.integers(0, 40, (total, n_out)), 0)
+    y2 = np.where(r.random((total, 1)) < 0.05, r.integers(-2, 3, (total, n_out)), 0)
+    y3 = np.zeros((total, n_out), np.int64)
+    for j in range(samples):  # the post's window: y3 = -Y; idle step: nothing
+        y3[j * period: j * period + t] = rule.y3
+        y1[j * period + t:(j + 1) * period] = 0
+        y2[j * period + t:(j + 1) * period] = 0
+    kw = dict(offset=0, steps=t + 1, period=period, samples=samples)
+    peaks: dict = {}
+    real = eprop_float_engine(rule, w0, pre, y1, y2, y3, peaks=peaks, **kw)
+    bound_w, bound_t = eprop_fixed_bound(rule, pre, y1, y2, y3, **kw)
+    assert peaks["weight"] + bound_w.max() < 255 and peaks["tag"] + bound_t.max() < 255  # nothing saturates
+    assert np.abs(real[-1] - w0).max() > 10  # it learns
+    worst = 0.0
+    for seed in range(1, 9):
+        fixed = engine_eprop_fixed(rule, w0, pre, y1, y2, y3, rng_seed=seed, **kw)
+        err = np.abs(fixed - real).max(axis=2)  # [samples, out]
+        assert np.all(err <= bound_w), (seed, err, bound_w)
+        worst = max(worst, float((err / bound_w).max()))
+    assert 0.0 < worst <= 1.0

@@ -1004,10 +1004,13 @@ def engine_eprop_fixed(rule: FixedEProp, w0: np.ndarray, pre: np.ndarray, y1: np
 
 
 def eprop_float_engine(rule: FixedEProp, w0: np.ndarray, pre: np.ndarray, y1: np.ndarray, y2: np.ndarray,
-                       y3: np.ndarray, *, offset: int, steps: int, period: int, samples: int) -> np.ndarray:
+                       y3: np.ndarray, *, offset: int, steps: int, period: int, samples: int,
+                       peaks: dict[str, float] | None = None) -> np.ndarray:
     """The real-valued rule the fixed engine rounds: the same pre spikes and factors, exact
     trace ``xbar <- keep xbar + I spike``, exact eligibility and weight products (no floor,
-    no stochastic rounding, no saturation). [samples, out, in] float64 mantissas."""
+    no stochastic rounding, no saturation). [samples, out, in] float64 mantissas. ``peaks``
+    (a dict, filled in): the largest |weight| and |tag| of any step, to tell whether the
+    fixed engine would saturate (:func:`eprop_fixed_bound`)."""
     w = ((np.asarray(w0, dtype=np.int64) >> 1) << 1).astype(np.float64)
     tag = np.zeros_like(w)
     x1 = np.zeros(pre.shape[1])
@@ -1022,6 +1025,55 @@ def eprop_float_engine(rule: FixedEProp, w0: np.ndarray, pre: np.ndarray, y1: np
         a, b, d = (np.asarray(v[c], dtype=np.float64)[:, None] for v in (y1, y2, y3))
         tag = tag + 2.0**rule.e3 / 32.0 * d * tag + 2.0**(rule.ea - 3) * a * (x1 - rule.impulse * x0)[None, :]
         w = w + 2.0**rule.ew / 32.0 * b * tag
+        if peaks is not None:
+            peaks["weight"] = max(peaks.get("weight", 0.0), float(np.abs(w).max(initial=0.0)))
+            peaks["tag"] = max(peaks.get("tag", 0.0), float(np.abs(tag).max(initial=0.0)))
         if 0 <= j < samples and k == steps - 1:
             out[j] = w
     return out
+
+
+def eprop_fixed_bound(rule: FixedEProp, pre: np.ndarray, y1: np.ndarray, y2: np.ndarray, y3: np.ndarray, *,
+                      offset: int, steps: int, period: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """A worst-case bound on ``|engine_eprop_fixed - eprop_float_engine|`` (weight
+    mantissas, per post neuron, after each sample) for given factor streams, valid while
+    no weight, tag or accumulator saturates; and the bound on the tag's error it carries
+    ([samples, out] each; docs/onchip-learning.md, "e-prop in fixed point").
+
+    Per chip step, with ``rho = 1 + 2^e3 y3 / 32`` (the eligibility's decay; y3 = -Y in a
+    window, 0 where the post is idle) and
+    ``E(k) = sum_{i<k} keep^i`` the trace's error bound k steps into a sample (as
+    :func:`fixed_bound`), the errors of the tag and the weight, zeroed with the tag at each
+    sample's start (the weights' error carries over samples), satisfy::
+
+        |e_t(c)| <= rho |e_t(c-1)| + 2^(ea-3) |y1| E(k) + 2^e3 + 2^ea + 1
+        |e_w(c)| <= |e_w(c-1)| + 2^ew / 32 |y2| (rho |e_t(c-1)| + 2^(ea-3) |y1| E(k))
+                    + [y2 != 0] (2^ew + 2^(ew+e3+2) + 2^(ew+ea+2) + 1)
+
+    The engine evaluates every product from the old tag, so the weight sees the tag's
+    error of the step before, decayed; each product's floor loses less than ``2^e`` of its
+    constant (the x0 products are integers: exact); the stochastic roundings of the tag
+    and of the weight lose less than 1 each (the weight's only where a weight product is
+    nonzero)."""
+    total = len(pre)
+    n_out = np.asarray(y2).shape[1]
+    a = np.abs(np.clip(y1, -TRACE_MAX - 1, TRACE_MAX)).astype(np.float64)
+    b = np.abs(np.clip(y2, -TRACE_MAX - 1, TRACE_MAX)).astype(np.float64)
+    rho = np.abs(1.0 + 2.0**rule.e3 * np.clip(y3, -TRACE_MAX - 1, TRACE_MAX).astype(np.float64) / 32.0)
+    tag_floor = 2.0**rule.e3 + 2.0**rule.ea + 1.0
+    w_floor = 2.0**rule.ew + 2.0**(rule.ew + rule.e3 + 2) + 2.0**(rule.ew + rule.ea + 2) + 1.0
+    e_tag, e_w, e_x = np.zeros(n_out), np.zeros(n_out), 0.0
+    out_w, out_t = np.zeros((samples, n_out)), np.zeros((samples, n_out))
+    for c in range(total):
+        j, k = divmod(c - offset, period) if c >= offset else (-1, -1)
+        if 0 <= j < samples and k == 0:
+            e_tag[:] = 0.0
+            e_x = 0.0
+        else:
+            e_x = rule.keep * e_x + 1.0  # E(k): this step's decay rounding, and the earlier ones decayed
+        trace = 2.0**(rule.ea - 3) * a[c] * e_x
+        e_w = e_w + 2.0**rule.ew / 32.0 * b[c] * (rho[c] * e_tag + trace) + w_floor * (b[c] != 0)
+        e_tag = rho[c] * e_tag + trace + tag_floor
+        if 0 <= j < samples and k == steps - 1:
+            out_w[j], out_t[j] = e_w, e_tag
+    return out_w, out_t
