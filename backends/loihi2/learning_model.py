@@ -799,13 +799,30 @@ def y2_stream(rule: FixedLearning, spec: LearningSpec, label: np.ndarray | None,
 #   dw = 2^ew u0 y2 t + 2^(ew+e3+2) u0 y2 y3 t + 2^(ew+ea+2) u0 y2 y1 x1 - I 2^(ew+ea-5) x0 y2 y1
 #
 # (dw spells out 2^ew/32 y2 tag_1(new): the engine reads the old tag_1), so that
-# Ke = 2^(ea-3) Ky1 I keep and 2^ew / 32 Ky2 Ke = rate G.
+# Ke = 2^(ea-3) Ky1 I keep and 2^ew / 32 Ky2 Ke = rate G. Each constant is written with
+# its largest mantissa (finest: 2^ew as 4 * 2^(ew-2)), which the engine floors 4x finer.
 
 EPROP_EBAR_MAX = 255
 """tag_1's largest value (W_TAG_1_U = 8): the eligibility range maps to it."""
 EPROP_DECAY_TOL = 0.1
 """Largest relative error of a decay rate (1 - keep of x1, dk of tag_1) the fixed lowering
 accepts (Lava's integer tau and the 7-bit y3)."""
+
+
+def finest(m: int, e: int) -> tuple[int, int]:
+    """The constant ``m 2^e`` with the largest mantissa the engine takes (|m| <= 7) and an
+    exponent >= -7. The engine floors a product after multiplying by m and before the
+    exponent's shift, so its floor loses less than ``2^e``: 4 * 2^(e-2) loses a quarter of
+    what 1 * 2^e does, for the same value."""
+    while abs(2 * m) <= S_MANT_MAX and e - 1 >= S_EXP_MIN:
+        m, e = 2 * m, e - 1
+    return m, e
+
+
+def product_shift(factors: tuple[str, ...]) -> int:
+    """The bits the engine shifts off a product of these factors (tag_1: 9 bits, the
+    traces 7, the constant's mantissa 4)."""
+    return max(0, 4 + sum(9 if f == "t" else 7 for f in factors) - 15)
 
 
 @dataclass(frozen=True, eq=False)
@@ -834,26 +851,30 @@ class FixedEProp:
     def keep(self) -> float:
         return float(np.exp(-1.0 / self.tau))
 
-    @staticmethod
-    def _c(m: int, e: int) -> str:
-        return f"({m}) * 2 ^ {e}" if e else f"({m})"
+    def _rule(self, target: str) -> str:
+        """The rule string of ``target``'s products (Lava's learning-rule syntax)."""
+        text = ""
+        for dep, factors, m, e in self.products()[target]:
+            const = f"({abs(m)}) * 2 ^ {e}" if e else f"({abs(m)})"
+            term = " * ".join([const, "u0" if dep == "u" else dep, *factors])
+            text += (f" {'-' if m < 0 else '+'} " if text else ("-" if m < 0 else "")) + term
+        return text
 
     def dt_rule(self) -> str:
-        c = self._c
-        return (f"{c(1, self.e3)} * u0 * y3 * t + {c(1, self.ea)} * u0 * y1 * x1 - "
-                f"{c(self.impulse, self.ea - 3)} * x0 * y1")
+        return self._rule("tag_1")
 
     def dw_rule(self) -> str:
-        c, ew = self._c, self.ew
-        return (f"{c(1, ew)} * u0 * y2 * t + {c(1, ew + self.e3 + 2)} * u0 * y2 * y3 * t + "
-                f"{c(1, ew + self.ea + 2)} * u0 * y2 * y1 * x1 - {c(self.impulse, ew + self.ea - 5)} * x0 * y2 * y1")
+        return self._rule("weights")
 
     def products(self) -> dict[str, list[tuple[str, tuple[str, ...], int, int]]]:
-        """{target: [(dependency, factors, m, e)]}, in Lava's order (dw before dt)."""
+        """{target: [(dependency, factors, m, e)]}, in Lava's order (dw before dt); each
+        constant at its finest mantissa (:func:`finest`)."""
         ew, ea, e3, i = self.ew, self.ea, self.e3, self.impulse
-        return {"weights": [("u", ("y2", "t"), 1, ew), ("u", ("y2", "y3", "t"), 1, ew + e3 + 2),
-                            ("u", ("y2", "y1", "x1"), 1, ew + ea + 2), ("x0", ("y2", "y1"), -i, ew + ea - 5)],
-                "tag_1": [("u", ("y3", "t"), 1, e3), ("u", ("y1", "x1"), 1, ea), ("x0", ("y1",), -i, ea - 3)]}
+        terms = {"weights": [("u", ("y2", "t"), 1, ew), ("u", ("y2", "y3", "t"), 1, ew + e3 + 2),
+                             ("u", ("y2", "y1", "x1"), 1, ew + ea + 2), ("x0", ("y2", "y1"), -i, ew + ea - 5)],
+                 "tag_1": [("u", ("y3", "t"), 1, e3), ("u", ("y1", "x1"), 1, ea), ("x0", ("y1",), -i, ea - 3)]}
+        return {target: [(dep, factors, *finest(m, e)) for dep, factors, m, e in items]
+                for target, items in terms.items()}
 
     def y1(self, v_pre: np.ndarray, th: np.ndarray) -> np.ndarray:
         """The integer y1 from the integer membrane before the reset and ``vth << 6``."""
@@ -1046,22 +1067,26 @@ def eprop_fixed_bound(rule: FixedEProp, pre: np.ndarray, y1: np.ndarray, y2: np.
     :func:`fixed_bound`), the errors of the tag and the weight, zeroed with the tag at each
     sample's start (the weights' error carries over samples), satisfy::
 
-        |e_t(c)| <= rho |e_t(c-1)| + 2^(ea-3) |y1| E(k) + 2^e3 + 2^ea + 1
+        |e_t(c)| <= rho |e_t(c-1)| + 2^(ea-3) |y1| E(k) + F_t + 1
         |e_w(c)| <= |e_w(c-1)| + 2^ew / 32 |y2| (rho |e_t(c-1)| + 2^(ea-3) |y1| E(k))
-                    + [y2 != 0] (2^ew + 2^(ew+e3+2) + 2^(ew+ea+2) + 1)
+                    + [y2 != 0] (F_w + 1)
 
     The engine evaluates every product from the old tag, so the weight sees the tag's
     error of the step before, decayed; each product's floor loses less than ``2^e`` of its
-    constant (the x0 products are integers: exact); the stochastic roundings of the tag
-    and of the weight lose less than 1 each (the weight's only where a weight product is
+    constant as written (``FixedEProp.products``), none where no bits are shifted off (the
+    tag's x0 product): F_t and F_w are those sums; the stochastic roundings of the tag and
+    of the weight lose less than 1 each (the weight's only where a weight product is
     nonzero)."""
     total = len(pre)
     n_out = np.asarray(y2).shape[1]
     a = np.abs(np.clip(y1, -TRACE_MAX - 1, TRACE_MAX)).astype(np.float64)
     b = np.abs(np.clip(y2, -TRACE_MAX - 1, TRACE_MAX)).astype(np.float64)
     rho = np.abs(1.0 + 2.0**rule.e3 * np.clip(y3, -TRACE_MAX - 1, TRACE_MAX).astype(np.float64) / 32.0)
-    tag_floor = 2.0**rule.e3 + 2.0**rule.ea + 1.0
-    w_floor = 2.0**rule.ew + 2.0**(rule.ew + rule.e3 + 2) + 2.0**(rule.ew + rule.ea + 2) + 1.0
+    products = rule.products()
+    # each product's floor loses less than its constant's 2^e where bits are shifted off;
+    # then the stochastic rounding, less than 1
+    tag_floor = sum(2.0**e for _, factors, _, e in products["tag_1"] if product_shift(factors)) + 1.0
+    w_floor = sum(2.0**e for _, factors, _, e in products["weights"] if product_shift(factors)) + 1.0
     e_tag, e_w, e_x = np.zeros(n_out), np.zeros(n_out), 0.0
     out_w, out_t = np.zeros((samples, n_out)), np.zeros((samples, n_out))
     for c in range(total):
