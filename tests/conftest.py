@@ -45,6 +45,7 @@ MODULE_MARKERS: dict[str, tuple[str, ...]] = {
     "test_lava_lifecycle": ("lava",),
     "test_eprop": ("torch",),
     "test_lanes": ("lava",),
+    "test_learning_async": ("lava",),
     "test_onchip_learning": ("lava",),
     "test_onchip_eprop": ("lava", "torch"),
     "test_onchip_stdp": ("lava",),

@@ -22,7 +22,12 @@ samples are laid out:
   cores and every lane's spikes and outputs are bit for bit those of the one-at-a-time
   plan; lane ``b`` runs samples
   ``b, b + B, ...`` (chip_model.Schedule); the processes run under Lava's
-  ``AsyncProtocol`` (no per-step handshake with the runtime), or ``LoihiProtocol``.
+  ``AsyncProtocol`` (no per-step handshake with the runtime), or ``LoihiProtocol``;
+- learning (``learn=True``): the one-at-a-time graph with Lava's ``LearningDense`` and
+  our post populations (learning.py), under ``AsyncProtocol`` by default (every process
+  with its asynchronous twin, learning_async.py: the same classes, messages and learning
+  engine, bit for bit the same results) or ``LoihiProtocol`` (``Plan(1, asynchronous=
+  False)``, and any graph with a process that has no twin).
 
 Every ProcessModel of our own processes is chosen here, by process
 (``exception_proc_model_map``: no search through the modules, no ambiguity between the
@@ -66,6 +71,7 @@ from lava.utils.weightutils import SignMode  # noqa: E402
 from neuromorph.backends.loihi2.lava import conv as conv_models  # noqa: E402
 from neuromorph.backends.loihi2.lava import lanes as lane_models  # noqa: E402
 from neuromorph.backends.loihi2.lava import learning as learning_models  # noqa: E402
+from neuromorph.backends.loihi2.lava import learning_async  # noqa: E402
 from neuromorph.backends.loihi2.lava import lifecycle  # noqa: E402
 from neuromorph.backends.loihi2.lava import process as neuron_models  # noqa: E402
 from neuromorph.backends.loihi2.lava.conv import ConvSynapse  # noqa: E402
@@ -106,10 +112,16 @@ Progress = Callable[[int, int], None]
 class Plan:
     """How the samples of a run are laid out on Lava (module docstring): ``lanes`` samples
     side by side (1: one at a time), ``asynchronous`` under Lava's AsyncProtocol. One
-    lane, synchronous, is the plan of Lava's own Dense and RingBuffer processes."""
+    lane, synchronous, is the plan of Lava's own Dense and RingBuffer processes.
+    ``asynchronous`` None: the runner chooses (a learning run: asynchronous when every
+    process of its graph has an AsyncProtocol model, lava/learning_async.py; any other
+    run: synchronous). ``learning``: set by ``run_lava`` for a learning run, whose graph
+    is always the one-at-a-time graph (Lava's Dense, LearningDense, RingBuffers), under
+    LoihiProtocol or, asynchronous, AsyncProtocol."""
 
     lanes: int = 1
-    asynchronous: bool = False
+    asynchronous: Optional[bool] = None
+    learning: bool = False
 
     def __post_init__(self) -> None:
         if int(self.lanes) < 1:
@@ -117,9 +129,13 @@ class Plan:
 
     @property
     def one_at_a_time(self) -> bool:
-        return self.lanes == 1 and not self.asynchronous
+        """The one-at-a-time graph (one process per connection), whatever the protocol."""
+        return self.lanes == 1 and (not self.asynchronous or self.learning)
 
     def describe(self) -> str:
+        if self.learning:
+            protocol = "AsyncProtocol" if self.asynchronous else "LoihiProtocol"
+            return f"one sample at a time, learning (Lava Dense and LearningDense, {protocol})"
         if self.one_at_a_time:
             return "one sample at a time (Lava Dense, LoihiProtocol)"
         return (f"lanes: {self.lanes} sample{'s' if self.lanes > 1 else ''} side by side, "
@@ -178,7 +194,9 @@ def run_lava(
     ``stall_timeout``: seconds without a finished chip step after which the run fails
     (default: ``$NEUROMORPH_LAVA_STALL_S``, else 60).
     ``plan``: one sample at a time (default) or lanes (:class:`Plan`); more lanes than
-    samples run as many lanes as samples.
+    samples run as many lanes as samples. A learning run takes one lane; its protocol is
+    ``plan.asynchronous`` (None: asynchronous where every process has a model for it,
+    learning_async.py); ``info.plan`` is the plan that ran.
     ``learn``: the plastic connections learn (lava/learning.py; one sample at a time, the
     weights carrying from sample to sample); ``info.learned`` holds their weights after
     each sample. Without it they are plain synapses holding their weights.
@@ -203,11 +221,12 @@ def run_lava(
     plan = plan or Plan()
     learning = dict(net.learning) if learn else {}
     if learning:
-        if not plan.one_at_a_time:
+        if plan.lanes != 1:
             raise NeuromorphError(f"learning runs one sample at a time (lanes = 1), not {plan.describe()}")
         _check_learning_inputs(net, inputs)
-    if plan.lanes > n:
-        plan = Plan(n, plan.asynchronous)
+        plan = Plan(1, plan.asynchronous, learning=True)  # asynchronous None: chosen by _build
+    else:
+        plan = Plan(min(plan.lanes, n), bool(plan.asynchronous))
     _check_delays(net, precision, plan)
     stall_s = _stall_timeout(stall_timeout)
     # an e-prop or STDP synapse takes its last update (the post's last step) one step after
@@ -227,7 +246,7 @@ def run_lava(
         with interrupts.armed():
             wanted = {(o.population, o.signal) for o in net.outputs} | set(probe_sel)
             wanted |= {(s.v_source or s.target, "v") for s in net.learning.values() if s.error_output}
-            groups, others, files, status, models = _build(
+            groups, others, files, status, models, plan = _build(
                 net, inputs, sched, precision, quantized, wanted, workdir, plan, learning, rng_seed)
         t1 = time.perf_counter()
         chunk = (chunk if chunk > 0 else max(1, -(-sched.total // 20))) if progress else sched.total
@@ -261,10 +280,11 @@ def run_lava(
 
 def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, precision: str,
            quantized: Any, wanted: set, workdir: str, plan: Plan, learning: Mapping[str, Any],
-           rng_seed: int) -> tuple[dict, list, dict, str, dict]:
+           rng_seed: int) -> tuple[dict, list, dict, str, dict, Plan]:
     """Lava processes for the netlist: ({population: NeuronGroup}, [sources and
     synapses], {(population, signal) or (plastic connection, "weight"): record file},
-    the groups' status file, {process: ProcessModel} for our own processes).
+    the groups' status file, {process: ProcessModel} for our own processes (for every
+    process in the asynchronous learning plan), the plan that runs).
     ``learning``: the plastic connections that learn ({name: LearningSpec}; lava/learning.py)."""
     fixed = precision == "fixed"
     n, t = sched.samples, sched.steps
@@ -274,7 +294,7 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
 
         rules = learning_rules(quantized)
     lanes = None if plan.one_at_a_time else sched.lanes
-    key = (precision, plan.asynchronous)
+    key = (precision, bool(plan.asynchronous) and not plan.learning)  # a learning graph: its synchronous models
     sends = dict(inputs)  # what the input ports send: float values, or fixed point's payloads
     if fixed:
         from neuromorph.backends.loihi2.quantize import input_payload
@@ -353,7 +373,7 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
                     if conn.source != conn.target:  # (a population's spikes to itself stay in its core)
                         src = sources[conn.source] if conn.source in sources else groups[conn.source]
                         src.s_out.connect(getattr(groups[pop.name], f"s_in_{k}"))
-            return groups, list(sources.values()), files, status, models
+            return groups, list(sources.values()), files, status, models, plan
         synapses = _eprop_error_paths(net, learning, groups)
         for i, conn in enumerate(net.connections):
             from_input = conn.source in sources
@@ -382,7 +402,28 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
         raise
     except Exception as exc:
         raise NeuromorphError(f"cannot build the Lava network: {_one_line(exc)}") from exc
-    return groups, [*sources.values(), *synapses], files, status, models
+    others = [*sources.values(), *synapses]
+    if plan.learning:
+        plan = _learning_protocol(plan, [*groups.values(), *others], precision, models)
+    return groups, others, files, status, models, plan
+
+
+def _learning_protocol(plan: Plan, processes: Sequence[Any], precision: str, models: dict) -> Plan:
+    """The protocol of a learning run's graph: AsyncProtocol (every process mapped to its
+    model in lava/learning_async.py, into ``models``) when asked for or left to the
+    runner and every process has one; else LoihiProtocol (the models as built; Lava's
+    own processes found by ``select_tag``). Asked for and not possible: refused."""
+    if plan.asynchronous is False:
+        return plan
+    found = {proc: learning_async.model_for(proc, precision) for proc in processes}
+    missing = sorted({type(proc).__name__ for proc, model in found.items() if model is None})
+    if missing:
+        if plan.asynchronous:
+            raise NeuromorphError(f"no asynchronous {precision} model for {', '.join(missing)}: run this learning "
+                                  "network with Plan(1, asynchronous=False)")
+        return Plan(1, False, learning=True)
+    models.update(found)
+    return Plan(1, True, learning=True)
 
 
 def _synapse(conn: Connection, precision: str, bits: int, integers: Optional[tuple]) -> Any:
