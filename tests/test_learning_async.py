@@ -3,9 +3,10 @@ the same Lava process graph as the synchronous plan (RingBuffers, Lava's Dense /
 NeuronGroups, Lava's LearningDense running Lava's learning engine, our post populations),
 every process under AsyncProtocol. Each case runs both ways and must agree exactly: outputs,
 spike counts, probes and the learnt weights after every sample, float and fixed point, for
-the delta rule (three_factor), e-prop (error Input, and computed on chip through a
-DelayDense) and STDP / reward-STDP. The async plan is the default of a learning run; the
-synchronous plan stays selectable, and is used when a process has no asynchronous model."""
+the delta rule (three_factor), e-prop (error Input, and computed on chip through a Dense
+or DelayDense, float and fixed) and STDP / reward-STDP. The async plan is the default of a
+learning run; the synchronous plan stays selectable, and is used when a process has no
+asynchronous model."""
 from __future__ import annotations
 
 import numpy as np
@@ -66,7 +67,8 @@ def eprop(rng: np.random.Generator, *, lr: float = 10.0, n: int = 3, t: int = 40
     return g, {"x": spikes(rng, (n, t, n_in), 0.4), "err": err}
 
 
-def eprop_recurrent(rng: np.random.Generator, n: int = 3, t: int = 40, frozen_readout: bool = False):
+def eprop_recurrent(rng: np.random.Generator, n: int = 3, t: int = 40, frozen_readout: bool = False,
+                    lr: float = 4.0):
     """``build.eprop_rule`` on a recurrent net: e-prop on w_in and w_rec, the delta rule on
     w_out, the error Output read through a delay-2 edge (a Dense from the readout's
     TeacherGroup). ``frozen_readout``: w_out does not learn and the error reads the
@@ -82,7 +84,7 @@ def eprop_recurrent(rng: np.random.Generator, n: int = 3, t: int = 40, frozen_re
              "y": Output()}
     edges = [("x", "w_in"), ("w_in", "h"), ("h", "w_rec", 1), ("w_rec", "h"), ("h", "w_out"), ("w_out", "ro"),
              ("ro", "y")]
-    g = eprop_rule(Graph(nodes, edges, dt=DT), lr=4.0, lr_readout=3.0, seed=1)
+    g = eprop_rule(Graph(nodes, edges, dt=DT), lr=lr, lr_readout=3.0, seed=1)
     if frozen_readout:  # tests/test_onchip_eprop.py's readout-lag case
         drop = {"error", "error_output"}
         edges = [(e.source, e.target, 3 if (e.source, e.target) == ("ro", "error_eprop_output") else e.delay)
@@ -132,6 +134,8 @@ FIXED_CASES = {
     "delta-readout": lambda rng: delta(rng),
     "delta-hidden": lambda rng: delta(rng, hidden=True),
     "eprop": lambda rng: eprop(rng, lr=30.0, p_err=0.1),
+    "eprop-recurrent-error-on-chip": lambda rng: eprop_recurrent(rng, lr=30.0),
+    "eprop-frozen-readout-delayed-error": lambda rng: eprop_recurrent(rng, frozen_readout=True, lr=30.0),
 }
 
 

@@ -493,18 +493,172 @@ def test_fixed_eprop_on_lava_equals_the_engine_model_bit_for_bit():
         assert np.abs(model[-1] - q.weights[i]).max() >= 20  # it learnt
 
 
+def on_chip_error_graph(rng, k=2, **kwargs) -> Graph:
+    """target_graph with err(t) = label(t) - v_ro(t - k) computed in the graph (k = 2: the
+    chip's readout lag), the readout frozen (a ReadoutGroup sends its membrane)."""
+    g = target_graph(rng, error_output=True, **kwargs)
+    return Graph(dict(g.nodes), [(e.source, e.target, k if e.source == "ro" and e.target == "neg" else e.delay)
+                                 for e in g.edges], dt=DT)
+
+
+def fixed_eprop_factors(art, rec, inputs: dict, name: str, sched) -> tuple:
+    """The factors the fixed e-prop post of ``name`` sent (y1, y2, y3 [total, n] int64),
+    rebuilt from the recorded integer membranes (the post's, and the readout's for an error
+    computed on the chip: learning_model.eprop_error_payloads) and spikes."""
+    from neuromorph.backends.loihi2 import neuron_step
+    from neuromorph.backends.loihi2.learning_model import eprop_error_payloads, error_stream
+    from neuromorph.backends.loihi2.quantize import input_payload, learning_rules
+
+    q = art.payload.quantized
+    net = q.net
+    rule = learning_rules(q)[name]
+    spec = net.learning[name]
+    pop = net.population(spec.target)
+    n, t = inputs["x"].shape[:2]
+    th = neuron_step.FixedNeurons(q.populations[pop.name], True, True).vth.astype(np.int64)
+
+    def v_int(p):
+        return np.rint((rec.probes[f"{p}.v"] - net.population(p).v_shift) * q.v_scale[p]).astype(np.int64)
+
+    if spec.error_output is None:
+        errp = error_stream(input_payload(q, spec.label, inputs[spec.label]), n, t, sched.period, pop.offset,
+                            sched.total)
+    else:
+        errp = eprop_error_payloads(rule, spec, inputs.get(spec.label), v_int(spec.v_source),
+                                    post_offset=pop.offset, ro_offset=net.population(spec.v_source).offset,
+                                    period=sched.period, total=sched.total)
+    v_pre = v_int(pop.name) + rec.probes[pop.name].astype(np.int64) * th
+    y1, y2, y3 = (np.zeros((sched.total, pop.size), np.int64) for _ in range(3))
+    for j in range(n):
+        for k in range(t):
+            c = pop.offset + j * sched.period + k
+            y1[c], y2[c], y3[c] = rule.y1(v_pre[j, k], th), rule.y2(errp[c]), rule.y3
+    return rule, y1, y2, y3
+
+
+def test_fixed_eprop_with_the_error_computed_on_chip_equals_the_engine_model_bit_for_bit():
+    """Fixed point, err(t) = label(t) - v_ro(t - 2) computed on the chip: the readout's
+    integer membrane (24-bit graded spikes) through Lava's fixed Dense diag(c) into the
+    post's err_in, summed with the label payloads. Lava's fixed weights equal
+    engine_eprop_fixed fed the factors rebuilt from the recorded integer membranes (the
+    err payloads by learning_model.eprop_error_payloads), sample after sample, 2 rng seeds;
+    and the readout's term is in the error (it moves y2)."""
+    from neuromorph.backends.loihi2.chip_model import Schedule, input_stream
+    from neuromorph.backends.loihi2.learning_model import (
+        engine_eprop_fixed, eprop_error_payloads, eprop_label_payloads,
+    )
+    from neuromorph.backends.loihi2.target import with_weights
+    from neuromorph.compile import compile_graph
+    from neuromorph.registry import target
+    from neuromorph.streams import Probe
+
+    rng = np.random.default_rng(7)
+    g = on_chip_error_graph(rng, lr=30.0)
+    inputs = label_inputs(rng, n=3, steps=60)
+    art = compile_graph(g, backend="lava", precision="fixed", calibration=inputs)
+    q = art.payload.quantized
+    net = q.net
+    entry = next(r for r in q.report["learning"] if r["connection"] == "w")
+    assert entry["v_message_bits"] == 24 and entry["v_weight_exp"] in range(-8, 8) and entry["err_scale"] > 0
+    i, _ = net.plastic("w")
+    n, t = inputs["x"].shape[:2]
+    sched = Schedule.of(net, n, t, min_gap=2)
+    pre = input_stream(net, inputs, sched)["x"]
+    kw = dict(offset=0, steps=t + 1, period=sched.period, samples=n)
+    for seed in (1, 5):
+        rec = target("lava").run(art, inputs, learn=True, rng_seed=seed,
+                                 probes=[Probe("h"), Probe("h", "v"), Probe("ro", "v")])
+        rule, y1, y2, y3 = fixed_eprop_factors(art, rec, inputs, "w", sched)
+        assert y1.sum() > 100 and np.abs(y2).sum() > 100  # both factors reach the engine
+        model = engine_eprop_fixed(rule, q.weights[i], pre, y1, y2, y3, rng_seed=seed, **kw)
+        mant = np.stack([with_weights(art, {"w": w}).payload.quantized.weights[i] for w in rec.probes["w.weight"]])
+        assert np.array_equal(mant, model)
+        assert np.abs(model[-1] - q.weights[i]).max() >= 20  # it learnt
+    # the readout's membrane reaches the post: without it y2 would differ
+    spec, h, ro = net.learning["w"], net.population("h"), net.population("ro")
+    labels = eprop_label_payloads(rule, spec, inputs["label"], n, t, sched.period, h.offset, sched.total)
+    quiet = np.stack([rule.y2(row) for row in labels]) * (y3 != 0)  # the post's window steps only
+    assert np.abs(quiet - y2).sum() > 50
+    # the integer error is the IR's error of the run (the Output the host computes from the
+    # recorded readout): E c / S_ro is a power of 2 here, so exactly
+    v_ro = np.rint((rec.probes["ro.v"] - ro.v_shift) * q.v_scale["ro"]).astype(np.int64)
+    errp = eprop_error_payloads(rule, spec, inputs["label"], v_ro, post_offset=h.offset, ro_offset=ro.offset,
+                                period=sched.period, total=sched.total)
+    chip = np.stack([errp[h.offset + j * sched.period:h.offset + j * sched.period + t] for j in range(n)])
+    np.testing.assert_allclose(chip / rule.err_scale, rec.outputs["err"], rtol=0, atol=1e-12)
+
+
+def test_eprop_rule_learns_in_fixed_point_with_the_error_computed_on_chip_bit_for_bit():
+    """eprop_rule on the recurrent net: e-prop on w_in and w_rec (one error computed on the
+    chip, random feedback; the two synapses share h's integer factors) and the delta rule on
+    w_out, all three in Lava's fixed engine in one run: each equals its numpy engine model
+    (engine_eprop_fixed; engine_fixed with y2_stream) fed the factors rebuilt from the
+    recorded integer membranes and spikes, sample after sample."""
+    from neuromorph.backends.loihi2.chip_model import Schedule, input_stream
+    from neuromorph.backends.loihi2.learning_model import engine_eprop_fixed, engine_fixed, y2_stream
+    from neuromorph.backends.loihi2.quantize import input_payload, learning_rules
+    from neuromorph.backends.loihi2.target import with_weights
+    from neuromorph.build import eprop_rule
+    from neuromorph.compile import compile_graph
+    from neuromorph.registry import target
+    from neuromorph.streams import Probe
+
+    rng = np.random.default_rng(0)
+    g = eprop_rule(recurrent_net(rng), lr=30.0, lr_readout=3.0, seed=1)
+    inputs = label_inputs(rng, n=3, steps=50)
+    art = compile_graph(g, backend="lava", precision="fixed", calibration=inputs)
+    q = art.payload.quantized
+    net = q.net
+    n, t = inputs["x"].shape[:2]
+    gap = max(s.v_delay for s in net.learning.values() if s.rule == "eprop")
+    sched = Schedule.of(net, n, t, min_gap=gap)
+    rec = target("lava").run(art, inputs, learn=True, rng_seed=3,
+                             probes=[Probe("h"), Probe("h", "v"), Probe("ro", "v")])
+    plastic = ("w_in", "w_rec", "w_out")
+    mant = {p: np.stack([with_weights(art, {p: w}).payload.quantized.weights[net.plastic(p)[0]]
+                         for w in rec.probes[f"{p}.weight"]]) for p in plastic}
+    h, ro = net.population("h"), net.population("ro")
+    spikes = np.zeros((sched.total, h.size), np.int64)  # h's spikes at its chip steps (w_rec's, w_out's source)
+    for j in range(n):
+        spikes[h.offset + j * sched.period: h.offset + j * sched.period + t] = rec.probes["h"][j]
+    # e-prop on w_in and w_rec: the same factors (h's), each synapse its own constants
+    sources = {"w_in": (input_stream(net, inputs, sched)["x"], 0), "w_rec": (spikes, h.offset)}
+    for p in ("w_in", "w_rec"):
+        i, _ = net.plastic(p)
+        rule, y1, y2, y3 = fixed_eprop_factors(art, rec, inputs, p, sched)
+        assert y1.sum() > 100 and np.abs(y2).sum() > 100
+        pre, offset = sources[p]
+        model = engine_eprop_fixed(rule, q.weights[i], pre, y1, y2, y3, offset=offset, steps=t + 1,
+                                   period=sched.period, samples=n, rng_seed=3)
+        assert np.array_equal(mant[p], model), p
+        assert np.abs(model[-1] - q.weights[i]).max() >= 10, p
+    # the delta rule on w_out (its source: h's spikes, its post ro's integer membrane)
+    i, _ = net.plastic("w_out")
+    spec = net.learning["w_out"]
+    delta = learning_rules(q)["w_out"]
+    v_ro = np.rint((rec.probes["ro.v"] - ro.v_shift) * q.v_scale["ro"]).astype(np.int64)
+    label = input_payload(q, spec.label, inputs[spec.label]) if spec.label else None
+    y2d = y2_stream(delta, spec, label, v_ro, source_offset=h.offset, post_offset=ro.offset, period=sched.period,
+                    total=sched.total)
+    model = engine_fixed(delta, q.weights[i], spikes, y2d, offset=h.offset, steps=t, period=sched.period, samples=n,
+                         rng_seed=3)
+    assert np.array_equal(mant["w_out"], model)
+    assert np.abs(model[-1] - q.weights[i]).max() >= 4
+
+
 @pytest.mark.parametrize("kwargs, words", [
-    ({"error_output": True}, "error computed on the chip"),
     ({"lr": 1.0}, "too small"),
+    ({"error_output": True, "c": 1e-4}, "mantissa levels"),
 ])
 def test_fixed_eprop_refuses_what_it_cannot_represent_in_one_line(kwargs, words):
     from neuromorph.compile import compile_graph
 
     rng = np.random.default_rng(0)
-    g = target_graph(rng, **kwargs)
-    if kwargs.get("error_output"):  # the chip's readout lag: k = 2
-        g = Graph(dict(g.nodes), [(e.source, e.target, 2 if e.source == "ro" and e.target == "neg" else e.delay)
-                                  for e in g.edges], dt=DT)
+    if kwargs.get("error_output"):  # the readout's factor c too small for the message's 8-bit mantissas
+        g = on_chip_error_graph(rng)
+        g = g.replace_nodes(neg=g.nodes["neg"].replace(scale=np.float64(-kwargs["c"])))
+    else:
+        g = target_graph(rng, **kwargs)
     with pytest.raises(IRError) as exc:
         compile_graph(g, backend="lava", precision="fixed")
     text = str(exc.value)

@@ -45,7 +45,7 @@ runs, each starting from the weights the previous one ended with.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -67,7 +67,8 @@ LAGGED_RULES = frozenset(r for r, d in RULE_DELAY.items() if d == 1)
 window step t: a learning run gives every period one idle step for their last update."""
 FLOAT_ONLY_RULES = ("stdp", "reward_stdp")
 """Rules lowered in float precision only (their fixed-point engine constants are not derived).
-e-prop runs in fixed point with its error given as an Input (:class:`FixedEProp`)."""
+e-prop runs in fixed point with its error an Input or computed on the chip (:class:`FixedEProp`,
+:func:`eprop_error_path`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -846,6 +847,16 @@ class FixedEProp:
     y2_shift: int
     error_range: np.ndarray  # |L| that maps to 127, per post neuron
     ebar_range: float
+    # an error computed on the chip (:func:`eprop_error_path`): err_in receives, per error
+    # neuron, E * (a label(t - d)) + v_bias (a RingBuffer, v_bias at the post's steps t >= k)
+    # plus (v_weights * v_ro_int(t - k)) shifted by v_exp (Lava's fixed Dense, the readout's
+    # 24-bit integer membrane as its graded message)
+    err_scale: float = 1.0  # E: err payload per unit of error
+    v_weights: Optional[np.ndarray] = None  # int32 [n_err]: the diag(c) mantissas (None: an Input error)
+    v_exp: int = 0
+    v_bias: Optional[np.ndarray] = None  # int64 [n_err]: rint(E c v_shift_ro)
+    v_error: float = 0.0  # the largest relative error of c in the mantissas
+    error_terms: Optional[np.ndarray] = None  # calibrated |a| label_max + |c| (v_peak + |v_shift|), per error neuron
 
     @property
     def keep(self) -> float:
@@ -891,25 +902,36 @@ class FixedEProp:
         return {"connection": self.name, "rule": "eprop", "dw": self.dw_rule(), "dt": self.dt_rule(),
                 "x1_impulse": self.impulse, "x1_tau": self.tau, "trace_keep": self.keep, "y3": self.y3,
                 "y1_per_psi": self.ky1, "y2_per_signal": float(np.max(self.ky2)), "tag_per_eligibility": self.ke,
-                "error_range": [float(r) for r in self.error_range], "ebar_range": self.ebar_range}
+                "error_range": [float(r) for r in self.error_range], "ebar_range": self.ebar_range,
+                **({} if self.v_weights is None else {
+                    "err_scale": self.err_scale, "v_message_bits": V_MESSAGE_BITS,
+                    "v_weights": [int(m) for m in self.v_weights], "v_weight_exp": self.v_exp,
+                    "v_weight_error": self.v_error, "v_bias": [int(b) for b in self.v_bias],
+                    "error_terms": [float(r) for r in self.error_terms]})}
 
 
 def fixed_eprop(spec: LearningSpec, mantissa_gain: np.ndarray, v_scale: float, err_scale: float,
-                error_range: np.ndarray, ebar_range: float) -> FixedEProp:
-    """The fixed-point form of e-prop connection ``spec`` (error an Input): ``mantissa_gain``
+                error_range: np.ndarray, ebar_range: float, error_path: Optional[dict] = None,
+                shared_ky1: Optional[float] = None, shared_ky2: Optional[np.ndarray] = None) -> FixedEProp:
+    """The fixed-point form of e-prop connection ``spec`` (error an Input, or computed on the
+    chip with ``error_path`` from :func:`eprop_error_path`, whose ``err_scale`` E replaces
+    ``err_scale``): ``mantissa_gain``
     (G) weight mantissas per model unit, ``v_scale`` the post's integer membrane per volt,
     ``err_scale`` the error port's payload per unit, ``error_range`` the largest |L| per post
     neuron, ``ebar_range`` the largest eligibility (calibration). Chooses, in order: the
     impulse I (the largest <= 7 the 7-bit trace holds), Ky1 = 127/gamma and the largest
     ``ea`` with ``Ke * ebar_range <= 255`` (Ky1 lowered when even ea = -4 is too coarse),
     the smallest ``ew`` with ``Ky2 * error_range <= 127``; one line naming the connection for
-    what does not fit."""
+    what does not fit. ``shared_ky1`` / ``shared_ky2``: the population's y1 / y2 scales when
+    several e-prop connections into it share its factors (quantize._share_eprop_factors):
+    then ``ew`` is the power of 2 that makes up this synapse's weight scale."""
     name, chip = spec.name, spec.eprop
     assert chip is not None
-    if spec.error_output is not None:
-        raise IRError("plasticity 'eprop' in fixed point with its error computed on the chip: the readout's "
-                      "membrane message is lowered in float only for now; give the error as an Input or compile "
-                      "with precision=\"float\"", node=name)
+    if spec.error_output is not None and error_path is None:
+        raise IRError("plasticity 'eprop' in fixed point with its error computed on the chip needs the readout's "
+                      "message path (learning_model.eprop_error_path)", node=name)
+    if error_path is not None:
+        err_scale = float(error_path["err_scale"])
     tau = trace_tau(spec.keep, name)
     keep = float(np.exp(-1.0 / tau))
     if abs((1.0 - keep) - (1.0 - spec.keep)) > EPROP_DECAY_TOL * (1.0 - spec.keep):
@@ -927,11 +949,15 @@ def fixed_eprop(spec: LearningSpec, mantissa_gain: np.ndarray, v_scale: float, e
     gamma = float(chip.gamma)
     if not gamma > 0:
         raise IRError("plasticity 'eprop' with gamma = 0 never learns", node=name)
-    ky1 = TRACE_MAX / gamma
+    ky1 = TRACE_MAX / gamma if shared_ky1 is None else float(shared_ky1)
     ebar_range = max(float(ebar_range), 1e-12)
     ea = next((e for e in range(S_EXP_MAX, -5, -1)
                if 2.0**(e - 3) * ky1 * impulse * keep * ebar_range <= EPROP_EBAR_MAX), -4)
     ke = 2.0**(ea - 3) * ky1 * impulse * keep
+    if ke * ebar_range > EPROP_EBAR_MAX * (1 + 1e-9) and shared_ky1 is not None:
+        raise IRError(f"plasticity 'eprop' in fixed point: the e-prop connections into '{spec.target}' share y1, "
+                      f"whose scale leaves this connection's eligibility range {ebar_range:.3g} above tag_1's 9 bits",
+                      node=name)
     if ke * ebar_range > EPROP_EBAR_MAX:
         ky1 = EPROP_EBAR_MAX / (2.0**(ea - 3) * impulse * keep * ebar_range)
         ke = 2.0**(ea - 3) * ky1 * impulse * keep
@@ -947,11 +973,22 @@ def fixed_eprop(spec: LearningSpec, mantissa_gain: np.ndarray, v_scale: float, e
         if 2.0**e >= need and all(S_EXP_MIN <= x <= S_EXP_MAX for x in exps):
             ew = e
             break
-    if ew is None:
+    if shared_ky2 is not None:  # y2 is the population's: this synapse's exponent makes up its weight scale
+        x = np.log2(spec.rate * g * 32.0 / (np.asarray(shared_ky2, dtype=np.float64) * ke))
+        ew = int(np.rint(x[0]))
+        exps = (ew, ew + e3 + 2, ew + ea + 2, ew + ea - 5)
+        if np.abs(x - ew).max() > 1e-9 or not all(S_EXP_MIN <= v <= S_EXP_MAX for v in exps):
+            raise IRError(f"plasticity 'eprop' in fixed point: the e-prop connections into '{spec.target}' share "
+                          "one set of integer factors (y1..y3), and this connection's weight scale would need a rule "
+                          f"constant 2^{float(np.mean(x)):.3g} (a power of 2 within 2^{S_EXP_MIN}..2^{S_EXP_MAX} "
+                          "for every product); compile with precision=\"float\"", node=name)
+        ky2 = np.asarray(shared_ky2, dtype=np.float64)
+    elif ew is None:
         raise IRError(f"learning rate {spec.rate:g} per step is too large for Lava's fixed learning engine: e-prop's "
                       f"weight products need a rule constant outside 2^{S_EXP_MIN}..2^{S_EXP_MAX} (lower lr)",
                       node=name)
-    ky2 = spec.rate * g * 32.0 / (2.0**ew * ke)
+    else:
+        ky2 = spec.rate * g * 32.0 / (2.0**ew * ke)
     if float(np.min(ky2 * err)) < 8.0:
         raise IRError(f"learning rate {spec.rate:g} per step is too small for Lava's fixed learning engine: e-prop's "
                       f"learning signal gets only {float(np.min(ky2 * err)):.2g} y2 levels (raise lr, or the "
@@ -965,7 +1002,104 @@ def fixed_eprop(spec: LearningSpec, mantissa_gain: np.ndarray, v_scale: float, e
     return FixedEProp(name=name, impulse=impulse, tau=tau, ea=ea, e3=e3, ew=ew, y3=-big_y, ky1=ky1, ky2=ky2,
                       ke=ke, y1_gain=y1_gain, y1_shift=y1_shift, unit=unit,
                       feedback=np.rint(fb * 2.0**y2_shift).astype(np.int64), y2_shift=y2_shift,
-                      error_range=err, ebar_range=ebar_range)
+                      error_range=err, ebar_range=ebar_range, **(error_path or {}))
+
+
+V_MESSAGE_BITS = 24
+"""The readout's membrane message to an e-prop post: its integer membrane as it is (Lava's
+fixed neurons hold v in 24 signed bits, a Loihi 2 graded spike carries a 24-bit payload)."""
+ERR_PAYLOAD_TOP = 2**22
+"""The calibrated error range maps to at most this many err payload units (a 24-bit err_in,
+with 2x headroom above the calibration)."""
+V_MANT_MIN = 32
+"""The smallest largest-mantissa of diag(c) accepted (6 bits: c within 1/64)."""
+
+
+def eprop_error_path(spec: LearningSpec, v_scale_ro: float, v_shift_ro: np.ndarray,
+                     error_terms: np.ndarray) -> dict[str, Any]:
+    """The integer path of an e-prop error computed on the chip (docs/onchip-learning.md, "e-prop
+    in fixed point"): ``err(t) = a label(t - d) + c v_ro(t - k)`` reaches the post's err_in as
+    ``E a label(t - d) + rint(E c v_shift_ro)`` (a RingBuffer; the shift only where the readout's
+    term counts) plus Lava's fixed Dense ``(m * v_int(t - k)) >> -e`` (``m 2^e ~= E c / S_ro``) of
+    the readout's integer membrane, sent as it is (24 bits). ``E`` the largest power of 2 that
+    keeps the calibrated ``error_terms`` (``|a| label_max + |c| (v_peak + |v_shift|)`` per error
+    neuron) within :data:`ERR_PAYLOAD_TOP`. One line naming the connection where ``c`` does not
+    fit the Dense's 8-bit mantissas and weight exponent (-8..7)."""
+    from neuromorph.errors import NeuromorphError
+
+    from .quantize import quantize_weights
+
+    name = spec.name
+    terms = np.maximum(np.asarray(error_terms, dtype=np.float64), 1e-12)
+    err_scale = 2.0**int(np.floor(np.log2(ERR_PAYLOAD_TOP / float(np.max(terms)))))
+    c = np.asarray(spec.v_gain, dtype=np.float64)
+    c_eff = c * err_scale / float(v_scale_ro)
+    try:
+        m, e = quantize_weights(np.diag(c_eff), f"{spec.v_source}->{spec.target}")
+    except NeuromorphError:
+        raise IRError(f"plasticity 'eprop' in fixed point: the readout's factor c = {float(np.max(np.abs(c))):g} "
+                      f"of its error '{spec.error_output}' needs a weight above 254 * 2^7 on the membrane message "
+                      f"(E c / S = {float(np.max(np.abs(c_eff))):.3g}); scale the readout or the error", node=name)
+    m = np.diag(m).astype(np.int32)
+    if int(np.max(np.abs(m))) < V_MANT_MIN:
+        raise IRError(f"plasticity 'eprop' in fixed point: the readout's factor c = {float(np.max(np.abs(c))):g} of "
+                      f"its error '{spec.error_output}' leaves the membrane message's weight only "
+                      f"{int(np.max(np.abs(m)))} mantissa levels at exponent {e} (E c / S = "
+                      f"{float(np.max(np.abs(c_eff))):.3g}; at least {V_MANT_MIN})", node=name)
+    nz = c_eff != 0
+    v_error = float(np.max(np.abs(m[nz] * 2.0**e - c_eff[nz]) / np.abs(c_eff[nz]), initial=0.0))
+    v_bias = np.rint(err_scale * c * np.broadcast_to(np.asarray(v_shift_ro, dtype=np.float64), c.shape))
+    return dict(err_scale=err_scale, v_weights=m, v_exp=int(e), v_bias=v_bias.astype(np.int64), v_error=v_error,
+                error_terms=terms)
+
+
+def eprop_label_payloads(rule: FixedEProp, spec: LearningSpec, label: Optional[np.ndarray], n: int, t: int,
+                         period: int, offset: int, total: int) -> np.ndarray:
+    """The label part of an e-prop error computed on the chip as the post's RingBuffer plays
+    it into ``err_in``, [total, n_err] int64: ``rint(E a label(k - d)) + v_bias [k >= k_ro]``
+    (k_ro = spec.v_delay: the readout's term counts from there) at the post's chip step
+    ``offset + j*period + k``, 0 elsewhere."""
+    n_err = spec.label_gain.shape[0]
+    data = np.zeros((n, t, n_err))
+    if label is not None:
+        lab = np.asarray(label, dtype=np.float64).reshape(n, t, n_err)
+        d = spec.label_delay
+        if d < t:
+            data[:, d:] = spec.label_gain * lab[:, :t - d]
+    pay = np.rint(rule.err_scale * data)
+    if rule.v_bias is not None and spec.v_delay < t:
+        pay[:, spec.v_delay:] += rule.v_bias
+    return error_stream(pay, n, t, period, offset, total).astype(np.int64)
+
+
+def eprop_message_payloads(rule: FixedEProp, v_int: np.ndarray, *, ro_offset: int, delay: int, period: int,
+                           total: int) -> np.ndarray:
+    """The readout's part of the error as Lava's fixed Dense delivers it to ``err_in``,
+    [total, n_err] int64: the readout sends its integer membrane ``v_int`` ([N, T, n_err]) at
+    its chip steps ``ro_offset + j*period + s`` (zeros elsewhere); the synapse delivers
+    ``(v_weights * v) >> -v_exp`` (``<< v_exp`` for a positive exponent) ``delay`` chip steps
+    later (1, plus a DelayDense's delay)."""
+    n, t, n_err = v_int.shape
+    out = np.zeros((total, n_err), dtype=np.int64)
+    w = np.asarray(rule.v_weights, dtype=np.int64)
+    for j in range(n):
+        for s in range(t):
+            c = ro_offset + j * period + s + delay
+            if c < total:
+                acc = w * np.asarray(v_int[j, s], dtype=np.int64)
+                out[c] = acc << rule.v_exp if rule.v_exp > 0 else acc >> -rule.v_exp
+    return out
+
+
+def eprop_error_payloads(rule: FixedEProp, spec: LearningSpec, label: Optional[np.ndarray], v_int: np.ndarray, *,
+                         post_offset: int, ro_offset: int, period: int, total: int) -> np.ndarray:
+    """The err payload stream as the e-prop post sees it on ``err_in`` (the sum of its two
+    inputs), [total, n_err] int64, from the label (IR units, [N, T, n_err]) and the readout's
+    recorded integer membrane: ``rule.y2`` of its rows is the y2 the post sends."""
+    n, t, _ = v_int.shape
+    labels = eprop_label_payloads(rule, spec, label, n, t, period, post_offset, total)
+    delay = spec.v_delay + post_offset - ro_offset  # = 1 + (k - k_min)
+    return labels + eprop_message_payloads(rule, v_int, ro_offset=ro_offset, delay=delay, period=period, total=total)
 
 
 def _factor(name: str, values: dict[str, np.ndarray]) -> np.ndarray:

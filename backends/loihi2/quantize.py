@@ -81,7 +81,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from neuromorph.errors import IRError, NeuromorphError
+from neuromorph.errors import NeuromorphError
 from . import neuron_step
 from .conv import connection_abs_sums, connection_fan_in
 from .netlist import Netlist, Population
@@ -549,7 +549,14 @@ def quantize(net: Netlist, calibration: Mapping[str, np.ndarray] | None = None) 
         ranges = {}
         for name, spec in net.learning.items():
             if spec.rule == "eprop":
-                ranges[name] = _eprop_ranges(spec, data)
+                terms = None
+                if spec.error_output is not None:  # computed on the chip: the delta rule's range, per error neuron
+                    ro = net.population(spec.v_source)
+                    v_peak = (seen if data is not None else bounds)[spec.v_source]["v"]
+                    label_max = (float(np.max(np.abs(data[spec.label]), initial=0))
+                                 if data is not None and spec.label else 1.0)
+                    terms = np.abs(spec.label_gain) * label_max + np.abs(spec.v_gain) * (v_peak + np.abs(ro.v_shift))
+                ranges[name] = _eprop_ranges(spec, data, terms)
                 continue
             v_peak = (seen if data is not None else bounds)[spec.target]["v"]
             v_shift = np.abs(net.population(spec.target).v_shift)
@@ -564,15 +571,20 @@ def quantize(net: Netlist, calibration: Mapping[str, np.ndarray] | None = None) 
     return q
 
 
-def _eprop_ranges(spec: Any, data: Mapping[str, np.ndarray] | None) -> dict[str, Any]:
+def _eprop_ranges(spec: Any, data: Mapping[str, np.ndarray] | None,
+                  terms: np.ndarray | None = None) -> dict[str, Any]:
     """An e-prop connection's calibrated ranges (learning_model.fixed_eprop): the largest
     |L| = |feedback @ err| per post neuron over the error Input's calibration data (without
-    data: sum |feedback| per row, an error within +-1), and the eligibility's bound
+    data: sum |feedback| per row, an error within +-1; an error computed on the chip:
+    ``|feedback| @ terms``, ``terms`` the error's range per error neuron, also kept as
+    ``error_terms`` for learning_model.eprop_error_path), and the eligibility's bound
     ``gamma * xbar_peak / dk``, xbar_peak the presynaptic trace's peak on the calibration
     data of an Input source (a population source: 1/(1 - keep), a neuron firing every step)."""
     chip = spec.eprop
     fb = np.asarray(chip.feedback, dtype=np.float64)
-    if data is not None and spec.label in data:
+    if terms is not None:
+        rng = np.abs(fb) @ np.asarray(terms, dtype=np.float64)
+    elif data is not None and spec.label in data:
         err = np.asarray(data[spec.label], dtype=np.float64).reshape(-1, fb.shape[1])
         rng = np.max(np.abs(err @ fb.T), axis=0) if err.size else np.zeros(fb.shape[0])
     else:
@@ -585,8 +597,11 @@ def _eprop_ranges(spec: Any, data: Mapping[str, np.ndarray] | None) -> dict[str,
         for k in range(x.shape[1]):
             xbar = spec.keep * xbar + x[:, k]
             peak = max(peak, float(np.max(xbar, initial=0.0)))
-    return {"error_range": [float(r) for r in np.maximum(rng, 1e-9)],
-            "ebar_range": float(max(chip.gamma * peak / max(chip.dk, 1e-12), 1e-9))}
+    out = {"error_range": [float(r) for r in np.maximum(rng, 1e-9)],
+           "ebar_range": float(max(chip.gamma * peak / max(chip.dk, 1e-12), 1e-9))}
+    if terms is not None:
+        out["error_terms"] = [float(r) for r in np.maximum(terms, 1e-9)]
+    return out
 
 
 def learning_rules(q: QuantizedNetlist) -> dict[str, Any]:
@@ -599,7 +614,7 @@ def learning_rules(q: QuantizedNetlist) -> dict[str, Any]:
     stored = {r.get("connection"): r.get("error_range") for r in q.report.get("learning", [])
               if isinstance(r, dict)}
     rules = {}
-    eprop_posts: dict[str, str] = {}
+    eprop_posts: dict[str, list] = {}
     for name, spec in net.learning.items():
         i, conn = net.plastic(name)
         pop = net.population(spec.target)
@@ -607,17 +622,25 @@ def learning_rules(q: QuantizedNetlist) -> dict[str, Any]:
         if spec.rule == "eprop":
             from .learning_model import fixed_eprop
 
-            if spec.target in eprop_posts:
-                raise IRError(f"plasticity 'eprop' in fixed point: '{eprop_posts[spec.target]}' also learns into "
-                              f"'{spec.target}', whose one set of integer factors cannot carry two connections' "
-                              "scales yet; compile with precision=\"float\"", node=name)
-            eprop_posts[spec.target] = name
             stored_e = next((r for r in q.report.get("learning", []) if isinstance(r, dict)
                              and r.get("connection") == name and "ebar_range" in r), None)
-            found = stored_e if stored_e is not None else _eprop_ranges(spec, None)
-            rules[name] = fixed_eprop(spec, gain, q.v_scale[spec.target], q.input_scale.get(spec.label, 1.0),
-                                      np.broadcast_to(np.asarray(found["error_range"], dtype=np.float64), gain.shape),
-                                      float(found["ebar_range"]))
+            path = None
+            if spec.error_output is not None:  # the readout's integer membrane message (eprop_error_path)
+                from .learning_model import eprop_error_path
+
+                ro = net.population(spec.v_source)
+                terms = stored_e.get("error_terms") if stored_e is not None else None
+                if terms is None:  # the worst case: the readout's 24-bit membrane
+                    terms = np.abs(spec.label_gain) + np.abs(spec.v_gain) * (UV_LIMIT / q.v_scale[spec.v_source]
+                                                                            + np.abs(ro.v_shift))
+                    stored_e = None
+                path = eprop_error_path(spec, q.v_scale[spec.v_source], ro.v_shift, np.asarray(terms, np.float64))
+            found = stored_e if stored_e is not None else _eprop_ranges(spec, None, path and path["error_terms"])
+            args = (spec, gain, q.v_scale[spec.target], q.input_scale.get(spec.label, 1.0),
+                    np.broadcast_to(np.asarray(found["error_range"], dtype=np.float64), gain.shape),
+                    float(found["ebar_range"]))
+            eprop_posts.setdefault(spec.target, []).append((name, args, path))
+            rules[name] = fixed_eprop(*args, error_path=path)
             continue
         worst = np.abs(spec.label_gain) + np.abs(spec.v_gain) * (UV_LIMIT / q.v_scale[spec.target]
                                                                   + np.abs(pop.v_shift))
@@ -626,7 +649,25 @@ def learning_rules(q: QuantizedNetlist) -> dict[str, Any]:
         label_scale = q.input_scale.get(spec.label, 1.0) if spec.label else 1.0
         rule = fixed_learning(spec, gain, q.v_scale[spec.target], label_scale, rng)
         rules[name] = with_v_shift(rule, spec, pop.v_shift)
+    for members in eprop_posts.values():  # several e-prop synapses into one population share its factors
+        if len(members) > 1:
+            _share_eprop_factors(rules, members)
     return rules
+
+
+def _share_eprop_factors(rules: dict[str, Any], members: list) -> None:
+    """The e-prop connections into one population take the very y1..y3 its EPropGroup sends
+    (learning_model.same_post_factors): one ``Ky1`` (the smallest of theirs, so that every
+    eligibility range fits tag_1), one ``Ky2`` (the smallest with that Ky1: every y2 within
+    127), each synapse's own ``ea`` and ``ew`` (a power of 2 that makes up its weight scale;
+    refused in one line where that is not a power of 2 within the engine's exponents)."""
+    from .learning_model import fixed_eprop
+
+    ky1 = min(rules[name].ky1 for name, _, _ in members)
+    alone = {name: fixed_eprop(*args, error_path=path, shared_ky1=ky1) for name, args, path in members}
+    ky2 = min((r.ky2 for r in alone.values()), key=lambda k: float(np.max(k)))
+    for name, args, path in members:
+        rules[name] = fixed_eprop(*args, error_path=path, shared_ky1=ky1, shared_ky2=ky2)
 
 
 # ---------------------------------------------------------------- the bit-exact model

@@ -26,7 +26,8 @@ post population as a ``TeacherGroup`` that sends the third factor (docs/onchip-l
   window reset zeroes ``tag_1`` too. An error computed in the graph arrives on ``err_in``
   as the sum of a label RingBuffer and the readout's membrane: the readout (a
   TeacherGroup, or a :class:`ReadoutGroup` when its connection does not learn) sends it
-  on ``v_out`` through a Dense of weights ``diag(c)``.
+  on ``v_out`` through a Dense of weights ``diag(c)`` (fixed point: its 24-bit integer
+  membrane through Lava's fixed Dense, :class:`_SendsVFixed`).
 - STDP and reward-STDP (docs/onchip-learning.md, "STDP on chip"): :func:`pairing_rule`
   and :class:`PairGroup`, a spiking ``NeuronGroup`` that sends its spikes to the
   synapse's ``s_in_bap`` (the back-propagating action potential: the engine's ``y0``)
@@ -234,7 +235,7 @@ class TeacherGroup(NeuronGroup):
         size = int(kwargs["size"])
         self.label_in = InPort(shape=(size,))
         self.y2_out = OutPort(shape=(size,))
-        self.v_out = OutPort(shape=(size,))  # float: the membrane (IR units) for an e-prop error (_SendsV)
+        self.v_out = OutPort(shape=(size,))  # the membrane for an e-prop error (_SendsV, _SendsVFixed)
         self.y2_label = Var(shape=(size,), init=np.broadcast_to(y2_label, (size,)).copy())
         self.y2_v = Var(shape=(size,), init=np.broadcast_to(y2_v, (size,)).copy())
         self.v_shift = Var(shape=(size,), init=np.broadcast_to(v_shift, (size,)).copy())
@@ -334,6 +335,27 @@ class _SendsV:
         super()._report(time_step)  # type: ignore[misc]
 
 
+class _SendsVFixed(_SendsV):
+    """Fixed point: the integer membrane of the step (``v_int``, 24 bits, as Lava's fixed
+    neurons hold it) on ``v_out`` at window steps, zeros at idle steps: a graded spike whose
+    payload Lava's fixed Dense (weights ``diag(c)`` as 8-bit mantissas and an exponent)
+    carries to the e-prop post's ``err_in`` (learning_model.eprop_error_path)."""
+
+    def _update(self, a_in: np.ndarray, j: int, k: int) -> np.ndarray:
+        try:
+            s = super(_SendsV, self)._update(a_in, j, k)  # type: ignore[misc]  # the step, not _SendsV's
+        except Exception:
+            self.v_out.send(np.zeros(self.v_out.shape, np.int32))  # type: ignore[attr-defined]
+            raise
+        self._v_now = np.asarray(self._state["v"][0], dtype=np.int32).copy()
+        return s
+
+    def _report(self, time_step: int) -> None:
+        v, self._v_now = self._v_now, None
+        self.v_out.send(v if v is not None else np.zeros(self.v_out.shape, np.int32))  # type: ignore[attr-defined]
+        super(_SendsV, self)._report(time_step)  # type: ignore[misc]
+
+
 @implements(proc=TeacherGroup, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
@@ -360,14 +382,15 @@ class PyTeacherGroupFloat(_SendsV, _FloatTypes, _TeacherLogic):
 @requires(CPU)
 @tag("fixed_pt")
 @_declare(PARAMS["fixed"], lambda: LavaPyType(np.ndarray, np.int64))
-class PyTeacherGroupFixed(_FixedTypes, _TeacherLogic):
+class PyTeacherGroupFixed(_SendsVFixed, _FixedTypes, _TeacherLogic):
     """Integers: ``y2 = clip((y2_label * label + y2_v * v + v_shift + 2^(s-1)) >> s,
     -128, 127)``, ``s = y2_shift`` (learning_model.FixedLearning.y2; ``v_shift`` holds its
-    ``y2_bias``): the 8-bit third factor from the integer membrane and label payload."""
+    ``y2_bias``): the 8-bit third factor from the integer membrane and label payload; the
+    integer membrane on ``v_out`` (:class:`_SendsVFixed`)."""
 
     label_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     y2_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
-    v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)  # never connected (e-prop: float)
+    v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     y2_label: np.ndarray = LavaPyType(np.ndarray, np.int64)
     y2_v: np.ndarray = LavaPyType(np.ndarray, np.int64)
     v_shift: np.ndarray = LavaPyType(np.ndarray, np.int64)
@@ -382,9 +405,9 @@ class PyTeacherGroupFixed(_FixedTypes, _TeacherLogic):
 
 
 class ReadoutGroup(NeuronGroup):
-    """A NeuronGroup (one sample at a time, float) that also sends its membrane in IR
-    units on ``v_out`` (:class:`_SendsV`): an LI readout whose connection does not learn,
-    read by an e-prop error Output."""
+    """A NeuronGroup (one sample at a time) that also sends its membrane on ``v_out``, in IR
+    units (float, :class:`_SendsV`) or as its integer membrane (fixed, :class:`_SendsVFixed`):
+    an LI readout whose connection does not learn, read by an e-prop error Output."""
 
     def __init__(self, *, v_shift: np.ndarray, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -401,6 +424,18 @@ class PyReadoutGroupFloat(_SendsV, _FloatTypes, _NeuronGroupModel):
     """Float64: the population's step; its membrane on ``v_out``."""
 
     v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    v_shift: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+@implements(proc=ReadoutGroup, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+@_declare(PARAMS["fixed"], lambda: LavaPyType(np.ndarray, np.int64))
+class PyReadoutGroupFixed(_SendsVFixed, _FixedTypes, _NeuronGroupModel):
+    """Integers: the population's step; its integer membrane on ``v_out`` (``v_shift`` unused:
+    the error's shift term rides on the post's label stream, learning_model.eprop_error_path)."""
+
+    v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     v_shift: np.ndarray = LavaPyType(np.ndarray, float)
 
 
@@ -598,6 +633,6 @@ class PyPairGroupFloat(_FloatTypes, _PostLogic):
 MODELS = {(LearningDense, "float"): PlasticDenseFloat, (TeacherGroup, "float"): PyTeacherGroupFloat,
           (LearningDense, "fixed"): PlasticDenseFixed, (TeacherGroup, "fixed"): PyTeacherGroupFixed,
           (EPropGroup, "float"): PyEPropGroupFloat, (EPropGroup, "fixed"): PyEPropGroupFixed, (PairGroup, "float"): PyPairGroupFloat,
-          (ReadoutGroup, "float"): PyReadoutGroupFloat}
+          (ReadoutGroup, "float"): PyReadoutGroupFloat, (ReadoutGroup, "fixed"): PyReadoutGroupFixed}
 """(process class, precision) -> the ProcessModel the runner maps it to (one sample at a
 time)."""

@@ -118,6 +118,7 @@ PyEPropGroupFloatAsync = async_twin(learning.PyEPropGroupFloat)
 PyEPropGroupFixedAsync = async_twin(learning.PyEPropGroupFixed)
 PyPairGroupFloatAsync = async_twin(learning.PyPairGroupFloat)
 PyReadoutGroupFloatAsync = async_twin(learning.PyReadoutGroupFloat)
+PyReadoutGroupFixedAsync = async_twin(learning.PyReadoutGroupFixed)
 
 MODELS = {
     (RingBuffer, "float"): PySendModelFloatAsync, (RingBuffer, "fixed"): PySendModelFixedAsync,
@@ -128,6 +129,7 @@ MODELS = {
     (learning.TeacherGroup, "fixed"): PyTeacherGroupFixedAsync,
     (learning.EPropGroup, "float"): PyEPropGroupFloatAsync, (learning.EPropGroup, "fixed"): PyEPropGroupFixedAsync,
     (learning.PairGroup, "float"): PyPairGroupFloatAsync, (learning.ReadoutGroup, "float"): PyReadoutGroupFloatAsync,
+    (learning.ReadoutGroup, "fixed"): PyReadoutGroupFixedAsync,
     (NeuronGroup, "float"): neuron_models.MODELS[("float", True)],
     (NeuronGroup, "fixed"): neuron_models.MODELS[("fixed", True)],
     (ConvSynapse, "float"): CONV_MODELS[("float", True)], (ConvSynapse, "fixed"): CONV_MODELS[("fixed", True)],

@@ -83,7 +83,8 @@ from neuromorph.backends.loihi2.chip_model import (  # noqa: E402
     Schedule, check_inputs, fill_stream, float_params, input_stream,
 )
 from neuromorph.backends.loihi2.learning_model import (  # noqa: E402
-    LAGGED_RULES, LearningSpec, eprop_label_stream, eprop_readout_lag, error_output, error_stream, label_stream,
+    LAGGED_RULES, V_MESSAGE_BITS, LearningSpec, eprop_label_payloads, eprop_label_stream, eprop_readout_lag,
+    error_output, error_stream, label_stream,
 )
 from neuromorph.backends.loihi2.synapse import message_bound  # noqa: E402
 from neuromorph.errors import NeuromorphError  # noqa: E402
@@ -353,7 +354,7 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
             spec = next((s for s in learning.values() if s.target == pop.name), None)
             if spec is not None and spec.rule == "eprop":
                 groups[pop.name] = _eprop_post(spec, pop, kwargs, sends if fixed else inputs, sched, sources,
-                                               rules.get(spec.name))
+                                               rules.get(spec.name), inputs)
                 models[groups[pop.name]] = learning_models.MODELS[(learning_models.EPropGroup, precision)]
                 continue
             if spec is not None and spec.pairing is not None:
@@ -378,7 +379,7 @@ def _build(net: Netlist, inputs: Mapping[str, np.ndarray], sched: Schedule, prec
                         src = sources[conn.source] if conn.source in sources else groups[conn.source]
                         src.s_out.connect(getattr(groups[pop.name], f"s_in_{k}"))
             return groups, list(sources.values()), files, status, models, plan
-        synapses = _eprop_error_paths(net, learning, groups)
+        synapses = _eprop_error_paths(net, learning, groups, rules)
         for i, conn in enumerate(net.connections):
             from_input = conn.source in sources
             bits = quantized.num_message_bits[conn.source] if fixed and from_input else 0
@@ -492,19 +493,29 @@ def _teacher(spec: LearningSpec, pop: Any, kwargs: dict, sends: Mapping[str, np.
 
 
 def _eprop_post(spec: LearningSpec, pop: Any, kwargs: dict, inputs: Mapping[str, np.ndarray], sched: Schedule,
-                sources: dict, rule: Any = None) -> Any:
+                sources: dict, rule: Any = None, labels: Optional[Mapping[str, np.ndarray]] = None) -> Any:
     """The EPropGroup of an e-prop connection's post population (lava/learning.py), with
     the RingBuffer that plays its error Input (learning_model.error_stream) into ``err_in``.
-    ``rule``: fixed point's learning_model.FixedEProp (``inputs`` then holds the payloads)."""
+    ``rule``: fixed point's learning_model.FixedEProp (``inputs`` then holds the payloads;
+    ``labels`` the IR values, for the label part of an error computed on the chip)."""
     chip = spec.eprop
     if pop.reset != "subtract":  # learning_model refuses it at compile time; a corrupt artifact here
         raise NeuromorphError(f"plastic connection '{spec.name}': e-prop needs reset by subtraction in '{pop.name}'")
     if rule is not None:
-        if spec.error_output is not None:  # refused at compile time (learning_model.fixed_eprop)
-            raise NeuromorphError(f"plastic connection '{spec.name}': a fixed-point e-prop error must be an Input")
+        if spec.error_output is not None and rule.v_weights is None:  # a corrupt artifact
+            raise NeuromorphError(f"plastic connection '{spec.name}': its fixed-point e-prop error path is missing")
         group = learning_models.EPropGroup(**kwargs, y1_gain=rule.y1_gain, y2_gain=rule.unit, feedback=rule.feedback,
                                            dk=-int(rule.y3), gamma=0, shifts=(rule.y1_shift, rule.y2_shift))
-        stream = error_stream(inputs[spec.label], sched.samples, sched.steps, sched.period, pop.offset, sched.total)
+        if spec.error_output is None:  # an Input: its payloads
+            stream = error_stream(inputs[spec.label], sched.samples, sched.steps, sched.period, pop.offset,
+                                  sched.total)
+        else:  # the label part, in err payloads (learning_model.eprop_error_path); the readout's: a synapse
+            stream = eprop_label_payloads(rule, spec, labels.get(spec.label) if spec.label else None,
+                                          sched.samples, sched.steps, sched.period, pop.offset, sched.total)
+            if np.abs(stream).max(initial=0) > 2**23 - 1:
+                raise NeuromorphError(f"plastic connection '{spec.name}': its label '{spec.label}' exceeds the "
+                                      "calibrated error range (24-bit err payloads): recompile with calibration "
+                                      "data that covers it")
         ring = RingBuffer(data=np.ascontiguousarray(stream.T.astype(np.int32)))
         ring.s_out.connect(group.err_in)
         sources[f"error:{spec.name}"] = ring
@@ -522,13 +533,16 @@ def _eprop_post(spec: LearningSpec, pop: Any, kwargs: dict, inputs: Mapping[str,
     return group
 
 
-def _eprop_error_paths(net: Netlist, learning: Mapping[str, LearningSpec], groups: dict) -> list:
+def _eprop_error_paths(net: Netlist, learning: Mapping[str, LearningSpec], groups: dict,
+                       rules: Optional[Mapping[str, Any]] = None) -> list:
     """The readout's part of each e-prop error Output: a synapse from the readout's
     ``v_out`` (its membrane, IR units) to the post's ``err_in``, weights ``diag(c)``, which
     delivers ``c * v_ro(s)`` one chip step after the readout's step ``s``; an extra delay
     of ``k - k_min`` chip steps (learning_model.eprop_readout_lag) gives the post
     ``v_ro(t - k)`` at its step ``t``. One per post population (its e-prop synapses share
-    the error)."""
+    the error). Fixed point (``rules``: learning_model.FixedEProp): the readout's 24-bit
+    integer membrane through Lava's fixed Dense of mantissas ``diag(v_weights)`` and
+    ``weight_exp = v_exp`` (learning_model.eprop_error_path)."""
     offsets = {p.name: p.offset for p in net.populations}
     paths, done = [], set()
     for spec in learning.values():
@@ -539,8 +553,13 @@ def _eprop_error_paths(net: Netlist, learning: Mapping[str, LearningSpec], group
         if extra < 0:  # learning_model refuses it at compile time; a corrupt artifact here
             raise NeuromorphError(f"plastic connection '{spec.name}': its error reads '{spec.v_source}' sooner "
                                   "than the chip can deliver it")
-        kwargs = dict(weights=np.diag(np.asarray(spec.v_gain, dtype=np.float64)),
-                      num_message_bits=FLOAT_MESSAGE_BITS, name=f"{spec.v_source}->{spec.target}:error")
+        rule = (rules or {}).get(spec.name)
+        if rule is not None:  # fixed point: diag(c) as mantissas and an exponent, the 24-bit integer membrane
+            kwargs = dict(weights=np.diag(np.asarray(rule.v_weights, dtype=np.int32)), weight_exp=int(rule.v_exp),
+                          num_message_bits=V_MESSAGE_BITS, name=f"{spec.v_source}->{spec.target}:error")
+        else:
+            kwargs = dict(weights=np.diag(np.asarray(spec.v_gain, dtype=np.float64)),
+                          num_message_bits=FLOAT_MESSAGE_BITS, name=f"{spec.v_source}->{spec.target}:error")
         syn = DelayDense(delays=extra, **kwargs) if extra > 0 else Dense(**kwargs)
         groups[spec.v_source].v_out.connect(syn.s_in)
         syn.a_out.connect(groups[spec.target].err_in)
