@@ -459,6 +459,11 @@ def eprop_label_stream(spec: LearningSpec, label: np.ndarray | None, n: int, t: 
     """The label part of an e-prop error Output as its post receives it (a RingBuffer into
     ``err_in``), [total, n_err]: ``a * label(k - d)`` at the post's chip step
     ``offset + j*period + k``; the readout's part arrives through a synapse."""
+    return error_stream(_label_term(spec, label, n, t), n, t, period, offset, total)
+
+
+def _label_term(spec: LearningSpec, label: np.ndarray | None, n: int, t: int) -> np.ndarray:
+    """``a * label(k - d)`` of an error computed on the chip, [n, t, n_err] (0 before d)."""
     n_err = spec.label_gain.shape[0]
     data = np.zeros((n, t, n_err))
     if label is not None:
@@ -466,7 +471,7 @@ def eprop_label_stream(spec: LearningSpec, label: np.ndarray | None, n: int, t: 
         d = spec.label_delay
         if d < t:
             data[:, d:] = spec.label_gain * lab[:, :t - d]
-    return error_stream(data, n, t, period, offset, total)
+    return data
 
 
 def error_output(spec: LearningSpec, label: np.ndarray | None, v: np.ndarray) -> np.ndarray:
@@ -1059,14 +1064,7 @@ def eprop_label_payloads(rule: FixedEProp, spec: LearningSpec, label: Optional[n
     it into ``err_in``, [total, n_err] int64: ``rint(E a label(k - d)) + v_bias [k >= k_ro]``
     (k_ro = spec.v_delay: the readout's term counts from there) at the post's chip step
     ``offset + j*period + k``, 0 elsewhere."""
-    n_err = spec.label_gain.shape[0]
-    data = np.zeros((n, t, n_err))
-    if label is not None:
-        lab = np.asarray(label, dtype=np.float64).reshape(n, t, n_err)
-        d = spec.label_delay
-        if d < t:
-            data[:, d:] = spec.label_gain * lab[:, :t - d]
-    pay = np.rint(rule.err_scale * data)
+    pay = np.rint(rule.err_scale * _label_term(spec, label, n, t))
     if rule.v_bias is not None and spec.v_delay < t:
         pay[:, spec.v_delay:] += rule.v_bias
     return error_stream(pay, n, t, period, offset, total).astype(np.int64)
