@@ -89,8 +89,11 @@ def class_scores(pred: np.ndarray, y: np.ndarray, new_classes: tuple[int, ...]) 
     return out
 
 
-def online_curve(pred: np.ndarray, y: np.ndarray, window: int = CURVE_WINDOW) -> list[dict[str, float]]:
-    """The online accuracy over each block of ``window`` samples of the stream."""
+def online_curve(pred: np.ndarray, y: np.ndarray, window: int | None = None) -> list[dict[str, float]]:
+    """The online accuracy over each block of ``window`` samples of the stream (default:
+    CURVE_WINDOW, or a tenth of a shorter stream, so that a short stream has a curve too)."""
+    if window is None:
+        window = min(CURVE_WINDOW, max(1, len(y) // 10))
     return [{"samples": int(min(i + window, len(y))), "accuracy": float(np.mean(pred[i:i + window] == y[i:i + window]))}
             for i in range(0, len(y), window)]
 

@@ -68,7 +68,7 @@ def learning_curve(result: dict[str, Any], path: str | Path) -> Path:
     with the test accuracy before and after (and per class group when the task has new
     classes)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(7, 4.8))
     curve = result["curve"]
     ax.plot([c["samples"] for c in curve], [c["accuracy"] for c in curve], marker=".",
             label="online accuracy on the stream (its label acts within the sample)")
@@ -87,6 +87,7 @@ def learning_curve(result: dict[str, Any], path: str | Path) -> Path:
     ax.set_xlabel("labelled samples played on chip")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.03, 1.03)  # a score of 0 or 1 stays visible
-    ax.legend(loc="lower right", fontsize=8)
+    # below the axes: inside, it hid the scores after learning (drawn at the right edge)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, ncol=1, frameon=False)
     title = f"on-chip learning: {result['task']} ({result['backend']}, {result['precision']})"
     return _save(plt, fig, path, title)

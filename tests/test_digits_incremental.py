@@ -106,6 +106,8 @@ def test_scores_and_curve():
     assert s == {"accuracy": 0.6, "new_classes_accuracy": 2 / 3, "old_classes_accuracy": 0.5}
     assert online_curve(pred, y, window=2) == [{"samples": 2, "accuracy": 0.5}, {"samples": 4, "accuracy": 1.0},
                                                {"samples": 5, "accuracy": 0.0}]
+    # by default a block of 100 samples, or a tenth of a shorter stream
+    assert [len(online_curve(np.zeros(n), np.zeros(n))) for n in (5, 100, 1000, 1437)] == [5, 10, 10, 15]
 
 
 def test_cli_trains_a_learnable_model_runs_it_frozen_and_refuses_learn_off_chip(tmp_path, capsys):
