@@ -134,8 +134,8 @@ FIXED_CASES = {
     "delta-readout": lambda rng: delta(rng),
     "delta-hidden": lambda rng: delta(rng, hidden=True),
     "eprop": lambda rng: eprop(rng, lr=30.0, p_err=0.1),
-    "eprop-recurrent-error-on-chip": lambda rng: eprop_recurrent(rng, lr=30.0),
-    "eprop-frozen-readout-delayed-error": lambda rng: eprop_recurrent(rng, frozen_readout=True, lr=30.0),
+    "eprop-recurrent-error-on-chip": lambda rng: eprop_recurrent(rng, lr=4.0),
+    "eprop-frozen-readout-delayed-error": lambda rng: eprop_recurrent(rng, frozen_readout=True, lr=4.0),
 }
 
 

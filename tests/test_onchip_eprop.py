@@ -260,7 +260,7 @@ def test_the_error_reaches_the_synapse_through_the_target():
     ({"reset": "value"}, "float", "a reset to a value cuts the eligibility per post neuron"),
     ({"t_epoch": 2}, "float", "t_epoch > 1"),
     ({"error_output": True}, "float", "give the path 'ro' -> 'err' a delay of 2"),
-    ({"lr": 1.0}, "fixed", "too small for Lava's fixed learning engine"),
+    ({"lr": 0.01}, "fixed", "too small for Lava's fixed learning engine"),
 ])
 def test_the_target_refuses_what_it_cannot_run_at_compile_time(kwargs, precision, words):
     from neuromorph.compile import compile_graph
@@ -647,7 +647,7 @@ def test_eprop_rule_learns_in_fixed_point_with_the_error_computed_on_chip_bit_fo
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    ({"lr": 1.0}, "too small"),
+    ({"lr": 0.01}, "too small"),
     ({"error_output": True, "c": 1e-4}, "mantissa levels"),
 ])
 def test_fixed_eprop_refuses_what_it_cannot_represent_in_one_line(kwargs, words):
@@ -670,17 +670,19 @@ def test_fixed_eprop_stays_within_the_derived_bound_of_the_real_valued_rule():
     real-valued rule it rounds (eprop_float_engine), for given factor streams: within
     eprop_fixed_bound after every sample, for 8 rng seeds, in a regime where nothing
     saturates (the real trajectory's peaks plus the bound stay inside the 9-bit weights
-    and tag_1). The compiled rule of target_graph: e_w = 2 is forced by e_a = -4 (the
-    x0 y2 y1 product's exponent e_w + e_a - 5 >= -7), so y2 is kept small and rare here."""
+    and tag_1). The compiled rule of target_graph at lr 3 (e_a = -5, e_w = -1: a rate the
+    former x0 products refused), with y1 over its 7 bits and y2 up to +-40 at a tenth of
+    the steps."""
     from neuromorph.backends.loihi2.learning_model import engine_eprop_fixed, eprop_fixed_bound, eprop_float_engine
     from neuromorph.backends.loihi2.quantize import learning_rules
     from neuromorph.compile import compile_graph
 
     rng = np.random.default_rng(7)
-    g = target_graph(rng, lr=30.0)
+    g = target_graph(rng, lr=3.0)
     art = compile_graph(g, backend="lava", precision="fixed", calibration=target_inputs(rng, g, p_err=0.1))
     q = art.payload.quantized
     rule = learning_rules(q)["w"]
+    assert (rule.ea, rule.ew) == (-5, -1)
     i, _ = q.net.plastic("w")
     w0 = (q.weights[i] // 8) * 2  # a quarter of the compiled weights: room to move
     (n_out, n_in), samples, t = w0.shape, 3, 60
@@ -688,8 +690,8 @@ def test_fixed_eprop_stays_within_the_derived_bound_of_the_real_valued_rule():
     total = samples * period
     r = np.random.default_rng(0)
     pre = (r.random((total, n_in)) < 0.3).astype(np.int64)
-    y1 = np.where(r.random((total, n_out)) < 0.3, r.integers(0, 40, (total, n_out)), 0)
-    y2 = np.where(r.random((total, 1)) < 0.05, r.integers(-2, 3, (total, n_out)), 0)
+    y1 = np.where(r.random((total, n_out)) < 0.3, r.integers(0, 128, (total, n_out)), 0)
+    y2 = np.where(r.random((total, 1)) < 0.1, r.integers(-40, 41, (total, n_out)), 0)
     y3 = np.zeros((total, n_out), np.int64)
     for j in range(samples):  # the post's window: y3 = -Y; idle step: nothing
         y3[j * period: j * period + t] = rule.y3
@@ -708,3 +710,24 @@ def test_fixed_eprop_stays_within_the_derived_bound_of_the_real_valued_rule():
         assert np.all(err <= bound_w), (seed, err, bound_w)
         worst = max(worst, float((err / bound_w).max()))
     assert 0.0 < worst <= 1.0
+
+
+def test_fixed_eprop_keeps_the_previous_trace_in_tag_2_and_takes_low_rates():
+    """The fixed rule reads the previous step's trace from tag_2 (dd = u0 * x1 - u0 * d) in
+    place of the former x0 products (x1 - I x0), whose exponents >= -7 forced e_a >= -4 and
+    e_w >= 2 on this network: lr 0.3 compiles now (lr 10 was refused), with y2 over most of
+    its range and psi over all 127 y1 levels."""
+    from neuromorph.backends.loihi2.quantize import learning_rules
+    from neuromorph.compile import compile_graph
+
+    for lr, want in ((30.0, (-5, 2)), (0.3, (-6, -3))):
+        rng = np.random.default_rng(7)
+        g = target_graph(rng, lr=lr)
+        art = compile_graph(g, backend="lava", precision="fixed", calibration=target_inputs(rng, g, p_err=0.1))
+        rule = learning_rules(art.payload.quantized)["w"]
+        assert (rule.ea, rule.ew) == want
+        assert rule.dd_rule() == "(1) * u0 * x1 - (1) * u0 * d"
+        assert "x0" not in rule.dt_rule() + rule.dw_rule() and "d" in rule.dt_rule().split(" * ")[-1]
+        assert round(rule.ky1 * 0.3) == 127  # gamma 0.3: Ky1 = 127 / gamma, not lowered
+        for target, products in rule.products().items():
+            assert all(abs(m) <= 7 and -7 <= e <= 8 for _, _, m, e in products), target

@@ -794,18 +794,25 @@ def y2_stream(rule: FixedLearning, spec: LearningSpec, label: np.ndarray | None,
 #
 #   P = clip(floor(dep * prod(clip(f)) * m / 2^sh) << (e + 7), +-2^15),  sh = max(0, sum widths + 4 - 15)
 #
-# (widths: x1, y1..y3 7; tag_1 9; the dependency x0 / u0 counts none), sums the products
-# of a target into (var << 7), stochastically rounds to a multiple of 128 with the step's
-# one random number (the weights and tag_1 share it), shifts back and saturates (weights
-# -256..255, tag_1 -257..255). Each product has its own shift, so the constants below
-# compensate them: the e-prop rule on the chip (docs/onchip-learning.md, "e-prop in fixed
-# point") with y1 = Ky1 psi, y2 = Ky2 L, y3 = -Y (Y 2^e3 / 32 = dk), tag_1 = Ke ebar:
+# (widths: x1, y1..y3 7; tag_1 (t) and tag_2 (d) 9; the dependency x0 / u0 counts none),
+# sums the products of a target into (var << 7), stochastically rounds to a multiple of 128
+# with the step's one random number (the weights, tag_1 and tag_2 share it), shifts back and
+# saturates (weights -256..255, tag_1 -257..255, tag_2 0..255). Every product is evaluated
+# from the old values of the step (all targets' products first, then the updates). Each
+# product has its own shift, so the constants below compensate them: the e-prop rule on the
+# chip (docs/onchip-learning.md, "e-prop in fixed point") with y1 = Ky1 psi, y2 = Ky2 L,
+# y3 = -Y (Y 2^e3 / 32 = dk), tag_1 = Ke ebar:
 #
-#   dt = 2^e3 u0 y3 t + 2^ea u0 y1 x1 - I 2^(ea-3) x0 y1
-#   dw = 2^ew u0 y2 t + 2^(ew+e3+2) u0 y2 y3 t + 2^(ew+ea+2) u0 y2 y1 x1 - I 2^(ew+ea-5) x0 y2 y1
+#   dd = u0 x1 - u0 d                                        (tag_2 <- x1: exact, no bits shifted off)
+#   dt = 2^e3 u0 y3 t + 2^ea u0 y1 d
+#   dw = 2^ew u0 y2 t + 2^(ew+e3+2) u0 y2 y3 t + 2^(ew+ea+2) u0 y2 y1 d
 #
-# (dw spells out 2^ew/32 y2 tag_1(new): the engine reads the old tag_1), so that
-# Ke = 2^(ea-3) Ky1 I keep and 2^ew / 32 Ky2 Ke = rate G. Each constant is written with
+# tag_2 (d) keeps the previous step's trace: at chip step c it holds x1(c-1), so keep * d is
+# the decayed previous trace the rule needs (the synapse has already received the pre
+# spikes of the step after the post's factors; x1(c) - I x0(c) = SR(keep x1(c-1)) was the
+# former, x0-product form of it). dw spells out 2^ew/32 y2 tag_1(new) (the engine reads the
+# old tag_1). keep is folded into Ke: 2^(ea-5) y1 d = (2^(ea-5) / keep) y1 (keep d), so
+# Ke = 2^(ea-5) Ky1 I / keep and 2^ew / 32 Ky2 Ke = rate G. Each constant is written with
 # its largest mantissa (finest: 2^ew as 4 * 2^(ew-2)), which the engine floors 4x finer.
 
 EPROP_EBAR_MAX = 255
@@ -826,9 +833,9 @@ def finest(m: int, e: int) -> tuple[int, int]:
 
 
 def product_shift(factors: tuple[str, ...]) -> int:
-    """The bits the engine shifts off a product of these factors (tag_1: 9 bits, the
+    """The bits the engine shifts off a product of these factors (tag_1, tag_2: 9 bits, the
     traces 7, the constant's mantissa 4)."""
-    return max(0, 4 + sum(9 if f == "t" else 7 for f in factors) - 15)
+    return max(0, 4 + sum(9 if f in ("t", "d") else 7 for f in factors) - 15)
 
 
 @dataclass(frozen=True, eq=False)
@@ -882,15 +889,22 @@ class FixedEProp:
     def dw_rule(self) -> str:
         return self._rule("weights")
 
+    def dd_rule(self) -> str:
+        return self._rule("tag_2")
+
     def products(self) -> dict[str, list[tuple[str, tuple[str, ...], int, int]]]:
-        """{target: [(dependency, factors, m, e)]}, in Lava's order (dw before dt); each
-        constant at its finest mantissa (:func:`finest`)."""
-        ew, ea, e3, i = self.ew, self.ea, self.e3, self.impulse
+        """{target: [(dependency, factors, m, e)]}, in Lava's order (dw, dd, dt: every
+        product reads the old values, so the order does not matter); the weights' and
+        tag_1's constants at their finest mantissa (:func:`finest`), tag_2's as they are
+        (``tag_2 <- x1``: no bits shifted off, exact)."""
+        ew, ea, e3 = self.ew, self.ea, self.e3
         terms = {"weights": [("u", ("y2", "t"), 1, ew), ("u", ("y2", "y3", "t"), 1, ew + e3 + 2),
-                             ("u", ("y2", "y1", "x1"), 1, ew + ea + 2), ("x0", ("y2", "y1"), -i, ew + ea - 5)],
-                 "tag_1": [("u", ("y3", "t"), 1, e3), ("u", ("y1", "x1"), 1, ea), ("x0", ("y1",), -i, ea - 3)]}
-        return {target: [(dep, factors, *finest(m, e)) for dep, factors, m, e in items]
-                for target, items in terms.items()}
+                             ("u", ("y2", "y1", "d"), 1, ew + ea + 2)],
+                 "tag_1": [("u", ("y3", "t"), 1, e3), ("u", ("y1", "d"), 1, ea)]}
+        out = {target: [(dep, factors, *finest(m, e)) for dep, factors, m, e in items]
+               for target, items in terms.items()}
+        return {"weights": out["weights"], "tag_2": [("u", ("x1",), 1, 0), ("u", ("d",), -1, 0)],
+                "tag_1": out["tag_1"]}
 
     def y1(self, v_pre: np.ndarray, th: np.ndarray) -> np.ndarray:
         """The integer y1 from the integer membrane before the reset and ``vth << 6``."""
@@ -905,6 +919,7 @@ class FixedEProp:
 
     def report(self) -> dict[str, Any]:
         return {"connection": self.name, "rule": "eprop", "dw": self.dw_rule(), "dt": self.dt_rule(),
+                "dd": self.dd_rule(), "ea": self.ea, "ew": self.ew, "e3": self.e3,
                 "x1_impulse": self.impulse, "x1_tau": self.tau, "trace_keep": self.keep, "y3": self.y3,
                 "y1_per_psi": self.ky1, "y2_per_signal": float(np.max(self.ky2)), "tag_per_eligibility": self.ke,
                 "error_range": [float(r) for r in self.error_range], "ebar_range": self.ebar_range,
@@ -924,10 +939,12 @@ def fixed_eprop(spec: LearningSpec, mantissa_gain: np.ndarray, v_scale: float, e
     (G) weight mantissas per model unit, ``v_scale`` the post's integer membrane per volt,
     ``err_scale`` the error port's payload per unit, ``error_range`` the largest |L| per post
     neuron, ``ebar_range`` the largest eligibility (calibration). Chooses, in order: the
-    impulse I (the largest <= 7 the 7-bit trace holds), Ky1 = 127/gamma and the largest
-    ``ea`` with ``Ke * ebar_range <= 255`` (Ky1 lowered when even ea = -4 is too coarse),
-    the smallest ``ew`` with ``Ky2 * error_range <= 127``; one line naming the connection for
-    what does not fit. ``shared_ky1`` / ``shared_ky2``: the population's y1 / y2 scales when
+    impulse I (the largest <= 7 the 7-bit trace holds), Ky1 = 127/gamma, the largest ``ea``
+    with ``Ke * ebar_range <= 255`` (``Ke = 2^(ea-5) Ky1 I / keep``; Ky1 lowered when even
+    ea = -7 is too coarse), the smallest ``ew`` with ``Ky2 * error_range <= 127`` and every
+    product's exponent (``ew``, ``ew + e3 + 2``, ``ew + ea + 2``) within -7..8; where no ``ew``
+    gives y2 its full range at that ``ea`` (a small rate), ``ea`` is lowered while that adds y2
+    levels. One line naming the connection for what does not fit. ``shared_ky1`` / ``shared_ky2``: the population's y1 / y2 scales when
     several e-prop connections into it share its factors (quantize._share_eprop_factors):
     then ``ew`` is the power of 2 that makes up this synapse's weight scale."""
     name, chip = spec.name, spec.eprop
@@ -956,32 +973,52 @@ def fixed_eprop(spec: LearningSpec, mantissa_gain: np.ndarray, v_scale: float, e
         raise IRError("plasticity 'eprop' with gamma = 0 never learns", node=name)
     ky1 = TRACE_MAX / gamma if shared_ky1 is None else float(shared_ky1)
     ebar_range = max(float(ebar_range), 1e-12)
-    ea = next((e for e in range(S_EXP_MAX, -5, -1)
-               if 2.0**(e - 3) * ky1 * impulse * keep * ebar_range <= EPROP_EBAR_MAX), -4)
-    ke = 2.0**(ea - 3) * ky1 * impulse * keep
-    if ke * ebar_range > EPROP_EBAR_MAX * (1 + 1e-9) and shared_ky1 is not None:
+
+    def tag_scale(e: int, k1: float) -> float:  # Ke: 2^(ea-5) y1 d, d ~ I xbar(c-1), keep folded in
+        return 2.0**(e - 5) * k1 * impulse / keep
+
+    ea_top = next((e for e in range(S_EXP_MAX, S_EXP_MIN - 1, -1)
+                   if tag_scale(e, ky1) * ebar_range <= EPROP_EBAR_MAX), S_EXP_MIN)
+    if tag_scale(ea_top, ky1) * ebar_range > EPROP_EBAR_MAX * (1 + 1e-9) and shared_ky1 is not None:
         raise IRError(f"plasticity 'eprop' in fixed point: the e-prop connections into '{spec.target}' share y1, "
                       f"whose scale leaves this connection's eligibility range {ebar_range:.3g} above tag_1's 9 bits",
                       node=name)
-    if ke * ebar_range > EPROP_EBAR_MAX:
-        ky1 = EPROP_EBAR_MAX / (2.0**(ea - 3) * impulse * keep * ebar_range)
-        ke = 2.0**(ea - 3) * ky1 * impulse * keep
+    if tag_scale(ea_top, ky1) * ebar_range > EPROP_EBAR_MAX:
+        ky1 = EPROP_EBAR_MAX / (tag_scale(ea_top, 1.0) * ebar_range)
     if ky1 * gamma < 8.0:
         raise IRError(f"plasticity 'eprop': an eligibility range of {ebar_range:.3g} leaves psi only "
                       f"{ky1 * gamma:.2g} levels in y1 (the engine's tag_1 holds 9 bits)", node=name)
     g = np.abs(np.asarray(mantissa_gain, dtype=np.float64))
     err = np.maximum(np.asarray(error_range, dtype=np.float64), 1e-12)
-    need = float(np.max(spec.rate * g * 32.0 * err / (TRACE_MAX * ke)))  # 2^ew >= this
-    ew = None
-    for e in range(S_EXP_MIN, S_EXP_MAX + 1):
-        exps = (e, e + e3 + 2, e + ea + 2, e + ea - 5)
-        if 2.0**e >= need and all(S_EXP_MIN <= x <= S_EXP_MAX for x in exps):
-            ew = e
-            break
+
+    def valid(e_w: int, e_a: int) -> bool:  # every product's exponent within the engine's -7..8
+        return all(S_EXP_MIN <= x <= S_EXP_MAX for x in (e_w, e_w + e3 + 2, e_w + e_a + 2))
+
+    def need(e_a: int) -> float:  # 2^ew >= this: y2 uses its 7 bits for the calibrated |L|
+        return float(np.max(spec.rate * g * 32.0 * err / (TRACE_MAX * tag_scale(e_a, ky1))))
+
+    # per ea, the smallest valid ew with 2^ew >= need (y2 within 127); the largest ea (tag_1's
+    # resolution) at which that gives y2 its full range (2^ew < 2 need); else (a rate too small
+    # for that at any ea) the ea that leaves y2 the most levels: lowering ea halves Ke and
+    # doubles y2 until the exponent ew + ea + 2 >= -7 binds
+    options = {}
+    for e_a in range(ea_top, S_EXP_MIN - 1, -1):
+        e_w = next((e for e in range(S_EXP_MIN, S_EXP_MAX + 1) if 2.0**e >= need(e_a) and valid(e, e_a)), None)
+        if e_w is not None:
+            options[e_a] = (e_w, need(e_a) / 2.0**e_w)  # (ew, the fraction of y2's range used)
+    full = [e_a for e_a, (_, used) in options.items() if used > 0.5]
+    if full:
+        ea = max(full)
+    elif options:
+        ea = max(options, key=lambda e_a: (options[e_a][1], e_a))
+    else:
+        ea = ea_top
+    ew = options[ea][0] if ea in options else None
+    ke = tag_scale(ea, ky1)
     if shared_ky2 is not None:  # y2 is the population's: this synapse's exponent makes up its weight scale
         x = np.log2(spec.rate * g * 32.0 / (np.asarray(shared_ky2, dtype=np.float64) * ke))
         ew = int(np.rint(x[0]))
-        exps = (ew, ew + e3 + 2, ew + ea + 2, ew + ea - 5)
+        exps = (ew, ew + e3 + 2, ew + ea + 2)
         if np.abs(x - ew).max() > 1e-9 or not all(S_EXP_MIN <= v <= S_EXP_MAX for v in exps):
             raise IRError(f"plasticity 'eprop' in fixed point: the e-prop connections into '{spec.target}' share "
                           "one set of integer factors (y1..y3), and this connection's weight scale would need a rule "
@@ -1101,7 +1138,7 @@ def eprop_error_payloads(rule: FixedEProp, spec: LearningSpec, label: Optional[n
 
 
 def _factor(name: str, values: dict[str, np.ndarray]) -> np.ndarray:
-    width = 9 if name == "t" else 7
+    width = 9 if name in ("t", "d") else 7
     return np.clip(values[name], -(2**width), 2**width - 1)
 
 
@@ -1112,7 +1149,7 @@ def _apply_products(acc: np.ndarray, products: list, values: dict[str, np.ndarra
         width = 4
         for f in factors:
             p = p * _factor(f, values)
-            width += 9 if f == "t" else 7
+            width += 9 if f in ("t", "d") else 7
         p = (p * m) >> max(0, width - 15)
         p = np.clip(p << (e + 7), -lim - 1, lim - 1)
         acc = np.clip(acc + p, -lim - 1, lim - 1)
@@ -1125,10 +1162,11 @@ def engine_eprop_fixed(rule: FixedEProp, w0: np.ndarray, pre: np.ndarray, y1: np
     """Lava's fixed engine on one e-prop synapse, chip step by chip step (the same integers
     and random numbers as Lava 0.10.0): ``pre`` [total, in] 0/1, ``y1``..``y3`` [total, out]
     what the post sent; ``steps`` the window's learning steps (T + 1: the lagged rule's idle
-    step), the window reset zeroing x1 and tag_1. Returns the weights after each sample."""
+    step), the window reset zeroing x1, tag_1 and tag_2. Returns the weights after each sample."""
     total = len(pre)
     w = (np.asarray(w0, dtype=np.int64) >> 1) << 1
     tag = np.zeros_like(w)
+    d = np.zeros_like(w)  # tag_2: the previous step's x1
     x1 = np.zeros(pre.shape[1], dtype=np.int64)
     decay = np.random.default_rng(rng_seed).random(2 * total + 1)
     w_rand = np.random.default_rng(CONN_VAR_SEED).random(total + 1)
@@ -1139,18 +1177,21 @@ def engine_eprop_fixed(rule: FixedEProp, w0: np.ndarray, pre: np.ndarray, y1: np
         if 0 <= j < samples and k == 0:
             x1[:] = 0
             tag[:] = 0
+            d[:] = 0
         x1 = _stochastic(rule.keep * x1, decay[2 * (c + 1)])
         spiked = pre[c] != 0
         x1[spiked] = np.minimum(x1[spiked] + rule.impulse, TRACE_MAX)
         values = {"u": np.ones((1, 1), dtype=np.int64), "x0": spiked.astype(np.int64)[None, :],
                   "x1": x1[None, :], "y1": np.asarray(y1[c], dtype=np.int64)[:, None],
                   "y2": np.asarray(y2[c], dtype=np.int64)[:, None], "y3": np.asarray(y3[c], dtype=np.int64)[:, None],
-                  "t": tag}
+                  "t": tag, "d": d}
         r = w_rand[c + 1]
         acc_w = _apply_products(w << 7, products["weights"], values)
         acc_t = _apply_products(tag << 7, products["tag_1"], values)
+        acc_d = np.maximum(0, _apply_products(d << 7, products["tag_2"], values))  # tag_2 is unsigned
         w = np.clip(_stochastic(acc_w / 128.0, r), WEIGHT_LO, WEIGHT_HI)
         tag = np.clip(_stochastic(acc_t / 128.0, r), -(2**8) - 1, 2**8 - 1)
+        d = np.clip(_stochastic(acc_d / 128.0, r), 0, 2**8 - 1)
         if 0 <= j < samples and k == steps - 1:
             out[j] = w
     return out
@@ -1160,8 +1201,16 @@ def eprop_float_engine(rule: FixedEProp, w0: np.ndarray, pre: np.ndarray, y1: np
                        y3: np.ndarray, *, offset: int, steps: int, period: int, samples: int,
                        peaks: dict[str, float] | None = None) -> np.ndarray:
     """The real-valued rule the fixed engine rounds: the same pre spikes and factors, exact
-    trace ``xbar <- keep xbar + I spike``, exact eligibility and weight products (no floor,
-    no stochastic rounding, no saturation). [samples, out, in] float64 mantissas. ``peaks``
+    trace ``xbar <- keep xbar + I spike`` (impulse I), exact eligibility and weight products
+    (no floor, no stochastic rounding, no saturation)::
+
+        tag += 2^e3 / 32 y3 tag + 2^(ea-5) y1 xbar(c-1)     (= Ke psi keep xbar(c-1) / I)
+        w   += 2^ew / 32 y2 tag(new)
+
+    the engine's ``d = x1(c-1)`` replaced by the exact previous trace: ``keep xbar(c-1)`` is
+    the IR's decayed previous trace exactly (keep folded into Ke), where the former rule's
+    ``x1(c) - I x0(c) = SR(keep x1(c-1))`` also rounded the step's decay.
+    [samples, out, in] float64 mantissas. ``peaks``
     (a dict, filled in): the largest |weight| and |tag| of any step, to tell whether the
     fixed engine would saturate (:func:`eprop_fixed_bound`)."""
     w = ((np.asarray(w0, dtype=np.int64) >> 1) << 1).astype(np.float64)
@@ -1173,10 +1222,10 @@ def eprop_float_engine(rule: FixedEProp, w0: np.ndarray, pre: np.ndarray, y1: np
         if 0 <= j < samples and k == 0:
             x1[:] = 0.0
             tag[:] = 0.0
-        x0 = (pre[c] != 0).astype(np.float64)
-        x1 = rule.keep * x1 + rule.impulse * x0
+        prev = x1  # xbar(c-1): 0 at a sample's first step
+        x1 = rule.keep * x1 + rule.impulse * (pre[c] != 0).astype(np.float64)
         a, b, d = (np.asarray(v[c], dtype=np.float64)[:, None] for v in (y1, y2, y3))
-        tag = tag + 2.0**rule.e3 / 32.0 * d * tag + 2.0**(rule.ea - 3) * a * (x1 - rule.impulse * x0)[None, :]
+        tag = tag + 2.0**rule.e3 / 32.0 * d * tag + 2.0**(rule.ea - 5) * a * prev[None, :]
         w = w + 2.0**rule.ew / 32.0 * b * tag
         if peaks is not None:
             peaks["weight"] = max(peaks.get("weight", 0.0), float(np.abs(w).max(initial=0.0)))
@@ -1194,21 +1243,23 @@ def eprop_fixed_bound(rule: FixedEProp, pre: np.ndarray, y1: np.ndarray, y2: np.
     ([samples, out] each; docs/onchip-learning.md, "e-prop in fixed point").
 
     Per chip step, with ``rho = 1 + 2^e3 y3 / 32`` (the eligibility's decay; y3 = -Y in a
-    window, 0 where the post is idle) and
-    ``E(k) = sum_{i<k} keep^i`` the trace's error bound k steps into a sample (as
-    :func:`fixed_bound`), the errors of the tag and the weight, zeroed with the tag at each
-    sample's start (the weights' error carries over samples), satisfy::
+    window, 0 where the post is idle) and ``E(k) = sum_{i<k} keep^i`` the bound on
+    ``|x1 - xbar|`` k steps into a sample (as :func:`fixed_bound`: each decay's stochastic
+    rounding, less than 1, decayed by later steps; ``E(0) = 0``), the engine's ``d`` at the
+    k-th step is ``x1`` of the step before (tag_2 <- x1 is exact: no bits shifted off, no
+    rounding), so its error is below ``E(k-1)`` (0 at k = 0: tag_2 zeroed), and the errors of
+    the tag and the weight, zeroed with the tag at each sample's start (the weights' error
+    carries over samples), satisfy::
 
-        |e_t(c)| <= rho |e_t(c-1)| + 2^(ea-3) |y1| E(k) + F_t + 1
-        |e_w(c)| <= |e_w(c-1)| + 2^ew / 32 |y2| (rho |e_t(c-1)| + 2^(ea-3) |y1| E(k))
+        |e_t(c)| <= rho |e_t(c-1)| + 2^(ea-5) |y1| E(k-1) + F_t + 1
+        |e_w(c)| <= |e_w(c-1)| + 2^ew / 32 |y2| (rho |e_t(c-1)| + 2^(ea-5) |y1| E(k-1))
                     + [y2 != 0] (F_w + 1)
 
     The engine evaluates every product from the old tag, so the weight sees the tag's
     error of the step before, decayed; each product's floor loses less than ``2^e`` of its
-    constant as written (``FixedEProp.products``), none where no bits are shifted off (the
-    tag's x0 product): F_t and F_w are those sums; the stochastic roundings of the tag and
-    of the weight lose less than 1 each (the weight's only where a weight product is
-    nonzero)."""
+    constant as written (``FixedEProp.products``, every weight and tag_1 product shifts bits
+    off): F_t and F_w are those sums; the stochastic roundings of the tag and of the weight
+    lose less than 1 each (the weight's only where a weight product is nonzero)."""
     total = len(pre)
     n_out = np.asarray(y2).shape[1]
     a = np.abs(np.clip(y1, -TRACE_MAX - 1, TRACE_MAX)).astype(np.float64)
@@ -1225,10 +1276,11 @@ def eprop_fixed_bound(rule: FixedEProp, pre: np.ndarray, y1: np.ndarray, y2: np.
         j, k = divmod(c - offset, period) if c >= offset else (-1, -1)
         if 0 <= j < samples and k == 0:
             e_tag[:] = 0.0
-            e_x = 0.0
+            e_d, e_x = 0.0, 0.0  # d = 0 and x1 = I x0: exact
         else:
+            e_d = e_x  # d = x1(c-1): E(k-1)
             e_x = rule.keep * e_x + 1.0  # E(k): this step's decay rounding, and the earlier ones decayed
-        trace = 2.0**(rule.ea - 3) * a[c] * e_x
+        trace = 2.0**(rule.ea - 5) * a[c] * e_d
         e_w = e_w + 2.0**rule.ew / 32.0 * b[c] * (rho[c] * e_tag + trace) + w_floor * (b[c] != 0)
         e_tag = rho[c] * e_tag + trace + tag_floor
         if 0 <= j < samples and k == steps - 1:

@@ -23,7 +23,8 @@ post population as a ``TeacherGroup`` that sends the third factor (docs/onchip-l
   ``NeuronGroup`` (reset by subtraction) that also receives the error stream ``err_in``
   and sends ``y1 = psi * gain / (1 - dv)``, ``y2 = gain * rate * (feedback @ err)``,
   ``y3 = -dk`` to the synapse's ``s_in_y1..3`` (of every e-prop synapse into it); the
-  window reset zeroes ``tag_1`` too. An error computed in the graph arrives on ``err_in``
+  window reset zeroes ``tag_1`` too (and ``tag_2``, which the fixed rule uses to keep the
+  previous step's trace x1). An error computed in the graph arrives on ``err_in``
   as the sum of a label RingBuffer and the readout's membrane: the readout (a
   TeacherGroup, or a :class:`ReadoutGroup` when its connection does not learn) sends it
   on ``v_out`` through a Dense of weights ``diag(c)`` (fixed point: its 24-bit integer
@@ -145,8 +146,10 @@ def fixed_learning_rule(rule: FixedLearning, rng_seed: int = 1) -> Loihi3FLearni
 
 def fixed_eprop_rule(rule: Any, rng_seed: int = 1) -> Loihi3FLearningRule:
     """The fixed-point e-prop rule (learning_model.FixedEProp: dw, dt with per-product
-    constants), integer impulse and tau, undecayed post traces."""
-    lava_rule = Loihi3FLearningRule(dw=rule.dw_rule(), dt=rule.dt_rule(), x1_impulse=float(rule.impulse),
+    constants; dd = u0 * x1 - u0 * d, tag_2 keeping the previous step's trace, which dt and dw
+    read as d), integer impulse and tau, undecayed post traces."""
+    lava_rule = Loihi3FLearningRule(dw=rule.dw_rule(), dd=rule.dd_rule(), dt=rule.dt_rule(),
+                                    x1_impulse=float(rule.impulse),
                                     x1_tau=int(rule.tau), t_epoch=1, rng_seed=int(rng_seed))
     lava_rule.y1_tau = lava_rule.y2_tau = lava_rule.y3_tau = NO_DECAY_TAU
     return lava_rule
@@ -181,7 +184,8 @@ class _Windows:
 
     def run_spk(self) -> None:
         j, k = self._window()
-        if j >= 0 and k == 0:  # a new sample: its traces (and e-prop's eligibility, tag_1) start at 0
+        if j >= 0 and k == 0:  # a new sample: its traces (and the tags: e-prop's eligibility and
+            # previous trace, STDP's previous spikes) start at 0
             self.x1 = np.zeros_like(self.x1)  # type: ignore[has-type]
             self.x2 = np.zeros_like(self.x2)  # type: ignore[has-type]
             self.tag_1 = np.zeros_like(self.tag_1)  # type: ignore[has-type]
