@@ -36,10 +36,14 @@ extrapolated where the row says so), ``lsnn_ratio`` (cue, default plan / torch) 
 (cue): Lava's steady-state time per sample in the default plan over the numpy model's
 time per sample. The steady state leaves out what a run costs whatever its length
 (building, compiling and starting the Lava processes, stopping them): the default plan
-is timed again on the first half of its rounds (``lanes x floor(rounds / 2)``
-samples), and the difference of the two timings over the difference of the sample
-counts is its time per sample (the default-plan row also gives ``startup_s``, the half
-run's time less that many samples, and the half run's ``half_agreement``). ``--quick`` caps the one-at-a-time rows at
+is timed on a quarter, a half, three quarters and all of its rounds, ``--runs`` times,
+the lengths interleaved (and the numpy model timed again in each round), and the slope
+of a least-squares line through each length's fastest time is its time per sample (the
+default-plan row also gives ``startup_s``, the line's intercept, ``steady_fit``, the
+times it went through, and ``half_agreement``, the quarter run's agreement); the numpy
+model's time is the fastest of all its timings. (The earlier estimate, the difference
+of a half and a whole run, moved between 0.9 and 2.8 on one quiet machine in four runs
+of this script.) ``--quick`` caps the one-at-a-time rows at
 360 digits samples (one pass of the test split) and 4 cue trials, extrapolated, so that
 ``--repeat 10`` (3600 samples) stays within about two minutes on a 2-core machine.
 """
@@ -156,16 +160,29 @@ def workload(name: str, graph: nm.Graph, x: np.ndarray, calibration: np.ndarray,
     row(f"Lava lanes ({default.lanes}), async: the default plan", seconds, plan=default.describe(),
         cores=cores["per_lane"] * default.lanes, agreement=agreement(got, ref))
     rounds = -(-n // default.lanes)
-    if rounds >= 2:  # the steady state: the same plan on half the rounds, and the difference
-        half = default.lanes * (rounds // 2)
-        half_s, got = best(lambda: lava(default, x[:half]), args.runs)
-        per_sample = max(seconds - half_s, 0.0) / (n - half)
-        ref_half = simulate_fixed(dep.quantized, x[:half])
-        rows[-1].update(steady_per_sample_s=round(per_sample, 9), startup_s=round(max(half_s - per_sample * half, 0.0), 4),
-                        limit_ratio=round(per_sample / (numpy_s / n), 2),
-                        half_agreement=agreement(got, ref_half))
-        print(f"  {name}: Lava steady state {per_sample * 1e6:.1f} us/sample (from {half} and {n} samples), "
-              f"numpy {numpy_s / n * 1e6:.1f} us/sample", file=sys.stderr, flush=True)
+    if rounds >= 4:  # the steady state: a line through the plan's times at 1/4 .. 4/4 of the rounds
+        counts = sorted({default.lanes * -(-rounds * q // 4) for q in (1, 2, 3)} - {n}) + [n]
+        times = {c: [] for c in counts}
+        numpy_times = []
+        for _ in range(args.runs):  # interleaved, so that the machine's load falls on every length alike
+            for c in counts:
+                start = time.perf_counter()
+                got = lava(default, x[:c])
+                times[c].append(time.perf_counter() - start)
+                if c == counts[0]:
+                    part_agreement = agreement(got, simulate_fixed(dep.quantized, x[:c]))
+            start = time.perf_counter()
+            simulate_fixed(dep.quantized, x)
+            numpy_times.append(time.perf_counter() - start)
+        fastest = [min(times[c]) for c in counts]
+        per_sample, startup = np.polyfit(counts, fastest, 1)
+        numpy_per_sample = min(numpy_s, *numpy_times) / n
+        rows[-1].update(steady_per_sample_s=round(float(per_sample), 9), startup_s=round(max(float(startup), 0.0), 4),
+                        steady_fit={str(c): round(t, 4) for c, t in zip(counts, fastest)},
+                        limit_ratio=round(float(per_sample) / numpy_per_sample, 2),
+                        half_agreement=part_agreement)
+        print(f"  {name}: Lava steady state {per_sample * 1e6:.1f} us/sample (a line through {counts} samples), "
+              f"numpy {numpy_per_sample * 1e6:.1f} us/sample", file=sys.stderr, flush=True)
     for r in rows:
         r["ratio_to_torch"] = round(r["seconds"] / torch_s, 2)
     numpy_row = rows[1]["seconds"]
