@@ -16,6 +16,8 @@ from neuromorph.compile import compile_graph
 from neuromorph.errors import NeuromorphError
 from neuromorph.ir import LI, LIF, STDP, Affine, EProp, Graph, Input, Linear, Output, RewardSTDP, Scale, ThreeFactor
 
+from onchip_nets import recurrent_net
+
 DT = 1e-3
 SYNC = "LoihiProtocol"
 ASYNC = "AsyncProtocol"
@@ -75,16 +77,8 @@ def eprop_recurrent(rng: np.random.Generator, n: int = 3, t: int = 40, frozen_re
     readout (a ReadoutGroup) through a delay-3 edge (a DelayDense)."""
     from neuromorph.build import eprop_rule
 
-    n_in, n_h, n_out = 5, 6, 3
-    w_rec = rng.normal(0.0, 0.3, (n_h, n_h))
-    np.fill_diagonal(w_rec, 0.0)
-    nodes = {"x": Input((n_in,)), "w_in": Linear(rng.uniform(0.0, 0.6, (n_h, n_in))),
-             "h": LIF(tau=0.02, r=25.0, v_threshold=np.linspace(0.8, 1.2, n_h), v_leak=0.1, reset="subtract"),
-             "w_rec": Linear(w_rec), "w_out": Linear(rng.normal(0.0, 0.5, (n_out, n_h))), "ro": LI(tau=0.03, r=10.0),
-             "y": Output()}
-    edges = [("x", "w_in"), ("w_in", "h"), ("h", "w_rec", 1), ("w_rec", "h"), ("h", "w_out"), ("w_out", "ro"),
-             ("ro", "y")]
-    g = eprop_rule(Graph(nodes, edges, dt=DT), lr=lr, lr_readout=3.0, seed=1)
+    n_in, n_out = 5, 3
+    g = eprop_rule(recurrent_net(rng, n_in=n_in, n_out=n_out), lr=lr, lr_readout=3.0, seed=1)
     if frozen_readout:  # tests/test_onchip_eprop.py's readout-lag case
         drop = {"error", "error_output"}
         edges = [(e.source, e.target, 3 if (e.source, e.target) == ("ro", "error_eprop_output") else e.delay)

@@ -17,6 +17,8 @@ from neuromorph.errors import IRError
 from neuromorph.ir import LI, LIF, Affine, EProp, Graph, Input, Linear, Output, Scale
 from neuromorph.simulate import simulate
 
+from onchip_nets import ir_samples, recurrent_net  # noqa: E402
+
 from neuromorph.backends.loihi2.lava.eprop_chip import eprop_spec, reference, run_layer  # noqa: E402
 
 DT = 1e-3
@@ -174,20 +176,6 @@ def target_graph(rng, *, delay=1, feedback=True, bias=False, reset="subtract", t
     return Graph(nodes, edges, dt=DT)
 
 
-def ir_samples(g: Graph, inputs: dict) -> tuple[list, dict]:
-    """The IR (simulate) sample after sample, each from the weights the previous ended with."""
-    from neuromorph.backends.loihi2.target import model_with_weights
-
-    weights, outs = [], {}
-    for j in range(len(inputs["x"])):
-        res = simulate(g, {k: v[j] for k, v in inputs.items()}, record=["w.weight"])
-        weights.append(res["w.weight"][-1])
-        for k in g.outputs:
-            outs.setdefault(k, []).append(res[k])
-        g = model_with_weights(g, {"w": weights[-1]})
-    return weights, {k: np.stack(v) for k, v in outs.items()}
-
-
 def target_inputs(rng, g: Graph, n=3, steps=60, p_err=0.4):
     x = (rng.random((n, steps, g.shape("x")[0])) < 0.4).astype(np.float64)
     err = rng.normal(0.0, 1.0, (n, steps, g.shape("err")[0])) * (rng.random((n, steps, 1)) < p_err)
@@ -299,19 +287,6 @@ def test_graded_input_to_an_eprop_synapse_is_refused_in_one_line():
 
 
 # ------------------------------------------------------------------ the error computed on the chip
-
-
-def recurrent_net(rng, n_in=5, n=6, n_out=3) -> Graph:
-    """x -> w_in -> h (LIF, reset by subtraction) with h -(1)-> w_rec -> h; h -> w_out -> ro (LI) -> y."""
-    w_rec = rng.normal(0.0, 0.3, (n, n))
-    np.fill_diagonal(w_rec, 0.0)
-    nodes = {"x": Input((n_in,)), "w_in": Linear(rng.uniform(0.0, 0.6, (n, n_in))),
-             "h": LIF(tau=0.02, r=25.0, v_threshold=np.linspace(0.8, 1.2, n), v_leak=0.1, reset="subtract"),
-             "w_rec": Linear(w_rec), "w_out": Linear(rng.normal(0.0, 0.5, (n_out, n))), "ro": LI(tau=0.03, r=10.0),
-             "y": Output()}
-    edges = [("x", "w_in"), ("w_in", "h"), ("h", "w_rec", 1), ("w_rec", "h"), ("h", "w_out"), ("w_out", "ro"),
-             ("ro", "y")]
-    return Graph(nodes, edges, dt=DT)
 
 
 def label_inputs(rng, n_in=5, n_out=3, n=3, steps=50) -> dict:

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from neuromorph.artifact import dumps_text, loads_artifact
-from neuromorph.backends.loihi2.target import learned_weights, model_with_weights
+from neuromorph.backends.loihi2.target import learned_weights
 from neuromorph.compile import compile_graph
 from neuromorph.errors import IRError
 from neuromorph.ir import ALIF, IF, LI, LIF, STDP, Affine, CubaLIF, Graph, Input, Linear, Output, RewardSTDP
 from neuromorph.registry import target
 from neuromorph.simulate import simulate
+
+from onchip_nets import ir_samples
 
 DT = 1e-3
 REL = 1e-6
@@ -64,18 +66,6 @@ def inputs_for(g: Graph, n: int = 3, steps: int = 40, seed: int = 1) -> dict[str
     if "r" in g.nodes:
         out["r"] = rng.normal(0.0, 1.0, (n, steps, g.shape("r")[0]))
     return out
-
-
-def ir_samples(g: Graph, inputs: dict) -> tuple[list, dict]:
-    """The IR (simulate) sample after sample, each from the weights the previous ended with."""
-    weights, outs = [], {}
-    for j in range(len(inputs["x"])):
-        res = simulate(g, {k: v[j] for k, v in inputs.items()}, record=["w.weight"])
-        weights.append(res["w.weight"][-1])
-        for k in g.outputs:
-            outs.setdefault(k, []).append(res[k])
-        g = model_with_weights(g, {"w": weights[-1]})
-    return weights, {k: np.stack(v) for k, v in outs.items()}
 
 
 def rel_change(got: np.ndarray, want: np.ndarray, w0: np.ndarray) -> float:
